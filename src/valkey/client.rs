@@ -1,0 +1,150 @@
+//! An async connection to one node, with the few commands the provider needs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, IntoConnectionInfo, RedisConnectionInfo};
+use tokio::time::Instant;
+
+use super::info::Info;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValkeyError {
+    #[error("cannot connect to the node at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: redis::RedisError,
+    },
+    #[error("the node at {addr} refused {command}: {source}")]
+    Command {
+        addr: String,
+        command: &'static str,
+        source: redis::RedisError,
+    },
+    #[error("the node at {addr} did not become ready within {waited:?}: {last}")]
+    NotReady {
+        addr: String,
+        waited: Duration,
+        last: String,
+    },
+}
+
+pub struct NodeClient {
+    addr: String,
+    conn: MultiplexedConnection,
+}
+
+/// How long a single request may take before the node counts as unresponsive.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl NodeClient {
+    /// Connects and authenticates as the default user.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        password: &str,
+        timeout: Duration,
+    ) -> Result<Self, ValkeyError> {
+        let addr = format!("{host}:{port}");
+        let connect_error = |source| ValkeyError::Connect {
+            addr: addr.clone(),
+            source,
+        };
+        let info = (host, port)
+            .into_connection_info()
+            .map_err(connect_error)?
+            .set_redis_settings(RedisConnectionInfo::default().set_password(password));
+        let client = redis::Client::open(info).map_err(connect_error)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(connect_error)?;
+        Ok(NodeClient { addr, conn })
+    }
+
+    /// Connects as soon as the node answers PING (it may still be starting or loading data).
+    pub async fn wait_ready(
+        host: &str,
+        port: u16,
+        password: &str,
+        within: Duration,
+    ) -> Result<Self, ValkeyError> {
+        let deadline = Instant::now() + within;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let attempt = async {
+                let mut client =
+                    Self::connect(host, port, password, Duration::from_millis(500)).await?;
+                client.ping().await?;
+                Ok::<_, ValkeyError>(client)
+            };
+            let last = match attempt.await {
+                Ok(client) => return Ok(client),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() + pause > deadline {
+                return Err(ValkeyError::NotReady {
+                    addr: format!("{host}:{port}"),
+                    waited: within,
+                    last,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.addr
+    }
+
+    async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &redis::Cmd,
+        name: &'static str,
+    ) -> Result<T, ValkeyError> {
+        cmd.query_async(&mut self.conn)
+            .await
+            .map_err(|source| ValkeyError::Command {
+                addr: self.addr.clone(),
+                command: name,
+                source,
+            })
+    }
+
+    pub async fn ping(&mut self) -> Result<(), ValkeyError> {
+        let _: String = self.query(&redis::cmd("PING"), "PING").await?;
+        Ok(())
+    }
+
+    /// INFO with the given sections ("server", "replication", ...).
+    pub async fn info(&mut self, sections: &[&str]) -> Result<Info, ValkeyError> {
+        let text: String = self.query(redis::cmd("INFO").arg(sections), "INFO").await?;
+        Ok(Info::parse(&text))
+    }
+
+    pub async fn config_get(
+        &mut self,
+        names: &[&str],
+    ) -> Result<HashMap<String, String>, ValkeyError> {
+        self.query(redis::cmd("CONFIG").arg("GET").arg(names), "CONFIG GET")
+            .await
+    }
+
+    /// Sets settings on the running node (one atomic CONFIG SET).
+    pub async fn config_set(&mut self, settings: &[(&str, String)]) -> Result<(), ValkeyError> {
+        if settings.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("SET");
+        for (name, value) in settings {
+            cmd.arg(*name).arg(value);
+        }
+        self.query(&cmd, "CONFIG SET").await
+    }
+}

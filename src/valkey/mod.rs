@@ -1,0 +1,10 @@
+//! Talking to Valkey nodes: their config file, INFO parsing, and a small async client on the
+//! `redis` crate. Knows Valkey, not Terraform.
+
+pub mod client;
+pub mod config_file;
+pub mod info;
+
+pub use client::{NodeClient, ValkeyError};
+pub use config_file::NodeConfig;
+pub use info::Info;
