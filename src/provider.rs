@@ -213,30 +213,9 @@ impl Provider for ValkeyProvider {
                 ..Default::default()
             };
         };
-        let mut response = service_plan::plan_change(
-            block,
-            &request.prior_state,
-            &request.proposed_new_state,
-            &request.config,
-        );
-        // A new service must not take a name already used in data_dir.
-        if request.prior_state.is_null()
-            && let (Some(name), Ok(ctx)) = (request.config.attr("name").as_str(), self.context())
-            && service_plan::validate_config(&request.config).is_empty()
-            && let Ok(Some(_)) = ctx.runtime.load_record(name).await
-        {
-            response.diagnostics.push(
-                Diagnostic::error(
-                    "Service already exists",
-                    format!(
-                        "a service named {name:?} already exists in {}; choose another name, or bring it under Terraform with `terraform import`",
-                        ctx.data_dir.display()
-                    ),
-                )
-                .at(AttrPath::root("name")),
-            );
-        }
-        response
+        // A name already taken in data_dir is caught at apply, atomically: at plan time a
+        // replacement's old service still holds the name it is about to free.
+        service_plan::plan_change(block, &request.prior_state, &request.proposed_new_state, &request.config)
     }
 
     async fn apply(&self, request: ApplyRequest) -> ApplyResponse {

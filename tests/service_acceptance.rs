@@ -1,0 +1,190 @@
+//! valkey_service through real Terraform: create, use, drift, import, destroy.
+
+mod support;
+
+use support::{Terraform, connect, kill9};
+
+const SERVICE: &str = r#"
+resource "valkey_service" "cache" {
+  name   = "cache"
+  plan   = "startup-4"
+  region = "local-1"
+
+  valkey_user_config {
+    maxmemory_policy = "allkeys-lru"
+    persistence      = "off"
+  }
+}
+
+output "uri" {
+  value     = valkey_service.cache.service_uri
+  sensitive = true
+}
+"#;
+
+#[test]
+fn service_lifecycle_create_use_drift_import_destroy() {
+    let tf = Terraform::new(SERVICE);
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes && plan.contains("1 to add"), "{plan}");
+    tf.apply();
+
+    // The service is real: writes and reads through its URI.
+    let uri = tf.output("uri");
+    assert!(uri.starts_with("valkey://default:") && uri.contains("@127.0.1.1:"), "unexpected URI shape");
+    let mut conn = connect(&uri);
+    redis::cmd("SET").arg("greeting").arg("hello").exec(&mut conn).unwrap();
+    let got: String = redis::cmd("GET").arg("greeting").query(&mut conn).unwrap();
+    assert_eq!(got, "hello");
+    let policy: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query(&mut conn).unwrap();
+    assert_eq!(policy[1], "allkeys-lru");
+    let state = tf.state_attributes("valkey_service.cache");
+    assert_eq!(state["state"], "RUNNING");
+    assert_eq!(state["role"], "primary");
+    assert_eq!(state["nodes"].as_array().unwrap().len(), 1);
+
+    // A second plan is empty.
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "second plan should be empty:\n{plan}");
+
+    // Drift 1: a setting changed out of band is planned back, and apply restores it.
+    redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("volatile-ttl").exec(&mut conn).unwrap();
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes && plan.contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#), "{plan}");
+    tf.apply();
+    let policy: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query(&mut conn).unwrap();
+    assert_eq!(policy[1], "allkeys-lru");
+
+    // Drift 2: a node killed out of band plans a restart, and apply brings it back.
+    let pids = tf.live_node_pids();
+    assert_eq!(pids.len(), 1);
+    kill9(pids[0]);
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes && plan.contains("powered                = false -> true"), "{plan}");
+    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+    tf.apply();
+    assert_eq!(tf.live_node_pids().len(), 1);
+    let mut conn = connect(&uri);
+    redis::cmd("PING").exec(&mut conn).unwrap();
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "plan after restart should be empty:\n{plan}");
+
+    // Import by name gives the same state back: no changes planned afterwards.
+    tf.ok(&["state", "rm", "valkey_service.cache"]);
+    tf.ok(&["import", "-input=false", "-no-color", "valkey_service.cache", "cache"]);
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "plan after import should be empty:\n{plan}");
+
+    // Destroy leaves no process and no data behind.
+    let pids = tf.live_node_pids();
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(pids.iter().all(|p| !support::is_alive(*p)), "node processes survived destroy");
+    let leftovers: Vec<_> = std::fs::read_dir(tf.data_dir().join("services")).unwrap().collect();
+    assert!(leftovers.is_empty(), "data left behind: {leftovers:?}");
+}
+
+#[test]
+fn business_plan_runs_a_standby_and_resizes_in_place() {
+    let tf = Terraform::new(&SERVICE.replace("startup-4", "business-4"));
+    tf.apply();
+    let state = tf.state_attributes("valkey_service.cache");
+    let nodes = state["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["role"], "primary");
+    assert_eq!(nodes[1]["role"], "replica");
+
+    // A write on the primary reaches the standby, which refuses writes itself.
+    let mut primary = connect(&tf.output("uri"));
+    redis::cmd("SET").arg("k").arg("v").exec(&mut primary).unwrap();
+    redis::cmd("WAIT").arg(1).arg(5000).exec(&mut primary).unwrap();
+    let password = state["password"].as_str().unwrap();
+    let standby_uri = format!("valkey://default:{password}@{}:{}", nodes[1]["host"].as_str().unwrap(), nodes[1]["port"]);
+    let mut standby = connect(&standby_uri);
+    let got: String = redis::cmd("GET").arg("k").query(&mut standby).unwrap();
+    assert_eq!(got, "v");
+    let refused = redis::cmd("SET").arg("k").arg("x").exec(&mut standby);
+    let refusal = refused.unwrap_err().to_string();
+    assert!(refusal.to_lowercase().contains("read only"), "{refusal}");
+
+    // premium-4 adds a third node in place; the data stays.
+    tf.write_config(&SERVICE.replace("startup-4", "premium-4"));
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes && plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+    tf.apply();
+    let state = tf.state_attributes("valkey_service.cache");
+    assert_eq!(state["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(state["state"], "RUNNING");
+    let got: String = redis::cmd("GET").arg("k").query(&mut primary).unwrap();
+    assert_eq!(got, "v");
+    assert!(!tf.plan_has_changes().0);
+}
+
+#[test]
+fn bad_arguments_fail_at_plan_with_the_attribute_and_create_nothing() {
+    let tf = Terraform::new(
+        r#"
+resource "valkey_service" "bad" {
+  name   = "../escape"
+  plan   = "startup-8"
+  region = "mars-1"
+  valkey_user_config {
+    maxmemory_policy = "lru"
+    io_threads       = 99
+  }
+  timeouts {
+    create = "soon"
+  }
+}
+"#,
+    );
+    let text = tf.fails(&["plan", "-input=false", "-no-color"]);
+    for expected in [
+        "Invalid name",
+        "Invalid plan",
+        "unknown plan \"startup-8\"",
+        "Invalid region",
+        "with valkey_service.bad",
+        "maxmemory_policy",
+        "io_threads: 99 is out of range",
+        "\"soon\" is not a duration",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let services = std::fs::read_dir(tf.data_dir().join("services")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(services, 0);
+}
+
+#[test]
+fn termination_protection_refuses_destroy_until_lifted() {
+    let protected = SERVICE.replace("region = \"local-1\"", "region = \"local-2\"\n  termination_protection = true");
+    let tf = Terraform::new(&protected);
+    tf.apply();
+    let text = tf.fails(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(text.contains("termination_protection is true"), "{text}");
+    assert_eq!(tf.live_node_pids().len(), 1, "the protected node must keep running");
+    tf.write_config(&protected.replace("termination_protection = true", "termination_protection = false"));
+    let (_, plan) = tf.plan_has_changes();
+    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+    tf.apply();
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(tf.live_node_pids().is_empty());
+}
+
+#[test]
+fn schema_lists_valkey_service_with_its_attributes() {
+    let tf = Terraform::new("");
+    let json: serde_json::Value = serde_json::from_str(&tf.ok(&["providers", "schema", "-json"])).unwrap();
+    let providers = json["provider_schemas"].as_object().unwrap();
+    let (_, provider) = providers.iter().find(|(k, _)| k.ends_with("local/valkey")).unwrap();
+    let block = &provider["resource_schemas"]["valkey_service"]["block"];
+    for attr in ["id", "name", "plan", "cloud", "region", "termination_protection", "powered", "host", "port", "password", "service_uri", "state", "role", "nodes"] {
+        assert!(block["attributes"][attr].is_object(), "missing attribute {attr}");
+    }
+    assert_eq!(block["attributes"]["password"]["sensitive"], true);
+    assert_eq!(block["attributes"]["service_uri"]["sensitive"], true);
+    assert!(block["attributes"]["nodes"]["nested_type"].is_object());
+    assert!(block["block_types"]["valkey_user_config"].is_object());
+    assert!(block["block_types"]["timeouts"].is_object());
+    let provider_attrs = &provider["provider"]["block"]["attributes"];
+    assert!(provider_attrs["data_dir"].is_object() && provider_attrs["valkey_server"].is_object());
+}

