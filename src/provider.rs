@@ -215,7 +215,12 @@ impl Provider for ValkeyProvider {
         };
         // A name already taken in data_dir is caught at apply, atomically: at plan time a
         // replacement's old service still holds the name it is about to free.
-        service_plan::plan_change(block, &request.prior_state, &request.proposed_new_state, &request.config)
+        service_plan::plan_change(
+            block,
+            &request.prior_state,
+            &request.proposed_new_state,
+            &request.config,
+        )
     }
 
     async fn apply(&self, request: ApplyRequest) -> ApplyResponse {

@@ -31,12 +31,23 @@ fn service_lifecycle_create_use_drift_import_destroy() {
 
     // The service is real: writes and reads through its URI.
     let uri = tf.output("uri");
-    assert!(uri.starts_with("valkey://default:") && uri.contains("@127.0.1.1:"), "unexpected URI shape");
+    assert!(
+        uri.starts_with("valkey://default:") && uri.contains("@127.0.1.1:"),
+        "unexpected URI shape"
+    );
     let mut conn = connect(&uri);
-    redis::cmd("SET").arg("greeting").arg("hello").exec(&mut conn).unwrap();
+    redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello")
+        .exec(&mut conn)
+        .unwrap();
     let got: String = redis::cmd("GET").arg("greeting").query(&mut conn).unwrap();
     assert_eq!(got, "hello");
-    let policy: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query(&mut conn).unwrap();
+    let policy: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query(&mut conn)
+        .unwrap();
     assert_eq!(policy[1], "allkeys-lru");
     let state = tf.state_attributes("valkey_service.cache");
     assert_eq!(state["state"], "RUNNING");
@@ -48,11 +59,23 @@ fn service_lifecycle_create_use_drift_import_destroy() {
     assert!(!changes, "second plan should be empty:\n{plan}");
 
     // Drift 1: a setting changed out of band is planned back, and apply restores it.
-    redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("volatile-ttl").exec(&mut conn).unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("volatile-ttl")
+        .exec(&mut conn)
+        .unwrap();
     let (changes, plan) = tf.plan_has_changes();
-    assert!(changes && plan.contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#), "{plan}");
+    assert!(
+        changes && plan.contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#),
+        "{plan}"
+    );
     tf.apply();
-    let policy: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query(&mut conn).unwrap();
+    let policy: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query(&mut conn)
+        .unwrap();
     assert_eq!(policy[1], "allkeys-lru");
 
     // Drift 2: a node killed out of band plans a restart, and apply brings it back.
@@ -60,8 +83,14 @@ fn service_lifecycle_create_use_drift_import_destroy() {
     assert_eq!(pids.len(), 1);
     kill9(pids[0]);
     let (changes, plan) = tf.plan_has_changes();
-    assert!(changes && plan.contains("powered                = false -> true"), "{plan}");
-    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+    assert!(
+        changes && plan.contains("powered                = false -> true"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("0 to add, 1 to change, 0 to destroy"),
+        "{plan}"
+    );
     tf.apply();
     assert_eq!(tf.live_node_pids().len(), 1);
     let mut conn = connect(&uri);
@@ -71,15 +100,26 @@ fn service_lifecycle_create_use_drift_import_destroy() {
 
     // Import by name gives the same state back: no changes planned afterwards.
     tf.ok(&["state", "rm", "valkey_service.cache"]);
-    tf.ok(&["import", "-input=false", "-no-color", "valkey_service.cache", "cache"]);
+    tf.ok(&[
+        "import",
+        "-input=false",
+        "-no-color",
+        "valkey_service.cache",
+        "cache",
+    ]);
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "plan after import should be empty:\n{plan}");
 
     // Destroy leaves no process and no data behind.
     let pids = tf.live_node_pids();
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-    assert!(pids.iter().all(|p| !support::is_alive(*p)), "node processes survived destroy");
-    let leftovers: Vec<_> = std::fs::read_dir(tf.data_dir().join("services")).unwrap().collect();
+    assert!(
+        pids.iter().all(|p| !support::is_alive(*p)),
+        "node processes survived destroy"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tf.data_dir().join("services"))
+        .unwrap()
+        .collect();
     assert!(leftovers.is_empty(), "data left behind: {leftovers:?}");
 }
 
@@ -95,10 +135,22 @@ fn business_plan_runs_a_standby_and_resizes_in_place() {
 
     // A write on the primary reaches the standby, which refuses writes itself.
     let mut primary = connect(&tf.output("uri"));
-    redis::cmd("SET").arg("k").arg("v").exec(&mut primary).unwrap();
-    redis::cmd("WAIT").arg(1).arg(5000).exec(&mut primary).unwrap();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .exec(&mut primary)
+        .unwrap();
+    redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .exec(&mut primary)
+        .unwrap();
     let password = state["password"].as_str().unwrap();
-    let standby_uri = format!("valkey://default:{password}@{}:{}", nodes[1]["host"].as_str().unwrap(), nodes[1]["port"]);
+    let standby_uri = format!(
+        "valkey://default:{password}@{}:{}",
+        nodes[1]["host"].as_str().unwrap(),
+        nodes[1]["port"]
+    );
     let mut standby = connect(&standby_uri);
     let got: String = redis::cmd("GET").arg("k").query(&mut standby).unwrap();
     assert_eq!(got, "v");
@@ -109,7 +161,10 @@ fn business_plan_runs_a_standby_and_resizes_in_place() {
     // premium-4 adds a third node in place; the data stays.
     tf.write_config(&SERVICE.replace("startup-4", "premium-4"));
     let (changes, plan) = tf.plan_has_changes();
-    assert!(changes && plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+    assert!(
+        changes && plan.contains("0 to add, 1 to change, 0 to destroy"),
+        "{plan}"
+    );
     tf.apply();
     let state = tf.state_attributes("valkey_service.cache");
     assert_eq!(state["nodes"].as_array().unwrap().len(), 3);
@@ -150,21 +205,36 @@ resource "valkey_service" "bad" {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    let services = std::fs::read_dir(tf.data_dir().join("services")).map(|d| d.count()).unwrap_or(0);
+    let services = std::fs::read_dir(tf.data_dir().join("services"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(services, 0);
 }
 
 #[test]
 fn termination_protection_refuses_destroy_until_lifted() {
-    let protected = SERVICE.replace("region = \"local-1\"", "region = \"local-2\"\n  termination_protection = true");
+    let protected = SERVICE.replace(
+        "region = \"local-1\"",
+        "region = \"local-2\"\n  termination_protection = true",
+    );
     let tf = Terraform::new(&protected);
     tf.apply();
     let text = tf.fails(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
     assert!(text.contains("termination_protection is true"), "{text}");
-    assert_eq!(tf.live_node_pids().len(), 1, "the protected node must keep running");
-    tf.write_config(&protected.replace("termination_protection = true", "termination_protection = false"));
+    assert_eq!(
+        tf.live_node_pids().len(),
+        1,
+        "the protected node must keep running"
+    );
+    tf.write_config(&protected.replace(
+        "termination_protection = true",
+        "termination_protection = false",
+    ));
     let (_, plan) = tf.plan_has_changes();
-    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+    assert!(
+        plan.contains("0 to add, 1 to change, 0 to destroy"),
+        "{plan}"
+    );
     tf.apply();
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
     assert!(tf.live_node_pids().is_empty());
@@ -173,12 +243,34 @@ fn termination_protection_refuses_destroy_until_lifted() {
 #[test]
 fn schema_lists_valkey_service_with_its_attributes() {
     let tf = Terraform::new("");
-    let json: serde_json::Value = serde_json::from_str(&tf.ok(&["providers", "schema", "-json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&tf.ok(&["providers", "schema", "-json"])).unwrap();
     let providers = json["provider_schemas"].as_object().unwrap();
-    let (_, provider) = providers.iter().find(|(k, _)| k.ends_with("local/valkey")).unwrap();
+    let (_, provider) = providers
+        .iter()
+        .find(|(k, _)| k.ends_with("local/valkey"))
+        .unwrap();
     let block = &provider["resource_schemas"]["valkey_service"]["block"];
-    for attr in ["id", "name", "plan", "cloud", "region", "termination_protection", "powered", "host", "port", "password", "service_uri", "state", "role", "nodes"] {
-        assert!(block["attributes"][attr].is_object(), "missing attribute {attr}");
+    for attr in [
+        "id",
+        "name",
+        "plan",
+        "cloud",
+        "region",
+        "termination_protection",
+        "powered",
+        "host",
+        "port",
+        "password",
+        "service_uri",
+        "state",
+        "role",
+        "nodes",
+    ] {
+        assert!(
+            block["attributes"][attr].is_object(),
+            "missing attribute {attr}"
+        );
     }
     assert_eq!(block["attributes"]["password"]["sensitive"], true);
     assert_eq!(block["attributes"]["service_uri"]["sensitive"], true);
@@ -187,4 +279,33 @@ fn schema_lists_valkey_service_with_its_attributes() {
     assert!(block["block_types"]["timeouts"].is_object());
     let provider_attrs = &provider["provider"]["block"]["attributes"];
     assert!(provider_attrs["data_dir"].is_object() && provider_attrs["valkey_server"].is_object());
+}
+
+#[test]
+fn a_name_taken_in_data_dir_fails_at_apply_with_the_attribute() {
+    let twice = r#"
+resource "valkey_service" "one" {
+  name   = "shared"
+  plan   = "hobbyist"
+  region = "local-3"
+}
+
+resource "valkey_service" "two" {
+  name   = "shared"
+  plan   = "hobbyist"
+  region = "local-3"
+}
+"#;
+    let tf = Terraform::new(twice);
+    let text = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(
+        text.contains(r#"a service named "shared" already exists"#),
+        "{text}"
+    );
+    assert!(text.contains("terraform import"), "{text}");
+    assert_eq!(
+        tf.live_node_pids().len(),
+        1,
+        "exactly one of the two may exist"
+    );
 }

