@@ -1,7 +1,8 @@
 //! The catalog: plans, clouds and regions, and every limit that goes with them. This is the
 //! one place limits live; validation and the runtime read them from here.
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A service plan: how many nodes a service gets and how much memory each may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,15 @@ pub const MAXMEMORY_POLICIES: &[&str] = &[
 
 pub const PERSISTENCE_MODES: &[&str] = &["off", "rdb"];
 
+/// Most read replicas one primary service may have.
+pub const MAX_READ_REPLICAS: usize = 5;
+/// The only plan read replicas are offered on.
+pub const READ_REPLICA_PLAN: &str = "startup-4";
+/// A read replica's failover priority (Valkey's replica-priority): lower is promoted first, 0
+/// never.
+pub const FAILOVER_PRIORITY_RANGE: (i64, i64) = (0, 1000);
+pub const DEFAULT_FAILOVER_PRIORITY: i64 = 100;
+
 /// Idle client timeout bounds, seconds (0 disables the timeout).
 pub const CLIENT_TIMEOUT_RANGE: (i64, i64) = (0, 31_536_000);
 /// I/O threads per node.
@@ -81,11 +91,7 @@ pub const IO_THREADS_RANGE: (i64, i64) = (1, 16);
 pub const MAX_SERVICE_NAME_LEN: usize = 63;
 
 fn one_of(values: &[&str]) -> String {
-    values
-        .iter()
-        .map(|v| format!("{v:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
 }
 
 pub fn plan(name: &str) -> Result<&'static Plan, String> {
@@ -117,6 +123,47 @@ pub fn region(cloud: &str, name: &str) -> Result<Ipv4Addr, String> {
                 one_of(&names)
             )
         })
+}
+
+/// A plan read replicas may use.
+pub fn read_replica_plan(name: &str) -> Result<(), String> {
+    let plan = plan(name)?;
+    if plan.offered_for_read_replicas {
+        Ok(())
+    } else {
+        Err(format!(
+            "read replicas are offered only on plan {READ_REPLICA_PLAN:?}, not {name:?}; set plan = {READ_REPLICA_PLAN:?}"
+        ))
+    }
+}
+
+/// The regions of the local cloud: the built-in ones plus those the provider block declares
+/// (which may also override a built-in region's address).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Regions {
+    declared: BTreeMap<String, IpAddr>,
+}
+
+impl Regions {
+    pub fn new(declared: BTreeMap<String, IpAddr>) -> Self {
+        Regions { declared }
+    }
+
+    /// The bind address of region `name` of `cloud`.
+    pub fn address(&self, cloud_name: &str, name: &str) -> Result<IpAddr, String> {
+        cloud(cloud_name)?;
+        if let Some(addr) = self.declared.get(name) {
+            return Ok(*addr);
+        }
+        region(cloud_name, name).map(IpAddr::V4).map_err(|_| {
+            let mut names: Vec<&str> = LOCAL_REGIONS.iter().map(|(r, _)| *r).collect();
+            names.extend(self.declared.keys().map(String::as_str));
+            format!(
+                "unknown region {name:?} in cloud {cloud_name:?}; choose one of {}",
+                one_of(&names)
+            )
+        })
+    }
 }
 
 pub fn maxmemory_policy(name: &str) -> Result<(), String> {
@@ -160,12 +207,7 @@ mod tests {
         let counts: Vec<(&str, usize)> = PLANS.iter().map(|p| (p.name, p.nodes)).collect();
         assert_eq!(
             counts,
-            [
-                ("hobbyist", 1),
-                ("startup-4", 1),
-                ("business-4", 2),
-                ("premium-4", 3)
-            ]
+            [("hobbyist", 1), ("startup-4", 1), ("business-4", 2), ("premium-4", 3)]
         );
         assert!(plan("startup-4").unwrap().offered_for_read_replicas);
         assert!(!plan("business-4").unwrap().offered_for_read_replicas);
@@ -174,16 +216,9 @@ mod tests {
     #[test]
     fn unknown_names_list_the_choices() {
         let err = plan("startup-8").unwrap_err();
-        assert!(
-            err.contains("\"startup-8\"") && err.contains("\"premium-4\""),
-            "{err}"
-        );
+        assert!(err.contains("\"startup-8\"") && err.contains("\"premium-4\""), "{err}");
         assert!(cloud("aws").unwrap_err().contains("\"local\""));
-        assert!(
-            region("local", "eu-west-1")
-                .unwrap_err()
-                .contains("\"local-1\"")
-        );
+        assert!(region("local", "eu-west-1").unwrap_err().contains("\"local-1\""));
         assert!(maxmemory_policy("lru").is_err());
         assert!(persistence("aof").is_err());
     }
@@ -194,20 +229,35 @@ mod tests {
         assert!(addrs.iter().all(|a| a.is_loopback()));
         addrs.dedup();
         assert_eq!(addrs.len(), LOCAL_REGIONS.len());
-        assert_eq!(
-            region("local", "local-2").unwrap(),
-            Ipv4Addr::new(127, 0, 2, 1)
-        );
+        assert_eq!(region("local", "local-2").unwrap(), Ipv4Addr::new(127, 0, 2, 1));
+    }
+
+    #[test]
+    fn declared_regions_add_to_and_override_the_built_in_ones() {
+        let regions = Regions::new(BTreeMap::from([
+            ("eu-west".to_string(), "127.0.10.1".parse().unwrap()),
+            ("local-1".to_string(), "127.0.99.1".parse().unwrap()),
+        ]));
+        assert_eq!(regions.address("local", "eu-west").unwrap().to_string(), "127.0.10.1");
+        assert_eq!(regions.address("local", "local-1").unwrap().to_string(), "127.0.99.1");
+        assert_eq!(regions.address("local", "local-2").unwrap().to_string(), "127.0.2.1");
+        let err = regions.address("local", "mars").unwrap_err();
+        assert!(err.contains("\"eu-west\"") && err.contains("\"local-6\""), "{err}");
+        assert!(regions.address("aws", "local-1").is_err());
+    }
+
+    #[test]
+    fn only_startup_4_is_offered_for_read_replicas() {
+        assert!(read_replica_plan("startup-4").is_ok());
+        let err = read_replica_plan("business-4").unwrap_err();
+        assert!(err.contains("only on plan \"startup-4\""), "{err}");
+        assert!(read_replica_plan("nope").is_err());
     }
 
     #[test]
     fn ranges_are_inclusive() {
         assert!(in_range(0, CLIENT_TIMEOUT_RANGE).is_ok());
         assert!(in_range(-1, CLIENT_TIMEOUT_RANGE).is_err());
-        assert!(
-            in_range(17, IO_THREADS_RANGE)
-                .unwrap_err()
-                .contains("from 1 to 16")
-        );
+        assert!(in_range(17, IO_THREADS_RANGE).unwrap_err().contains("from 1 to 16"));
     }
 }

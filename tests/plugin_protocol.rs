@@ -59,15 +59,9 @@ fn exited_within(child: &mut Child, limit: Duration) -> bool {
 
 #[test]
 fn run_by_hand_it_explains_itself_and_exits_1() {
-    let out = Command::new(BINARY)
-        .env_remove(MAGIC_COOKIE_KEY)
-        .output()
-        .unwrap();
+    let out = Command::new(BINARY).env_remove(MAGIC_COOKIE_KEY).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        out.stdout.is_empty(),
-        "nothing may reach stdout before a handshake"
-    );
+    assert!(out.stdout.is_empty(), "nothing may reach stdout before a handshake");
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains("Terraform provider plugin") && text.contains("terraform init"),
@@ -94,11 +88,7 @@ fn listens_inside_the_port_range_it_is_given() {
     drop(probe);
     let range = port.to_string();
     let plugin = start_plugin(&[("PLUGIN_MIN_PORT", &range), ("PLUGIN_MAX_PORT", &range)]);
-    assert!(
-        plugin.address.ends_with(&format!(":{port}")),
-        "{}",
-        plugin.address
-    );
+    assert!(plugin.address.ends_with(&format!(":{port}")), "{}", plugin.address);
 }
 
 #[tokio::test]
@@ -109,8 +99,8 @@ async fn stop_cancels_but_keeps_serving_sigint_is_ignored_and_shutdown_exits() {
         .connect()
         .await
         .unwrap();
-    let mut provider = tfplugin6::provider_client::ProviderClient::new(channel.clone())
-        .max_decoding_message_size(256 << 20);
+    let mut provider =
+        tfplugin6::provider_client::ProviderClient::new(channel.clone()).max_decoding_message_size(256 << 20);
 
     let schema = provider
         .get_provider_schema(tfplugin6::get_provider_schema::Request {})
@@ -140,10 +130,7 @@ async fn stop_cancels_but_keeps_serving_sigint_is_ignored_and_shutdown_exits() {
     let again = provider
         .get_provider_schema(tfplugin6::get_provider_schema::Request {})
         .await;
-    assert!(
-        again.is_ok(),
-        "the server must keep serving after StopProvider"
-    );
+    assert!(again.is_ok(), "the server must keep serving after StopProvider");
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(plugin.child.id() as i32),

@@ -36,11 +36,7 @@ fn service_lifecycle_create_use_drift_import_destroy() {
         "unexpected URI shape"
     );
     let mut conn = connect(&uri);
-    redis::cmd("SET")
-        .arg("greeting")
-        .arg("hello")
-        .exec(&mut conn)
-        .unwrap();
+    redis::cmd("SET").arg("greeting").arg("hello").exec(&mut conn).unwrap();
     let got: String = redis::cmd("GET").arg("greeting").query(&mut conn).unwrap();
     assert_eq!(got, "hello");
     let policy: Vec<String> = redis::cmd("CONFIG")
@@ -87,10 +83,7 @@ fn service_lifecycle_create_use_drift_import_destroy() {
         changes && plan.contains("powered                = false -> true"),
         "{plan}"
     );
-    assert!(
-        plan.contains("0 to add, 1 to change, 0 to destroy"),
-        "{plan}"
-    );
+    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
     tf.apply();
     assert_eq!(tf.live_node_pids().len(), 1);
     let mut conn = connect(&uri);
@@ -100,13 +93,7 @@ fn service_lifecycle_create_use_drift_import_destroy() {
 
     // Import by name gives the same state back: no changes planned afterwards.
     tf.ok(&["state", "rm", "valkey_service.cache"]);
-    tf.ok(&[
-        "import",
-        "-input=false",
-        "-no-color",
-        "valkey_service.cache",
-        "cache",
-    ]);
+    tf.ok(&["import", "-input=false", "-no-color", "valkey_service.cache", "cache"]);
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "plan after import should be empty:\n{plan}");
 
@@ -117,9 +104,7 @@ fn service_lifecycle_create_use_drift_import_destroy() {
         pids.iter().all(|p| !support::is_alive(*p)),
         "node processes survived destroy"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(tf.data_dir().join("services"))
-        .unwrap()
-        .collect();
+    let leftovers: Vec<_> = std::fs::read_dir(tf.data_dir().join("services")).unwrap().collect();
     assert!(leftovers.is_empty(), "data left behind: {leftovers:?}");
 }
 
@@ -135,16 +120,8 @@ fn business_plan_runs_a_standby_and_resizes_in_place() {
 
     // A write on the primary reaches the standby, which refuses writes itself.
     let mut primary = connect(&tf.output("uri"));
-    redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .exec(&mut primary)
-        .unwrap();
-    redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .exec(&mut primary)
-        .unwrap();
+    redis::cmd("SET").arg("k").arg("v").exec(&mut primary).unwrap();
+    redis::cmd("WAIT").arg(1).arg(5000).exec(&mut primary).unwrap();
     let password = state["password"].as_str().unwrap();
     let standby_uri = format!(
         "valkey://default:{password}@{}:{}",
@@ -221,20 +198,10 @@ fn termination_protection_refuses_destroy_until_lifted() {
     tf.apply();
     let text = tf.fails(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
     assert!(text.contains("termination_protection is true"), "{text}");
-    assert_eq!(
-        tf.live_node_pids().len(),
-        1,
-        "the protected node must keep running"
-    );
-    tf.write_config(&protected.replace(
-        "termination_protection = true",
-        "termination_protection = false",
-    ));
+    assert_eq!(tf.live_node_pids().len(), 1, "the protected node must keep running");
+    tf.write_config(&protected.replace("termination_protection = true", "termination_protection = false"));
     let (_, plan) = tf.plan_has_changes();
-    assert!(
-        plan.contains("0 to add, 1 to change, 0 to destroy"),
-        "{plan}"
-    );
+    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
     tf.apply();
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
     assert!(tf.live_node_pids().is_empty());
@@ -243,13 +210,9 @@ fn termination_protection_refuses_destroy_until_lifted() {
 #[test]
 fn schema_lists_valkey_service_with_its_attributes() {
     let tf = Terraform::new("");
-    let json: serde_json::Value =
-        serde_json::from_str(&tf.ok(&["providers", "schema", "-json"])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&tf.ok(&["providers", "schema", "-json"])).unwrap();
     let providers = json["provider_schemas"].as_object().unwrap();
-    let (_, provider) = providers
-        .iter()
-        .find(|(k, _)| k.ends_with("local/valkey"))
-        .unwrap();
+    let (_, provider) = providers.iter().find(|(k, _)| k.ends_with("local/valkey")).unwrap();
     let block = &provider["resource_schemas"]["valkey_service"]["block"];
     for attr in [
         "id",
@@ -267,10 +230,7 @@ fn schema_lists_valkey_service_with_its_attributes() {
         "role",
         "nodes",
     ] {
-        assert!(
-            block["attributes"][attr].is_object(),
-            "missing attribute {attr}"
-        );
+        assert!(block["attributes"][attr].is_object(), "missing attribute {attr}");
     }
     assert_eq!(block["attributes"]["password"]["sensitive"], true);
     assert_eq!(block["attributes"]["service_uri"]["sensitive"], true);
@@ -298,14 +258,7 @@ resource "valkey_service" "two" {
 "#;
     let tf = Terraform::new(twice);
     let text = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-    assert!(
-        text.contains(r#"a service named "shared" already exists"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"a service named "shared" already exists"#), "{text}");
     assert!(text.contains("terraform import"), "{text}");
-    assert_eq!(
-        tf.live_node_pids().len(),
-        1,
-        "exactly one of the two may exist"
-    );
+    assert_eq!(tf.live_node_pids().len(), 1, "exactly one of the two may exist");
 }

@@ -1,6 +1,14 @@
 //! Terraform resources. Each resource has a model (its attributes), plan rules (pure) and a
 //! lifecycle (create, read, update, delete, import) that drives the runtime.
 
+pub mod common_model;
+pub mod lifecycle;
+pub mod nodes;
+pub mod plan_rules;
+pub mod planned;
+pub mod read_replica;
+pub mod read_replica_model;
+pub mod read_replica_plan;
 pub mod service;
 pub mod service_model;
 pub mod service_plan;
@@ -9,6 +17,7 @@ pub mod validate;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::catalog::Regions;
 use crate::runtime::Runtime;
 
 /// What a configured provider hands its resources.
@@ -16,4 +25,7 @@ use crate::runtime::Runtime;
 pub struct Context {
     pub runtime: Arc<dyn Runtime>,
     pub data_dir: PathBuf,
+    pub regions: Regions,
+    /// What this provider process has planned so far (one process serves one plan walk).
+    pub planned: Arc<planned::PlannedTopology>,
 }

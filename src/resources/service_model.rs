@@ -4,6 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::common_model::{NodeModel, TimeoutsModel, UserConfigModel};
+
 /// A Valkey service: a primary node, plus standby nodes on the business and premium plans,
 /// run by the provider's runtime (processes on this host for the `local` cloud).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -76,56 +78,11 @@ pub struct ServiceModel {
     #[schemars(extend("x-computed" = true))]
     pub nodes: Option<Vec<NodeModel>>,
 
+    /// Names of the read replicas that replicate from this service.
+    #[schemars(extend("x-computed" = true))]
+    pub read_replicas: Option<Vec<String>>,
+
     /// How long create, update and delete may take.
     #[schemars(extend("x-block" = true))]
     pub timeouts: Option<TimeoutsModel>,
-}
-
-/// Valkey settings of a service.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct UserConfigModel {
-    /// What a node does when it reaches its plan's memory: `noeviction` (refuse writes),
-    /// `allkeys-lru`, `allkeys-lfu`, `allkeys-random`, `volatile-lru`, `volatile-lfu`,
-    /// `volatile-random` or `volatile-ttl`.
-    #[schemars(extend("default" = "noeviction"))]
-    pub maxmemory_policy: Option<String>,
-
-    /// Seconds after which an idle client connection is closed; 0 keeps idle clients forever.
-    #[schemars(extend("default" = 300))]
-    pub timeout: Option<i64>,
-
-    /// `rdb` writes periodic snapshots to disk, so a restarted node keeps its data; `off` keeps
-    /// data in memory only.
-    #[schemars(extend("default" = "rdb"))]
-    pub persistence: Option<String>,
-
-    /// I/O threads per node, 1 to 16. Changing it restarts the nodes.
-    #[schemars(extend("default" = 1))]
-    pub io_threads: Option<i64>,
-}
-
-/// One node of a service.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct NodeModel {
-    /// Node name, `SERVICE-INDEX`.
-    pub name: String,
-    /// Address the node listens on.
-    pub host: String,
-    /// TCP port of the node.
-    pub port: i64,
-    /// `primary` or `replica`, as the node reports it; `unknown` when it does not answer.
-    pub role: String,
-    /// `running` or `stopped`.
-    pub state: String,
-}
-
-/// Durations such as `30s`, `10m` or `1h`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TimeoutsModel {
-    /// Longest time a create may take (default 20m).
-    pub create: Option<String>,
-    /// Longest time an update may take (default 20m).
-    pub update: Option<String>,
-    /// Longest time a delete may take (default 20m).
-    pub delete: Option<String>,
 }

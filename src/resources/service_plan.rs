@@ -2,14 +2,15 @@
 //! functions of values, so they are unit-tested without nodes.
 
 use crate::catalog;
-use crate::tfplug::plan::{fill_defaults, requires_replace};
 use crate::tfplug::provider::PlanResponse;
 use crate::tfplug::schema::Block;
-use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
+use crate::tfplug::{AttrPath, Diagnostics, Value};
 
+use super::plan_rules::{self, PlanShape};
 use super::validate;
 
-/// Checks every known value of a valkey_service configuration.
+/// Checks every known value of a valkey_service configuration that needs no provider
+/// configuration (regions are checked at plan time, when the provider's regions are known).
 pub fn validate_config(config: &Value) -> Diagnostics {
     let mut d = Diagnostics::new();
     validate::string(
@@ -19,133 +20,27 @@ pub fn validate_config(config: &Value) -> Diagnostics {
         "name",
         validate::resource_name,
     );
-    validate::string(
-        &mut d,
-        config.attr("plan"),
-        AttrPath::root("plan"),
-        "plan",
-        |p| catalog::plan(p).map(|_| ()),
-    );
-    validate::string(
-        &mut d,
-        config.attr("cloud"),
-        AttrPath::root("cloud"),
-        "cloud",
-        |c| catalog::cloud(c).map(|_| ()),
-    );
-    let cloud = config
-        .attr("cloud")
-        .as_str()
-        .unwrap_or(catalog::LOCAL_CLOUD)
-        .to_string();
-    if catalog::cloud(&cloud).is_ok() {
-        validate::string(
-            &mut d,
-            config.attr("region"),
-            AttrPath::root("region"),
-            "region",
-            |r| catalog::region(&cloud, r).map(|_| ()),
-        );
-    }
-    let uc = config.attr("valkey_user_config");
-    let at = |name: &str| AttrPath::root("valkey_user_config").attr(name);
-    validate::string(
-        &mut d,
-        uc.attr("maxmemory_policy"),
-        at("maxmemory_policy"),
-        "maxmemory_policy",
-        catalog::maxmemory_policy,
-    );
-    validate::string(
-        &mut d,
-        uc.attr("persistence"),
-        at("persistence"),
-        "persistence",
-        catalog::persistence,
-    );
-    validate::integer(
-        &mut d,
-        uc.attr("timeout"),
-        at("timeout"),
-        "timeout",
-        catalog::CLIENT_TIMEOUT_RANGE,
-    );
-    validate::integer(
-        &mut d,
-        uc.attr("io_threads"),
-        at("io_threads"),
-        "io_threads",
-        catalog::IO_THREADS_RANGE,
-    );
-    for op in ["create", "update", "delete"] {
-        let path = AttrPath::root("timeouts").attr(op);
-        validate::string(
-            &mut d,
-            config.attr("timeouts").attr(op),
-            path,
-            "timeout",
-            |t| validate::duration(t).map(|_| ()),
-        );
-    }
+    validate::string(&mut d, config.attr("plan"), AttrPath::root("plan"), "plan", |p| {
+        catalog::plan(p).map(|_| ())
+    });
+    validate::string(&mut d, config.attr("cloud"), AttrPath::root("cloud"), "cloud", |c| {
+        catalog::cloud(c).map(|_| ())
+    });
+    validate::user_config(&mut d, config);
+    validate::timeouts(&mut d, config);
     d
 }
 
-/// Attributes computed from the running nodes, unknown whenever they may change.
-const OBSERVED: &[&str] = &["state", "role", "nodes"];
-/// Attributes fixed at creation; unknown only when the service is replaced.
-const CREATED: &[&str] = &["host", "port", "password", "service_uri"];
+const SHAPE: PlanShape = PlanShape {
+    kind: "service",
+    observed: &["state", "role", "nodes"],
+    created: &["host", "port", "password", "service_uri"],
+    changes_nodes: &["plan", "powered", "valkey_user_config"],
+};
 
 /// Plans a create, update or destroy of a service from Terraform's proposed state.
 pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
-    if proposed.is_null() {
-        let mut diagnostics = Diagnostics::new();
-        if prior.attr("termination_protection").as_bool() == Some(true) {
-            let name = prior.attr("name").as_str().unwrap_or_default();
-            diagnostics.push(
-                Diagnostic::error(
-                    "Service is protected from deletion",
-                    format!(
-                        "termination_protection is true on service {name:?}, so it cannot be destroyed. \
-                         Set termination_protection = false and apply, then destroy."
-                    ),
-                )
-                .at(AttrPath::root("termination_protection")),
-            );
-        }
-        return PlanResponse {
-            planned_state: Value::Null,
-            diagnostics,
-            ..Default::default()
-        };
-    }
-    let creating = prior.is_null();
-    let mut planned = fill_defaults(block, config, proposed, creating);
-    planned.set_attr("id", planned.attr("name").clone());
-    if creating {
-        return PlanResponse {
-            planned_state: planned,
-            ..Default::default()
-        };
-    }
-    let replace = requires_replace(block, prior, &planned);
-    let changed = |name: &str| prior.attr(name) != planned.attr(name);
-    let mut unknown: Vec<&str> = Vec::new();
-    if !replace.is_empty() {
-        unknown.extend(OBSERVED.iter().chain(CREATED));
-    } else if ["plan", "powered", "valkey_user_config"]
-        .iter()
-        .any(|a| changed(a))
-    {
-        unknown.extend(OBSERVED);
-    }
-    for name in unknown {
-        planned.set_attr(name, Value::Unknown);
-    }
-    PlanResponse {
-        planned_state: planned,
-        requires_replace: replace,
-        diagnostics: Diagnostics::new(),
-    }
+    plan_rules::plan_change(&SHAPE, block, prior, proposed, config)
 }
 
 #[cfg(test)]
@@ -173,11 +68,10 @@ mod tests {
     }
 
     fn user_config(pairs: &[(&str, Value)]) -> Value {
-        let mut m: BTreeMap<String, Value> =
-            ["maxmemory_policy", "timeout", "persistence", "io_threads"]
-                .iter()
-                .map(|k| (k.to_string(), Value::Null))
-                .collect();
+        let mut m: BTreeMap<String, Value> = ["maxmemory_policy", "timeout", "persistence", "io_threads"]
+            .iter()
+            .map(|k| (k.to_string(), Value::Null))
+            .collect();
         for (k, v) in pairs {
             m.insert(k.to_string(), v.clone());
         }
@@ -199,20 +93,20 @@ mod tests {
             ),
         ]);
         let d = validate_config(&c);
-        let paths: Vec<String> =
-            d.0.iter()
-                .map(|d| d.path.as_ref().unwrap().to_string())
-                .collect();
+        let paths: Vec<String> = d.0.iter().map(|d| d.path.as_ref().unwrap().to_string()).collect();
         assert_eq!(
             paths,
             [
                 "name",
                 "plan",
-                "region",
                 "valkey_user_config.maxmemory_policy",
                 "valkey_user_config.io_threads"
             ]
         );
+        // The region needs the provider's regions: it is checked at plan time.
+        let mut regional = Diagnostics::new();
+        validate::region(&mut regional, &c, &crate::catalog::Regions::default());
+        assert_eq!(regional.0[0].path, Some(AttrPath::root("region")));
     }
 
     #[test]
@@ -226,25 +120,8 @@ mod tests {
     }
 
     #[test]
-    fn unknown_cloud_is_reported_once_not_again_through_region() {
-        let c = config(&[
-            ("name", s("a")),
-            ("plan", s("hobbyist")),
-            ("cloud", s("aws")),
-            ("region", s("local-1")),
-        ]);
-        let d = validate_config(&c);
-        assert_eq!(d.0.len(), 1);
-        assert_eq!(d.0[0].path, Some(AttrPath::root("cloud")));
-    }
-
-    #[test]
     fn create_fills_defaults_and_leaves_computed_unknown() {
-        let c = config(&[
-            ("name", s("a")),
-            ("plan", s("startup-4")),
-            ("region", s("local-1")),
-        ]);
+        let c = config(&[("name", s("a")), ("plan", s("startup-4")), ("region", s("local-1"))]);
         let r = plan_change(&block(), &Value::Null, &c, &c);
         let p = &r.planned_state;
         assert_eq!(p.attr("cloud"), &s("local"));
@@ -278,11 +155,7 @@ mod tests {
     fn a_node_found_stopped_plans_powered_back_on_in_place() {
         let mut prior = applied();
         prior.set_attr("powered", Value::Bool(false));
-        let c = config(&[
-            ("name", s("a")),
-            ("plan", s("startup-4")),
-            ("region", s("local-1")),
-        ]);
+        let c = config(&[("name", s("a")), ("plan", s("startup-4")), ("region", s("local-1"))]);
         let r = plan_change(&block(), &prior, &prior, &c);
         assert_eq!(r.planned_state.attr("powered"), &Value::Bool(true));
         assert!(r.requires_replace.is_empty());
@@ -293,22 +166,14 @@ mod tests {
     #[test]
     fn region_change_replaces_and_unchanged_config_plans_nothing() {
         let prior = applied();
-        let c = config(&[
-            ("name", s("a")),
-            ("plan", s("startup-4")),
-            ("region", s("local-2")),
-        ]);
+        let c = config(&[("name", s("a")), ("plan", s("startup-4")), ("region", s("local-2"))]);
         let mut proposed = prior.clone();
         proposed.set_attr("region", s("local-2"));
         let r = plan_change(&block(), &prior, &proposed, &c);
         assert_eq!(r.requires_replace, vec![AttrPath::root("region")]);
         assert!(r.planned_state.attr("password").is_unknown());
 
-        let same = config(&[
-            ("name", s("a")),
-            ("plan", s("startup-4")),
-            ("region", s("local-1")),
-        ]);
+        let same = config(&[("name", s("a")), ("plan", s("startup-4")), ("region", s("local-1"))]);
         let r = plan_change(&block(), &prior, &prior, &same);
         assert_eq!(r.planned_state, prior);
     }
@@ -319,10 +184,7 @@ mod tests {
         prior.set_attr("termination_protection", Value::Bool(true));
         let r = plan_change(&block(), &prior, &Value::Null, &Value::Null);
         assert!(r.diagnostics.has_errors());
-        assert_eq!(
-            r.diagnostics.0[0].path,
-            Some(AttrPath::root("termination_protection"))
-        );
+        assert_eq!(r.diagnostics.0[0].path, Some(AttrPath::root("termination_protection")));
         assert!(
             !plan_change(&block(), &applied(), &Value::Null, &Value::Null)
                 .diagnostics

@@ -17,31 +17,78 @@ pub fn string(
     if let Some(s) = value.as_str()
         && let Err(message) = check(s)
     {
-        diags.push(
-            Diagnostic::error(format!("Invalid {label}"), format!("{path}: {message}.")).at(path),
-        );
+        diags.push(Diagnostic::error(format!("Invalid {label}"), format!("{path}: {message}.")).at(path));
     }
 }
 
 /// Checks a whole-number attribute against an inclusive range.
-pub fn integer(
-    diags: &mut Diagnostics,
-    value: &Value,
-    path: AttrPath,
-    label: &str,
-    range: (i64, i64),
-) {
+pub fn integer(diags: &mut Diagnostics, value: &Value, path: AttrPath, label: &str, range: (i64, i64)) {
     if let Value::Number(n) = value {
         let result = match n.as_i64() {
             Some(i) => catalog::in_range(i, range),
             None => Err(format!("{n:?} is not a whole number")),
         };
         if let Err(message) = result {
-            diags.push(
-                Diagnostic::error(format!("Invalid {label}"), format!("{path}: {message}."))
-                    .at(path),
-            );
+            diags.push(Diagnostic::error(format!("Invalid {label}"), format!("{path}: {message}.")).at(path));
         }
+    }
+}
+
+/// The valkey_user_config block shared by services and replicas.
+pub fn user_config(diags: &mut Diagnostics, config: &Value) {
+    let uc = config.attr("valkey_user_config");
+    let at = |name: &str| AttrPath::root("valkey_user_config").attr(name);
+    string(
+        diags,
+        uc.attr("maxmemory_policy"),
+        at("maxmemory_policy"),
+        "maxmemory_policy",
+        catalog::maxmemory_policy,
+    );
+    string(
+        diags,
+        uc.attr("persistence"),
+        at("persistence"),
+        "persistence",
+        catalog::persistence,
+    );
+    integer(
+        diags,
+        uc.attr("timeout"),
+        at("timeout"),
+        "timeout",
+        catalog::CLIENT_TIMEOUT_RANGE,
+    );
+    integer(
+        diags,
+        uc.attr("io_threads"),
+        at("io_threads"),
+        "io_threads",
+        catalog::IO_THREADS_RANGE,
+    );
+}
+
+/// The timeouts block: each duration must parse.
+pub fn timeouts(diags: &mut Diagnostics, config: &Value) {
+    for op in ["create", "update", "delete"] {
+        let path = AttrPath::root("timeouts").attr(op);
+        string(diags, config.attr("timeouts").attr(op), path, "timeout", |t| {
+            duration(t).map(|_| ())
+        });
+    }
+}
+
+/// The region, against the catalog and the provider's declared regions.
+pub fn region(diags: &mut Diagnostics, config: &Value, regions: &catalog::Regions) {
+    let cloud = config
+        .attr("cloud")
+        .as_str()
+        .unwrap_or(catalog::LOCAL_CLOUD)
+        .to_string();
+    if catalog::cloud(&cloud).is_ok() {
+        string(diags, config.attr("region"), AttrPath::root("region"), "region", |r| {
+            regions.address(&cloud, r).map(|_| ())
+        });
     }
 }
 
@@ -136,13 +183,9 @@ mod tests {
             "plan",
             |p| catalog::plan(p).map(|_| ()),
         );
-        string(
-            &mut d,
-            &Value::Unknown,
-            AttrPath::root("plan"),
-            "plan",
-            |_| Err("never".into()),
-        );
+        string(&mut d, &Value::Unknown, AttrPath::root("plan"), "plan", |_| {
+            Err("never".into())
+        });
         integer(
             &mut d,
             &Value::Number(crate::tfplug::Number::Int(99)),
@@ -152,10 +195,6 @@ mod tests {
         );
         assert_eq!(d.0.len(), 2);
         assert_eq!(d.0[0].summary, "Invalid plan");
-        assert!(
-            d.0[1]
-                .detail
-                .starts_with("c.io_threads: 99 is out of range")
-        );
+        assert!(d.0[1].detail.starts_with("c.io_threads: 99 is out of range"));
     }
 }

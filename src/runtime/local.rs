@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use super::process;
-use super::{NodeId, Runtime, RuntimeError, ServiceRecord};
+use super::{NodeId, Runtime, RuntimeError, ServiceRecord, Upstream};
 use crate::valkey::{NodeClient, NodeConfig};
 
 /// How long a node may take from spawn to answering PING (it loads its RDB file first).
@@ -30,11 +30,7 @@ pub struct LocalRuntime {
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let path = path.to_path_buf();
-    move |source| RuntimeError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| RuntimeError::Io { action, path, source }
 }
 
 /// Creates a directory (and parents) readable only by the owner.
@@ -60,6 +56,30 @@ fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), RuntimeError> 
         .and_then(|_| file.sync_all())
         .map_err(io_error("cannot write", &tmp))?;
     fs::rename(&tmp, path).map_err(io_error("cannot write", path))
+}
+
+/// Reads every service record under `services/`; a directory without a record is skipped
+/// (a service being removed, or one whose create was interrupted before its record).
+fn read_all_records(services: &Path) -> Result<Vec<ServiceRecord>, RuntimeError> {
+    let entries = match fs::read_dir(services) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("cannot list", services)(e)),
+    };
+    let mut records = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path().join(RECORD_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => records.push(serde_json::from_slice(&bytes).map_err(|e| RuntimeError::BadRecord {
+                path,
+                reason: e.to_string(),
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error("cannot read", &path)(e)),
+        }
+    }
+    records.sort_by(|a: &ServiceRecord, b| a.name.cmp(&b.name));
+    Ok(records)
 }
 
 impl LocalRuntime {
@@ -115,13 +135,11 @@ impl LocalRuntime {
 #[tonic::async_trait]
 impl Runtime for LocalRuntime {
     fn node_dir(&self, node: &NodeId) -> PathBuf {
-        self.service_dir(&node.service)
-            .join(format!("node-{}", node.index))
+        self.service_dir(&node.service).join(format!("node-{}", node.index))
     }
 
     fn free_port(&self, bind: IpAddr) -> Result<u16, RuntimeError> {
-        let listener =
-            TcpListener::bind((bind, 0)).map_err(|e| RuntimeError::NoFreePort(bind, e))?;
+        let listener = TcpListener::bind((bind, 0)).map_err(|e| RuntimeError::NoFreePort(bind, e))?;
         listener
             .local_addr()
             .map(|a| a.port())
@@ -204,22 +222,45 @@ impl Runtime for LocalRuntime {
         self.pid_of(node).is_some_and(process::is_live_valkey)
     }
 
-    async fn create_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
+    async fn create_record(&self, record: &ServiceRecord, max_replicas: usize) -> Result<(), RuntimeError> {
         let dir = self.service_dir(&record.name);
         let path = self.record_path(&record.name);
         let json = serde_json::to_vec_pretty(record).map_err(|e| RuntimeError::BadRecord {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let name = record.name.clone();
+        let services = self.data_dir.join("services");
+        let record = record.clone();
         self.with_lock(move || {
             if path.exists() {
-                return Err(RuntimeError::AlreadyExists { name });
+                return Err(RuntimeError::AlreadyExists { name: record.name });
+            }
+            if let Some(Upstream::Service { name: primary }) = &record.upstream {
+                let all = read_all_records(&services)?;
+                if !all.iter().any(|r| &r.name == primary && r.upstream.is_none()) {
+                    return Err(RuntimeError::PrimaryMissing(primary.clone()));
+                }
+                let replicas: Vec<String> = all
+                    .iter()
+                    .filter(|r| r.replicates(primary))
+                    .map(|r| r.name.clone())
+                    .collect();
+                if replicas.len() >= max_replicas {
+                    return Err(RuntimeError::ReplicaLimit {
+                        primary: primary.clone(),
+                        replicas,
+                        max: max_replicas,
+                    });
+                }
             }
             create_private_dir(&dir)?;
             write_private_file(&path, &json)
         })
         .await
+    }
+
+    async fn list_records(&self) -> Result<Vec<ServiceRecord>, RuntimeError> {
+        read_all_records(&self.data_dir.join("services"))
     }
 
     async fn save_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
@@ -247,12 +288,46 @@ impl Runtime for LocalRuntime {
     }
 
     async fn remove_service(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
+        // Under the lock: no replica may still follow it, and removing the record first means
+        // no new replica can attach while the nodes stop.
+        let services = self.data_dir.join("services");
+        let path = self.record_path(&record.name);
+        let name = record.name.clone();
+        self.with_lock(move || {
+            let replicas: Vec<String> = read_all_records(&services)?
+                .iter()
+                .filter(|r| r.replicates(&name))
+                .map(|r| r.name.clone())
+                .collect();
+            if !replicas.is_empty() {
+                return Err(RuntimeError::HasReplicas { name, replicas });
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_error("cannot remove", &path)(e)),
+            }
+        })
+        .await?;
+        // Stop the nodes concurrently: each may take a moment to exit.
+        let mut stops = tokio::task::JoinSet::new();
         for node in &record.nodes {
-            self.stop(&NodeId {
+            let id = NodeId {
                 service: record.name.clone(),
                 index: node.index,
-            })
-            .await?;
+            };
+            if let Some(pid) = self.pid_of(&id) {
+                stops.spawn(async move { (id, pid, process::terminate(pid, STOP_GRACE).await) });
+            }
+        }
+        while let Some(Ok((id, pid, stopped))) = stops.join_next().await {
+            if !stopped {
+                return Err(RuntimeError::WouldNotStop {
+                    node: id.to_string(),
+                    pid,
+                    seconds: STOP_GRACE.as_secs(),
+                });
+            }
         }
         let dir = self.service_dir(&record.name);
         match fs::remove_dir_all(&dir) {

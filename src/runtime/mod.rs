@@ -9,7 +9,7 @@ pub mod record;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-pub use record::{NodeRecord, ServiceRecord, UserConfigValues};
+pub use record::{NodeRecord, ServiceRecord, Upstream, UserConfigValues};
 
 use crate::valkey::{NodeConfig, ValkeyError};
 
@@ -49,11 +49,7 @@ pub enum RuntimeError {
     #[error("node {node} did not answer in time: {source}")]
     NotReady { node: String, source: ValkeyError },
     #[error("node {node} (pid {pid}) did not stop within {seconds} s, even after SIGKILL")]
-    WouldNotStop {
-        node: String,
-        pid: i32,
-        seconds: u64,
-    },
+    WouldNotStop { node: String, pid: i32, seconds: u64 },
     #[error("the service record {path} is unreadable: {reason}")]
     BadRecord { path: PathBuf, reason: String },
     #[error(
@@ -61,6 +57,23 @@ pub enum RuntimeError {
          under Terraform with `terraform import`"
     )]
     AlreadyExists { name: String },
+    #[error(
+        "primary service {primary:?} already has {max} read replicas ({}); a primary can have at most {max}",
+        replicas.join(", ")
+    )]
+    ReplicaLimit {
+        primary: String,
+        replicas: Vec<String>,
+        max: usize,
+    },
+    #[error(
+        "service {name:?} still has read replicas ({}); destroy them first, or in the same run \
+         (Terraform orders that when each replica's primary_service refers to this service)",
+        replicas.join(", ")
+    )]
+    HasReplicas { name: String, replicas: Vec<String> },
+    #[error("primary service {0:?} does not exist in data_dir")]
+    PrimaryMissing(String),
     #[error("no free TCP port on {0}: {1}")]
     NoFreePort(IpAddr, std::io::Error),
 }
@@ -89,15 +102,20 @@ pub trait Runtime: Send + Sync + 'static {
     /// Whether the node's process is alive (it may still not answer).
     fn is_running(&self, node: &NodeId) -> bool;
 
-    /// Writes the record of a new service; fails if one with that name exists. Atomic across
-    /// concurrent Terraform runs sharing the data_dir.
-    async fn create_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
+    /// Writes the record of a new service; fails if one with that name exists or, for a read
+    /// replica, if its primary is missing or already has `max_replicas` replicas. Atomic
+    /// across concurrent Terraform runs sharing the data_dir.
+    async fn create_record(&self, record: &ServiceRecord, max_replicas: usize) -> Result<(), RuntimeError>;
+
+    /// Every service's record.
+    async fn list_records(&self) -> Result<Vec<ServiceRecord>, RuntimeError>;
 
     async fn save_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
 
     /// The record of a service, or None if no such service exists.
     async fn load_record(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError>;
 
-    /// Stops every node of the service and removes its files and record.
+    /// Stops every node of the service and removes its files and record; refuses while read
+    /// replicas still replicate from it.
     async fn remove_service(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
 }

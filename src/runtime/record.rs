@@ -31,6 +31,21 @@ pub struct NodeRecord {
     pub port: u16,
 }
 
+/// Where a read replica replicates from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Upstream {
+    /// A primary service managed by this provider, found by name in the same data_dir.
+    Service { name: String },
+    /// A Valkey server this provider does not manage, with the credentials to replicate it.
+    External {
+        host: String,
+        port: u16,
+        user: String,
+        password: String,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     pub name: String,
@@ -43,6 +58,20 @@ pub struct ServiceRecord {
     pub replication_password: String,
     pub user_config: UserConfigValues,
     pub termination_protection: bool,
-    /// Node 0 is created as the primary; the others are its standbys.
+    /// Node 0 is created as the primary (or, on a read replica, replicates from `upstream`);
+    /// the others are its standbys.
     pub nodes: Vec<NodeRecord>,
+    /// Set on read replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Upstream>,
+    /// A read replica's replica-priority: lower is promoted first, 0 never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_priority: Option<i64>,
+}
+
+impl ServiceRecord {
+    /// Whether this is a read replica of the managed service `primary`.
+    pub fn replicates(&self, primary: &str) -> bool {
+        matches!(&self.upstream, Some(Upstream::Service { name }) if name == primary)
+    }
 }

@@ -24,6 +24,11 @@ impl AttrPath {
         self
     }
 
+    pub fn key(mut self, key: &str) -> Self {
+        self.0.push(PathStep::Key(key.to_string()));
+        self
+    }
+
     pub fn index(mut self, index: i64) -> Self {
         self.0.push(PathStep::Index(index));
         self

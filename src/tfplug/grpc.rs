@@ -58,12 +58,9 @@ fn decode(value: Option<&pb::DynamicValue>, ty: &Type) -> Result<Value, Diagnost
         .into()
     };
     match value {
-        Some(v) if !v.msgpack.is_empty() => {
-            msgpack::decode(&v.msgpack, ty).map_err(|e| invalid(e.to_string()))
-        }
+        Some(v) if !v.msgpack.is_empty() => msgpack::decode(&v.msgpack, ty).map_err(|e| invalid(e.to_string())),
         Some(v) if !v.json.is_empty() => {
-            let json: serde_json::Value =
-                serde_json::from_slice(&v.json).map_err(|e| invalid(e.to_string()))?;
+            let json: serde_json::Value = serde_json::from_slice(&v.json).map_err(|e| invalid(e.to_string()))?;
             Value::from_serde_json(&json, ty).map_err(|e| invalid(e.to_string()))
         }
         _ => Ok(Value::Null),
@@ -158,9 +155,7 @@ impl<P: Provider> pb::provider_server::Provider for GrpcProvider<P> {
             .resource_schema(&req.type_name)
             .and_then(|s| decode(req.config.as_ref(), &s.value_type()))
         {
-            Ok(config) => self
-                .provider
-                .validate_resource_config(&req.type_name, &config),
+            Ok(config) => self.provider.validate_resource_config(&req.type_name, &config),
             Err(d) => d,
         };
         Ok(Response::new(pb::validate_resource_config::Response {
@@ -193,11 +188,7 @@ impl<P: Provider> pb::provider_server::Provider for GrpcProvider<P> {
         let upgraded = match self.resource_schema(&req.type_name) {
             Ok(schema) => {
                 let ty = schema.value_type();
-                let json = req
-                    .raw_state
-                    .as_ref()
-                    .map(|r| r.json.as_slice())
-                    .unwrap_or_default();
+                let json = req.raw_state.as_ref().map(|r| r.json.as_slice()).unwrap_or_default();
                 let value = pb::DynamicValue {
                     msgpack: Vec::new(),
                     json: json.to_vec(),
@@ -294,11 +285,7 @@ impl<P: Provider> pb::provider_server::Provider for GrpcProvider<P> {
                     .await;
                 diagnostics.extend(response.diagnostics);
                 planned_state = encode(&response.planned_state, &ty, &mut diagnostics);
-                requires_replace = response
-                    .requires_replace
-                    .iter()
-                    .map(|p| p.to_proto())
-                    .collect();
+                requires_replace = response.requires_replace.iter().map(|p| p.to_proto()).collect();
             }
             Err(d) => diagnostics.extend(d),
         }
@@ -404,8 +391,6 @@ impl<P: Provider> pb::provider_server::Provider for GrpcProvider<P> {
             token.cancel();
             *token = CancellationToken::new();
         }
-        Ok(Response::new(pb::stop_provider::Response {
-            error: String::new(),
-        }))
+        Ok(Response::new(pb::stop_provider::Response { error: String::new() }))
     }
 }

@@ -6,8 +6,7 @@ use base64::Engine;
 
 /// Terraform proves it launched the plugin with this environment variable and value.
 pub const MAGIC_COOKIE_KEY: &str = "TF_PLUGIN_MAGIC_COOKIE";
-pub const MAGIC_COOKIE_VALUE: &str =
-    "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+pub const MAGIC_COOKIE_VALUE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 /// go-plugin's own protocol version.
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The tfplugin protocol major version this provider speaks.
@@ -40,9 +39,7 @@ pub struct HandshakeConfig {
 }
 
 /// Reads and checks the handshake environment through `get` (std::env::var in production).
-pub fn read_environment(
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<HandshakeConfig, HandshakeError> {
+pub fn read_environment(get: impl Fn(&str) -> Option<String>) -> Result<HandshakeConfig, HandshakeError> {
     if get(MAGIC_COOKIE_KEY).as_deref() != Some(MAGIC_COOKIE_VALUE) {
         return Err(HandshakeError::NotLaunchedByTerraform);
     }
@@ -92,24 +89,15 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn refuses_to_run_without_the_magic_cookie() {
-        assert_eq!(
-            read_environment(env(&[])),
-            Err(HandshakeError::NotLaunchedByTerraform)
-        );
+        assert_eq!(read_environment(env(&[])), Err(HandshakeError::NotLaunchedByTerraform));
         let wrong = env(&[(MAGIC_COOKIE_KEY, "nope")]);
-        assert_eq!(
-            read_environment(wrong),
-            Err(HandshakeError::NotLaunchedByTerraform)
-        );
+        assert_eq!(read_environment(wrong), Err(HandshakeError::NotLaunchedByTerraform));
     }
 
     #[test]
@@ -140,14 +128,8 @@ mod tests {
         let cfg = read_environment(e).unwrap();
         assert_eq!(cfg.port_range, Some((10000, 10010)));
         assert!(cfg.client_cert_pem.is_some());
-        let bad = env(&[
-            (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE),
-            ("PLUGIN_MIN_PORT", "http"),
-        ]);
-        assert!(matches!(
-            read_environment(bad),
-            Err(HandshakeError::BadPort { .. })
-        ));
+        let bad = env(&[(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE), ("PLUGIN_MIN_PORT", "http")]);
+        assert!(matches!(read_environment(bad), Err(HandshakeError::BadPort { .. })));
     }
 
     #[test]

@@ -60,8 +60,7 @@ impl Visit for Fields {
             .insert(field.name().to_string(), Json::String(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_string(), Json::String(value.to_string()));
+        self.0.insert(field.name().to_string(), Json::String(value.to_string()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), Json::from(value));
@@ -76,14 +75,9 @@ impl Visit for Fields {
 
 /// One hclog JSON line (without the newline) for an event's level, target and fields.
 pub fn format_line(level: &Level, target: &str, mut fields: Map<String, Json>) -> String {
-    let message = fields
-        .remove("message")
-        .unwrap_or(Json::String(String::new()));
+    let message = fields.remove("message").unwrap_or(Json::String(String::new()));
     let mut line = Map::new();
-    line.insert(
-        "@level".into(),
-        Json::String(level.as_str().to_ascii_lowercase()),
-    );
+    line.insert("@level".into(), Json::String(level.as_str().to_ascii_lowercase()));
     line.insert("@message".into(), message);
     line.insert(
         "@module".into(),

@@ -15,8 +15,7 @@ use super::value::{Number, Value, infer_type};
 /// Decodes msgpack bytes as a value of type `ty`.
 pub fn decode(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
     let mut reader = bytes;
-    let mp = rmpv::decode::read_value(&mut reader)
-        .map_err(|e| CodecError::new(format!("invalid msgpack: {e}")))?;
+    let mp = rmpv::decode::read_value(&mut reader).map_err(|e| CodecError::new(format!("invalid msgpack: {e}")))?;
     if !reader.is_empty() {
         return Err(CodecError::new("trailing bytes after msgpack value"));
     }
@@ -27,8 +26,7 @@ pub fn decode(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
 pub fn encode(value: &Value, ty: &Type) -> Result<Vec<u8>, CodecError> {
     let mp = to_msgpack(value, ty)?;
     let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &mp)
-        .map_err(|e| CodecError::new(format!("msgpack encoding failed: {e}")))?;
+    rmpv::encode::write_value(&mut out, &mp).map_err(|e| CodecError::new(format!("msgpack encoding failed: {e}")))?;
     Ok(out)
 }
 
@@ -53,9 +51,7 @@ fn from_msgpack(mp: &Mp, ty: &Type) -> Result<Value, CodecError> {
         }),
         (Type::Number, Mp::F64(f)) => Value::Number(Number::Float(*f)),
         (Type::Number, Mp::F32(f)) => Value::Number(Number::Float(f64::from(*f))),
-        (Type::Number, Mp::String(s)) => {
-            Value::Number(Number::parse(s.as_str().ok_or_else(mismatch)?)?)
-        }
+        (Type::Number, Mp::String(s)) => Value::Number(Number::parse(s.as_str().ok_or_else(mismatch)?)?),
         (Type::String, Mp::String(s)) => Value::String(
             s.as_str()
                 .ok_or_else(|| CodecError::new("string is not valid UTF-8"))?
@@ -106,9 +102,7 @@ fn key_of(k: &Mp) -> Result<String, CodecError> {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| CodecError::new("map key is not valid UTF-8")),
-        other => Err(CodecError::new(format!(
-            "map key must be a string, found {other}"
-        ))),
+        other => Err(CodecError::new(format!("map key must be a string, found {other}"))),
     }
 }
 
@@ -119,20 +113,14 @@ fn to_msgpack(value: &Value, ty: &Type) -> Result<Mp, CodecError> {
         (_, Value::Null) => Mp::Nil,
         (Type::Dynamic, v) => {
             let concrete = infer_type(v);
-            Mp::Array(vec![
-                Mp::Binary(concrete.to_json_bytes()),
-                to_msgpack(v, &concrete)?,
-            ])
+            Mp::Array(vec![Mp::Binary(concrete.to_json_bytes()), to_msgpack(v, &concrete)?])
         }
         (Type::Bool, Value::Bool(b)) => Mp::Boolean(*b),
         (Type::Number, Value::Number(n)) => number_to_msgpack(n),
         (Type::String, Value::String(s)) => Mp::String(s.as_str().into()),
-        (Type::List(e), Value::List(items)) | (Type::Set(e), Value::Set(items)) => Mp::Array(
-            items
-                .iter()
-                .map(|i| to_msgpack(i, e))
-                .collect::<Result<_, _>>()?,
-        ),
+        (Type::List(e), Value::List(items)) | (Type::Set(e), Value::Set(items)) => {
+            Mp::Array(items.iter().map(|i| to_msgpack(i, e)).collect::<Result<_, _>>()?)
+        }
         (Type::Tuple(types), Value::Tuple(items)) if types.len() == items.len() => Mp::Array(
             items
                 .iter()
@@ -174,12 +162,7 @@ mod tests {
     use super::*;
 
     fn object(attrs: &[(&str, Type)]) -> Type {
-        Type::Object(
-            attrs
-                .iter()
-                .map(|(k, t)| (k.to_string(), t.clone()))
-                .collect(),
-        )
+        Type::Object(attrs.iter().map(|(k, t)| (k.to_string(), t.clone())).collect())
     }
 
     // Golden bytes are what cty itself produces for these values.
@@ -206,10 +189,7 @@ mod tests {
 
     #[test]
     fn numbers_decode_from_int_float_and_string() {
-        assert_eq!(
-            decode(&[0x2a], &Type::Number).unwrap(),
-            Value::Number(Number::Int(42))
-        );
+        assert_eq!(decode(&[0x2a], &Type::Number).unwrap(), Value::Number(Number::Int(42)));
         let float = [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]; // 1.5 as float64
         assert_eq!(
             decode(&float, &Type::Number).unwrap(),

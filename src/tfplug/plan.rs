@@ -29,9 +29,7 @@ pub fn fill_defaults(block: &Block, config: &Value, proposed: &Value, creating: 
     for nested in &block.blocks {
         let config_value = config.attr(&nested.type_name);
         let value = match (nested.nesting, proposed.attr(&nested.type_name)) {
-            (Nesting::Single, v @ Value::Object(_)) => {
-                fill_defaults(&nested.block, config_value, v, creating)
-            }
+            (Nesting::Single, v @ Value::Object(_)) => fill_defaults(&nested.block, config_value, v, creating),
             (Nesting::List, Value::List(items)) => {
                 let configs = match config_value {
                     Value::List(c) => c.as_slice(),
@@ -102,12 +100,7 @@ mod tests {
                 type_name: "cfg".into(),
                 block: Block {
                     description: String::new(),
-                    attributes: vec![attr(
-                        "policy",
-                        true,
-                        Some(Value::String("noeviction".into())),
-                        false,
-                    )],
+                    attributes: vec![attr("policy", true, Some(Value::String("noeviction".into())), false)],
                     blocks: vec![],
                 },
                 nesting: Nesting::Single,
@@ -169,11 +162,7 @@ mod tests {
         let planned = obj(&[("name", s("b")), ("cloud", s("local")), ("host", s("h2"))]);
         let paths = requires_replace(&block(), &prior, &planned);
         assert_eq!(paths, vec![AttrPath::root("name")]);
-        let unknown = obj(&[
-            ("name", Value::Unknown),
-            ("cloud", s("local")),
-            ("host", s("h1")),
-        ]);
+        let unknown = obj(&[("name", Value::Unknown), ("cloud", s("local")), ("host", s("h1"))]);
         assert_eq!(requires_replace(&block(), &prior, &unknown).len(), 1);
         assert!(requires_replace(&block(), &Value::Null, &planned).is_empty());
     }

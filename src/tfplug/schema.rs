@@ -63,10 +63,7 @@ pub struct NestedBlock {
 }
 
 fn object_type(attributes: &[Attribute]) -> BTreeMap<String, Type> {
-    attributes
-        .iter()
-        .map(|a| (a.name.clone(), a.value_type()))
-        .collect()
+    attributes.iter().map(|a| (a.name.clone(), a.value_type())).collect()
 }
 
 impl Attribute {

@@ -20,8 +20,7 @@ use super::value::Value;
 
 /// The schema for model struct `T`.
 pub fn schema_for<T: JsonSchema>(version: i64) -> Result<Schema, String> {
-    let root = serde_json::to_value(schemars::schema_for!(T))
-        .map_err(|e| format!("{}: {e}", type_name::<T>()))?;
+    let root = serde_json::to_value(schemars::schema_for!(T)).map_err(|e| format!("{}: {e}", type_name::<T>()))?;
     let block = block_from(&root, &root).map_err(|e| format!("{}: {e}", type_name::<T>()))?;
     Ok(Schema { version, block })
 }
@@ -77,10 +76,7 @@ fn is_object_with_properties(schema: &Json) -> bool {
 
 fn plain_type(schema: &Json, root: &Json) -> Result<Type, String> {
     let schema = core(schema, root)?;
-    if schema.get("enum").is_some()
-        || schema.get("oneOf").is_some()
-        || schema.get("const").is_some()
-    {
+    if schema.get("enum").is_some() || schema.get("oneOf").is_some() || schema.get("const").is_some() {
         return Ok(Type::String);
     }
     match type_name_of(schema) {
@@ -103,14 +99,10 @@ fn plain_type(schema: &Json, root: &Json) -> Result<Type, String> {
                 .collect::<Result<_, String>>()?,
         )),
         Some("object") => {
-            let values = schema
-                .get("additionalProperties")
-                .ok_or("object without properties")?;
+            let values = schema.get("additionalProperties").ok_or("object without properties")?;
             Ok(Type::map(plain_type(values, root)?))
         }
-        other => Err(format!(
-            "unsupported JSON Schema type {other:?} in {schema}"
-        )),
+        other => Err(format!("unsupported JSON Schema type {other:?} in {schema}")),
     }
 }
 
@@ -157,11 +149,7 @@ fn block_from(schema: &Json, root: &Json) -> Result<Block, String> {
                 type_name: name.clone(),
                 block: nested,
                 nesting,
-                max_items: if nesting == Nesting::Single {
-                    0
-                } else {
-                    i64::MAX
-                },
+                max_items: if nesting == Nesting::Single { 0 } else { i64::MAX },
             });
             continue;
         }
@@ -175,8 +163,7 @@ fn block_from(schema: &Json, root: &Json) -> Result<Block, String> {
         let computed = flag(prop, "x-computed");
         let default = match prop.get("default") {
             Some(json) => Some(
-                Value::from_serde_json(json, &plain_type(prop, root)?)
-                    .map_err(|e| format!("{name}: default: {e}"))?,
+                Value::from_serde_json(json, &plain_type(prop, root)?).map_err(|e| format!("{name}: default: {e}"))?,
             ),
             None => None,
         };
@@ -283,11 +270,7 @@ mod tests {
     fn nested_attributes_set_only_nested_type_on_the_wire() {
         let schema = schema_for::<Sample>(0).unwrap().to_proto();
         let block = schema.block.unwrap();
-        let members = block
-            .attributes
-            .iter()
-            .find(|a| a.name == "members")
-            .unwrap();
+        let members = block.attributes.iter().find(|a| a.name == "members").unwrap();
         assert!(members.r#type.is_empty());
         assert!(members.nested_type.is_some());
         let name = block.attributes.iter().find(|a| a.name == "name").unwrap();

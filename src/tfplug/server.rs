@@ -50,11 +50,7 @@ impl Connected for Connection {
 }
 
 impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Connection::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Connection::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -63,11 +59,7 @@ impl AsyncRead for Connection {
 }
 
 impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Connection::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Connection::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -116,13 +108,8 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
     let address = listener
         .local_addr()
         .map_err(|e| ServeError::Listen("local address".into(), e))?;
-    let tls = config
-        .client_cert_pem
-        .as_deref()
-        .map(tls::auto_mtls)
-        .transpose()?;
-    let line =
-        handshake::handshake_line(address, tls.as_ref().map(|t| t.server_cert_der.as_slice()));
+    let tls = config.client_cert_pem.as_deref().map(tls::auto_mtls).transpose()?;
+    let line = handshake::handshake_line(address, tls.as_ref().map(|t| t.server_cert_der.as_slice()));
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{line}")
@@ -163,17 +150,14 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
         }
     });
 
-    let provider_service =
-        tfplugin6::provider_server::ProviderServer::new(GrpcProvider::new(Arc::new(provider)))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let provider_service = tfplugin6::provider_server::ProviderServer::new(GrpcProvider::new(Arc::new(provider)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let server = tonic::transport::Server::builder()
         .add_service(provider_service)
-        .add_service(plugin::grpc_controller_server::GrpcControllerServer::new(
-            Controller {
-                shutdown: shutdown.clone(),
-            },
-        ))
+        .add_service(plugin::grpc_controller_server::GrpcControllerServer::new(Controller {
+            shutdown: shutdown.clone(),
+        }))
         .add_service(plugin::grpc_stdio_server::GrpcStdioServer::new(Stdio {
             shutdown: shutdown.clone(),
         }))

@@ -26,10 +26,7 @@ pub struct Controller {
 
 #[tonic::async_trait]
 impl plugin::grpc_controller_server::GrpcController for Controller {
-    async fn shutdown(
-        &self,
-        _request: Request<plugin::Empty>,
-    ) -> Result<Response<plugin::Empty>, Status> {
+    async fn shutdown(&self, _request: Request<plugin::Empty>) -> Result<Response<plugin::Empty>, Status> {
         tracing::debug!("GRPCController.Shutdown received");
         self.shutdown.cancel();
         Ok(Response::new(plugin::Empty {}))
@@ -45,10 +42,7 @@ impl plugin::grpc_stdio_server::GrpcStdio for Stdio {
     type StreamStdioStream = BoxStream<plugin::StdioData>;
 
     /// Logs go straight to stderr, which go-plugin reads, so this stream carries nothing.
-    async fn stream_stdio(
-        &self,
-        _request: Request<()>,
-    ) -> Result<Response<Self::StreamStdioStream>, Status> {
+    async fn stream_stdio(&self, _request: Request<()>) -> Result<Response<Self::StreamStdioStream>, Status> {
         Ok(Response::new(idle_stream(self.shutdown.clone())))
     }
 }

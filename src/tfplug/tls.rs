@@ -61,9 +61,7 @@ impl ClientCertVerifier for PinnedClientCert {
         if end_entity.as_ref() == self.expected.as_ref() {
             Ok(ClientCertVerified::assertion())
         } else {
-            tracing::warn!(
-                "rejected a TLS client whose certificate is not the one Terraform announced"
-            );
+            tracing::warn!("rejected a TLS client whose certificate is not the one Terraform announced");
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ))
@@ -95,17 +93,14 @@ impl ClientCertVerifier for PinnedClientCert {
 
 /// A self-signed certificate for "localhost", shaped as go-plugin's client expects to use it
 /// as its only root (CA:TRUE, server and client auth).
-fn server_certificate() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError>
-{
+fn server_certificate() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError> {
     let err = |e: rcgen::Error| TlsSetupError::ServerCertificate(e.to_string());
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(err)?;
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "terraform-provider-valkey");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "localhost");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
@@ -197,11 +192,7 @@ mod tests {
         }
     }
 
-    async fn connect(
-        server: &AutoMtls,
-        cert: CertificateDer<'static>,
-        key: PrivateKeyDer<'static>,
-    ) -> bool {
+    async fn connect(server: &AutoMtls, cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> bool {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = TrustExactly(
             server.server_cert_der.clone(),
@@ -230,10 +221,7 @@ mod tests {
         });
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-        if let Ok(mut tls) = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-        {
+        if let Ok(mut tls) = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await {
             let _ = tls.write_all(b"ping").await;
             let _ = tls.flush().await;
         }

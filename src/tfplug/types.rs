@@ -45,10 +45,8 @@ impl Type {
             Type::Set(e) => json!(["set", e.to_json()]),
             Type::Map(e) => json!(["map", e.to_json()]),
             Type::Object(attrs) => {
-                let attrs: serde_json::Map<String, Json> = attrs
-                    .iter()
-                    .map(|(k, t)| (k.clone(), t.to_json()))
-                    .collect();
+                let attrs: serde_json::Map<String, Json> =
+                    attrs.iter().map(|(k, t)| (k.clone(), t.to_json())).collect();
                 json!(["object", attrs])
             }
             Type::Tuple(elems) => {
@@ -89,10 +87,7 @@ impl Type {
                     "tuple" => {
                         let elems = parts[1].as_array().ok_or_else(bad)?;
                         Ok(Type::Tuple(
-                            elems
-                                .iter()
-                                .map(Type::from_json)
-                                .collect::<Result<_, _>>()?,
+                            elems.iter().map(Type::from_json).collect::<Result<_, _>>()?,
                         ))
                     }
                     _ => Err(bad()),
@@ -103,8 +98,8 @@ impl Type {
     }
 
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Type, CodecError> {
-        let json: Json = serde_json::from_slice(bytes)
-            .map_err(|e| CodecError::new(format!("invalid cty type JSON: {e}")))?;
+        let json: Json =
+            serde_json::from_slice(bytes).map_err(|e| CodecError::new(format!("invalid cty type JSON: {e}")))?;
         Type::from_json(&json)
     }
 }
@@ -118,10 +113,7 @@ mod tests {
         let ty = Type::Object(BTreeMap::from([
             ("names".to_string(), Type::list(Type::String)),
             ("tags".to_string(), Type::map(Type::Bool)),
-            (
-                "pair".to_string(),
-                Type::Tuple(vec![Type::Number, Type::Dynamic]),
-            ),
+            ("pair".to_string(), Type::Tuple(vec![Type::Number, Type::Dynamic])),
             ("ids".to_string(), Type::set(Type::Number)),
         ]));
         let text = ty.to_json().to_string();

@@ -70,9 +70,7 @@ impl Value {
     pub fn is_wholly_known(&self) -> bool {
         match self {
             Value::Unknown => false,
-            Value::List(v) | Value::Set(v) | Value::Tuple(v) => {
-                v.iter().all(Value::is_wholly_known)
-            }
+            Value::List(v) | Value::Set(v) | Value::Tuple(v) => v.iter().all(Value::is_wholly_known),
             Value::Map(m) | Value::Object(m) => m.values().all(Value::is_wholly_known),
             _ => true,
         }
@@ -121,9 +119,7 @@ impl Value {
             Value::Unknown | Value::Null => Json::Null,
             Value::Bool(b) => Json::Bool(*b),
             Value::Number(Number::Int(i)) => Json::from(*i),
-            Value::Number(Number::Float(f)) => {
-                serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number)
-            }
+            Value::Number(Number::Float(f)) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
             Value::Number(Number::Text(t)) => t
                 .parse::<f64>()
                 .ok()
@@ -133,11 +129,9 @@ impl Value {
             Value::List(v) | Value::Set(v) | Value::Tuple(v) => {
                 Json::Array(v.iter().map(Value::to_serde_json).collect())
             }
-            Value::Map(m) | Value::Object(m) => Json::Object(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.to_serde_json()))
-                    .collect(),
-            ),
+            Value::Map(m) | Value::Object(m) => {
+                Json::Object(m.iter().map(|(k, v)| (k.clone(), v.to_serde_json())).collect())
+            }
         }
     }
 
@@ -202,12 +196,7 @@ fn infer_dynamic(json: &Json) -> Value {
         Json::Number(n) => Number::parse(&n.to_string()).map_or(Value::Null, Value::Number),
         Json::String(s) => Value::String(s.clone()),
         Json::Array(items) => Value::Tuple(items.iter().map(infer_dynamic).collect()),
-        Json::Object(entries) => Value::Object(
-            entries
-                .iter()
-                .map(|(k, v)| (k.clone(), infer_dynamic(v)))
-                .collect(),
-        ),
+        Json::Object(entries) => Value::Object(entries.iter().map(|(k, v)| (k.clone(), infer_dynamic(v))).collect()),
     }
 }
 
@@ -221,9 +210,7 @@ pub fn infer_type(value: &Value) -> Type {
         Value::List(v) => Type::list(v.first().map_or(Type::Dynamic, infer_type)),
         Value::Set(v) => Type::set(v.first().map_or(Type::Dynamic, infer_type)),
         Value::Map(m) => Type::map(m.values().next().map_or(Type::Dynamic, infer_type)),
-        Value::Object(m) => {
-            Type::Object(m.iter().map(|(k, v)| (k.clone(), infer_type(v))).collect())
-        }
+        Value::Object(m) => Type::Object(m.iter().map(|(k, v)| (k.clone(), infer_type(v))).collect()),
         Value::Tuple(v) => Type::Tuple(v.iter().map(infer_type).collect()),
     }
 }
@@ -266,10 +253,7 @@ mod tests {
         let v = Value::from_serde_json(&json!({"name": "a", "extra": 1}), &ty).unwrap();
         assert_eq!(v.attr("name"), &Value::String("a".into()));
         assert!(v.attr("port").is_null());
-        assert_eq!(
-            v.to_serde_json(),
-            json!({"name": "a", "port": null, "tags": null})
-        );
+        assert_eq!(v.to_serde_json(), json!({"name": "a", "port": null, "tags": null}));
     }
 
     #[test]

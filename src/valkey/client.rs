@@ -12,10 +12,7 @@ use super::info::Info;
 #[derive(Debug, thiserror::Error)]
 pub enum ValkeyError {
     #[error("cannot connect to the node at {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: redis::RedisError,
-    },
+    Connect { addr: String, source: redis::RedisError },
     #[error("the node at {addr} refused {command}: {source}")]
     Command {
         addr: String,
@@ -40,9 +37,15 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl NodeClient {
     /// Connects and authenticates as the default user.
-    pub async fn connect(
+    pub async fn connect(host: &str, port: u16, password: &str, timeout: Duration) -> Result<Self, ValkeyError> {
+        Self::connect_as(host, port, None, password, timeout).await
+    }
+
+    /// Connects and authenticates as `user` (the default user when None or "default").
+    pub async fn connect_as(
         host: &str,
         port: u16,
+        user: Option<&str>,
         password: &str,
         timeout: Duration,
     ) -> Result<Self, ValkeyError> {
@@ -51,10 +54,17 @@ impl NodeClient {
             addr: addr.clone(),
             source,
         };
+        let mut auth = RedisConnectionInfo::default();
+        if !password.is_empty() {
+            auth = auth.set_password(password);
+        }
+        if let Some(user) = user.filter(|u| *u != "default") {
+            auth = auth.set_username(user);
+        }
         let info = (host, port)
             .into_connection_info()
             .map_err(connect_error)?
-            .set_redis_settings(RedisConnectionInfo::default().set_password(password));
+            .set_redis_settings(auth);
         let client = redis::Client::open(info).map_err(connect_error)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -67,18 +77,12 @@ impl NodeClient {
     }
 
     /// Connects as soon as the node answers PING (it may still be starting or loading data).
-    pub async fn wait_ready(
-        host: &str,
-        port: u16,
-        password: &str,
-        within: Duration,
-    ) -> Result<Self, ValkeyError> {
+    pub async fn wait_ready(host: &str, port: u16, password: &str, within: Duration) -> Result<Self, ValkeyError> {
         let deadline = Instant::now() + within;
         let mut pause = Duration::from_millis(2);
         loop {
             let attempt = async {
-                let mut client =
-                    Self::connect(host, port, password, Duration::from_millis(500)).await?;
+                let mut client = Self::connect(host, port, password, Duration::from_millis(500)).await?;
                 client.ping().await?;
                 Ok::<_, ValkeyError>(client)
             };
@@ -127,12 +131,31 @@ impl NodeClient {
         Ok(Info::parse(&text))
     }
 
-    pub async fn config_get(
-        &mut self,
-        names: &[&str],
-    ) -> Result<HashMap<String, String>, ValkeyError> {
+    pub async fn config_get(&mut self, names: &[&str]) -> Result<HashMap<String, String>, ValkeyError> {
         self.query(redis::cmd("CONFIG").arg("GET").arg(names), "CONFIG GET")
             .await
+    }
+
+    /// INFO replication and CONFIG GET of `settings` in one round trip.
+    pub async fn replication_and_settings(
+        &mut self,
+        settings: &[&str],
+    ) -> Result<(Info, HashMap<String, String>), ValkeyError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INFO")
+            .arg("replication")
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg(settings);
+        let (text, values): (String, HashMap<String, String>) =
+            pipe.query_async(&mut self.conn)
+                .await
+                .map_err(|source| ValkeyError::Command {
+                    addr: self.addr.clone(),
+                    command: "INFO/CONFIG GET",
+                    source,
+                })?;
+        Ok((Info::parse(&text), values))
     }
 
     /// Sets settings on the running node (one atomic CONFIG SET).

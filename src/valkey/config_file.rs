@@ -25,8 +25,19 @@ pub struct NodeConfig {
     /// "off" or "rdb".
     pub persistence: String,
     pub io_threads: i64,
-    /// The primary this node replicates from, if it is a standby.
-    pub replica_of: Option<(IpAddr, u16)>,
+    /// The primary this node replicates from, if it is a standby or a read replica.
+    pub upstream: Option<UpstreamAuth>,
+    /// replica-priority: lower is promoted first by Sentinel, 0 never.
+    pub replica_priority: Option<i64>,
+}
+
+/// Where and as whom a node replicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamAuth {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
 }
 
 /// RDB snapshot points used when persistence is "rdb" (valkey-server's own defaults).
@@ -42,21 +53,21 @@ impl NodeConfig {
     }
 
     pub fn save_setting(&self) -> &'static str {
-        if self.persistence == "rdb" {
-            RDB_SAVE_POINTS
-        } else {
-            ""
-        }
+        if self.persistence == "rdb" { RDB_SAVE_POINTS } else { "" }
     }
 
     /// The settings that CONFIG SET can change on a running node, as valkey-server names them.
     pub fn runtime_settings(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut settings = vec![
             ("maxmemory", self.maxmemory_bytes.to_string()),
             ("maxmemory-policy", self.maxmemory_policy.clone()),
             ("timeout", self.timeout_seconds.to_string()),
             ("save", self.save_setting().to_string()),
-        ]
+        ];
+        if let Some(priority) = self.replica_priority {
+            settings.push(("replica-priority", priority.to_string()));
+        }
+        settings
     }
 
     pub fn render(&self) -> String {
@@ -86,10 +97,10 @@ impl NodeConfig {
         line("repl-diskless-sync yes".into());
         line("repl-diskless-sync-delay 0".into());
         line("repl-diskless-load on-empty-db".into());
-        if let Some((host, port)) = self.replica_of {
-            line(format!("replicaof {host} {port}"));
-            line(format!("masteruser {REPLICATION_USER}"));
-            line(format!("masterauth {}", self.replication_password));
+        if let Some(up) = &self.upstream {
+            line(format!("replicaof {} {}", up.host, up.port));
+            line(format!("masteruser {}", up.user));
+            line(format!("masterauth {}", up.password));
             line("replica-read-only yes".into());
         }
         out
@@ -121,7 +132,8 @@ mod tests {
             timeout_seconds: 300,
             persistence: "off".into(),
             io_threads: 2,
-            replica_of: None,
+            upstream: None,
+            replica_priority: None,
         }
     }
 
@@ -142,11 +154,18 @@ mod tests {
     fn standby_config_replicates_as_the_replication_user() {
         let mut c = config();
         c.persistence = "rdb".into();
-        c.replica_of = Some(("127.0.1.1".parse().unwrap(), 7001));
+        c.upstream = Some(UpstreamAuth {
+            host: "127.0.1.1".into(),
+            port: 7001,
+            user: REPLICATION_USER.into(),
+            password: "primarypw".into(),
+        });
+        c.replica_priority = Some(10);
         let text = c.render();
         assert!(text.contains("save \"3600 1 300 100 60 10000\"\n"));
         assert!(text.contains("replicaof 127.0.1.1 7001\n"));
-        assert!(text.contains("masteruser replicator\n"));
+        assert!(text.contains("masteruser replicator\nmasterauth primarypw\n"));
+        assert!(text.contains("replica-priority 10\n"));
         assert!(text.contains("user replicator on >replpw -@all +psync +replconf +ping\n"));
     }
 }

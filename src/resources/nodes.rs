@@ -1,0 +1,489 @@
+//! The node engine both resources share: turning a service record into node configs, starting
+//! nodes, waiting for replication links, reading what nodes really are, and reconciling them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use super::common_model::{NodeModel, TimeoutsModel, UserConfigModel};
+use super::validate;
+use crate::catalog;
+use crate::runtime::{NodeId, RuntimeError, ServiceRecord, Upstream, UserConfigValues};
+use crate::tfplug::{Diagnostic, Diagnostics};
+use crate::valkey::{NodeClient, NodeConfig, REPLICATION_USER, UpstreamAuth};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// How often a start is retried when the chosen port was taken in the meantime.
+const PORT_RETRIES: usize = 3;
+/// Longest wait for a replication link and its initial sync.
+const LINK_TIMEOUT: Duration = Duration::from_secs(300);
+/// The settings read back from nodes for drift detection.
+const SETTINGS: &[&str] = &["maxmemory-policy", "timeout", "save", "io-threads"];
+
+pub fn error(summary: &str, detail: impl std::fmt::Display) -> Diagnostics {
+    Diagnostic::error(summary, detail.to_string()).into()
+}
+
+pub fn generate_secret() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+/// The settings a user config asks for, defaults filled in.
+pub fn effective_user_config(model: Option<&UserConfigModel>) -> UserConfigValues {
+    let d = UserConfigValues::default();
+    let Some(m) = model else { return d };
+    UserConfigValues {
+        maxmemory_policy: m.maxmemory_policy.clone().unwrap_or(d.maxmemory_policy),
+        timeout: m.timeout.unwrap_or(d.timeout),
+        persistence: m.persistence.clone().unwrap_or(d.persistence),
+        io_threads: m.io_threads.unwrap_or(d.io_threads),
+    }
+}
+
+/// A record's user config as the model's block.
+pub fn user_config_model(values: &UserConfigValues) -> UserConfigModel {
+    UserConfigModel {
+        maxmemory_policy: Some(values.maxmemory_policy.clone()),
+        timeout: Some(values.timeout),
+        persistence: Some(values.persistence.clone()),
+        io_threads: Some(values.io_threads),
+    }
+}
+
+pub fn node_id(record: &ServiceRecord, index: usize) -> NodeId {
+    NodeId {
+        service: record.name.clone(),
+        index,
+    }
+}
+
+/// Where node 0 of `record` replicates from, with the credentials to do so.
+pub async fn resolve_upstream(ctx: &Context, record: &ServiceRecord) -> Result<Option<UpstreamAuth>, Diagnostics> {
+    match &record.upstream {
+        None => Ok(None),
+        Some(Upstream::External {
+            host,
+            port,
+            user,
+            password,
+        }) => Ok(Some(UpstreamAuth {
+            host: host.clone(),
+            port: *port,
+            user: user.clone(),
+            password: password.clone(),
+        })),
+        Some(Upstream::Service { name }) => {
+            let primary = ctx
+                .runtime
+                .load_record(name)
+                .await
+                .map_err(|e| error("Could not read the primary's record", e))?
+                .ok_or_else(|| {
+                    error(
+                        "Primary service not found",
+                        format!("primary service {name:?} no longer exists in data_dir"),
+                    )
+                })?;
+            let port = primary
+                .nodes
+                .first()
+                .map(|n| n.port)
+                .ok_or_else(|| error("Primary has no nodes", name))?;
+            Ok(Some(UpstreamAuth {
+                host: primary.bind.to_string(),
+                port,
+                user: REPLICATION_USER.to_string(),
+                password: primary.replication_password.clone(),
+            }))
+        }
+    }
+}
+
+/// The config of node `index`: node 0 follows `upstream` (none on a primary service); the
+/// others are standbys of node 0, authenticating as the service's own replication user.
+pub fn node_config(
+    ctx: &Context,
+    record: &ServiceRecord,
+    index: usize,
+    upstream: Option<&UpstreamAuth>,
+) -> Result<NodeConfig, String> {
+    let plan = catalog::plan(&record.plan)?;
+    let port = record
+        .nodes
+        .iter()
+        .find(|n| n.index == index)
+        .map(|n| n.port)
+        .ok_or("no such node")?;
+    let first_port = record.nodes.first().map(|n| n.port).ok_or("service has no nodes")?;
+    let uc = &record.user_config;
+    let upstream = if index == 0 {
+        upstream.cloned()
+    } else {
+        Some(UpstreamAuth {
+            host: record.bind.to_string(),
+            port: first_port,
+            user: REPLICATION_USER.to_string(),
+            password: record.replication_password.clone(),
+        })
+    };
+    Ok(NodeConfig {
+        bind: record.bind,
+        port,
+        dir: ctx.runtime.node_dir(&node_id(record, index)),
+        password: record.password.clone(),
+        replication_password: record.replication_password.clone(),
+        maxmemory_bytes: plan.memory_bytes,
+        maxmemory_policy: uc.maxmemory_policy.clone(),
+        timeout_seconds: uc.timeout,
+        persistence: uc.persistence.clone(),
+        io_threads: uc.io_threads,
+        upstream,
+        replica_priority: record.failover_priority,
+    })
+}
+
+/// Starts the given nodes in parallel; a node whose port was taken meanwhile gets a new port.
+pub async fn start_nodes(ctx: &Context, record: &mut ServiceRecord, indices: &[usize]) -> Result<(), Diagnostics> {
+    if indices.is_empty() {
+        return Ok(());
+    }
+    let upstream = resolve_upstream(ctx, record).await?;
+    let mut pending: Vec<usize> = indices.to_vec();
+    for attempt in 0..=PORT_RETRIES {
+        let mut set = JoinSet::new();
+        for &index in &pending {
+            let config =
+                node_config(ctx, record, index, upstream.as_ref()).map_err(|e| error("Invalid service record", e))?;
+            let (runtime, id) = (ctx.runtime.clone(), node_id(record, index));
+            set.spawn(async move { (index, runtime.start(&id, &config).await) });
+        }
+        let mut retry = Vec::new();
+        let mut diagnostics = Diagnostics::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((index, Err(RuntimeError::ExitedDuringStart { port_in_use: true, .. })))
+                    if attempt < PORT_RETRIES =>
+                {
+                    retry.push(index)
+                }
+                Ok((_, Err(e))) => diagnostics.extend(error("Could not start a Valkey node", e)),
+                Err(e) => diagnostics.extend(error("Could not start a Valkey node", e)),
+            }
+        }
+        if diagnostics.has_errors() {
+            return Err(diagnostics);
+        }
+        if retry.is_empty() {
+            return Ok(());
+        }
+        for &index in &retry {
+            let port = ctx
+                .runtime
+                .free_port(record.bind)
+                .map_err(|e| error("No free port", e))?;
+            if let Some(node) = record.nodes.iter_mut().find(|n| n.index == index) {
+                node.port = port;
+            }
+        }
+        ctx.runtime
+            .save_record(record)
+            .await
+            .map_err(|e| error("Could not save the service record", e))?;
+        pending = retry;
+    }
+    Ok(())
+}
+
+/// Waits until every node that replicates (standbys, and node 0 of a read replica) has its
+/// link up and its initial sync done.
+pub async fn wait_linked(record: &ServiceRecord) -> Result<(), Diagnostics> {
+    let host = record.bind.to_string();
+    let replicating = record.nodes.iter().filter(|n| n.index > 0 || record.upstream.is_some());
+    let mut waits = JoinSet::new();
+    for node in replicating {
+        let (host, port, password) = (host.clone(), node.port, record.password.clone());
+        let name = format!("{}-{}", record.name, node.index);
+        waits.spawn(async move {
+            let mut client = NodeClient::connect(&host, port, &password, Duration::from_secs(5))
+                .await
+                .map_err(|e| error("Replicating node unreachable", e))?;
+            let deadline = tokio::time::Instant::now() + LINK_TIMEOUT;
+            loop {
+                let info = client
+                    .info(&["replication"])
+                    .await
+                    .map_err(|e| error("Replicating node unreachable", e))?;
+                if info.primary_link_up() && info.get("master_sync_in_progress") == Some("0") {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(error(
+                        "Replication did not start",
+                        format!(
+                            "node {name} had no working replication link after {LINK_TIMEOUT:?}; see its valkey.log"
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+    while let Some(joined) = waits.join_next().await {
+        joined.map_err(|e| error("Replication wait failed", e))??;
+    }
+    Ok(())
+}
+
+/// What one node really is right now.
+#[derive(Debug, Default, Clone)]
+pub struct NodeStatus {
+    pub running: bool,
+    pub role: Option<&'static str>,
+    pub settings: HashMap<String, String>,
+    /// For a replicating node: whether its link to its primary is up.
+    pub link_up: bool,
+    /// master_repl_offset on a primary, slave_repl_offset on a replica.
+    pub offset: Option<i64>,
+}
+
+async fn observe_node(host: String, port: u16, password: String, running: bool) -> NodeStatus {
+    if !running {
+        return NodeStatus::default();
+    }
+    let mut status = NodeStatus {
+        running: true,
+        ..Default::default()
+    };
+    if let Ok(mut client) = NodeClient::connect(&host, port, &password, Duration::from_secs(2)).await
+        && let Ok((info, settings)) = client.replication_and_settings(SETTINGS).await
+    {
+        status.role = info.role();
+        status.link_up = info.primary_link_up();
+        status.offset = match status.role {
+            Some("replica") => info.get_i64("slave_repl_offset"),
+            _ => info.get_i64("master_repl_offset"),
+        };
+        status.settings = settings;
+    }
+    status
+}
+
+/// Reads every node concurrently, one round trip each.
+pub async fn observe(ctx: &Context, record: &ServiceRecord) -> Vec<NodeStatus> {
+    let mut set = JoinSet::new();
+    for (position, node) in record.nodes.iter().enumerate() {
+        let running = ctx.runtime.is_running(&node_id(record, node.index));
+        let fut = observe_node(record.bind.to_string(), node.port, record.password.clone(), running);
+        set.spawn(async move { (position, fut.await) });
+    }
+    let mut statuses = vec![NodeStatus::default(); record.nodes.len()];
+    while let Some(Ok((position, status))) = set.join_next().await {
+        statuses[position] = status;
+    }
+    statuses
+}
+
+/// The user config a node reports, for drift detection.
+pub fn live_user_config(settings: &HashMap<String, String>, fallback: &UserConfigModel) -> UserConfigModel {
+    let get = |k: &str| settings.get(k).cloned();
+    UserConfigModel {
+        maxmemory_policy: get("maxmemory-policy").or_else(|| fallback.maxmemory_policy.clone()),
+        timeout: get("timeout").and_then(|t| t.parse().ok()).or(fallback.timeout),
+        persistence: get("save")
+            .map(|s| {
+                if s.trim().is_empty() {
+                    "off".to_string()
+                } else {
+                    "rdb".to_string()
+                }
+            })
+            .or_else(|| fallback.persistence.clone()),
+        io_threads: get("io-threads").and_then(|t| t.parse().ok()).or(fallback.io_threads),
+    }
+}
+
+/// The declared user config block, overlaid with what node 0 reports (when it answers).
+pub fn observed_user_config(declared: Option<&UserConfigModel>, statuses: &[NodeStatus]) -> Option<UserConfigModel> {
+    declared.map(|declared| match statuses.first() {
+        Some(s) if s.running && !s.settings.is_empty() => live_user_config(&s.settings, declared),
+        _ => declared.clone(),
+    })
+}
+
+/// `RUNNING` when every node answers, `POWEROFF` when none runs, `DEGRADED` in between.
+pub fn overall_state(statuses: &[NodeStatus]) -> &'static str {
+    match statuses.iter().filter(|s| s.running).count() {
+        0 => "POWEROFF",
+        n if n == statuses.len() && statuses.iter().all(|s| s.role.is_some()) => "RUNNING",
+        _ => "DEGRADED",
+    }
+}
+
+pub fn all_running(statuses: &[NodeStatus]) -> bool {
+    !statuses.is_empty() && statuses.iter().all(|s| s.running)
+}
+
+pub fn node_models(record: &ServiceRecord, statuses: &[NodeStatus]) -> Vec<NodeModel> {
+    record
+        .nodes
+        .iter()
+        .zip(statuses)
+        .map(|(n, s)| NodeModel {
+            name: format!("{}-{}", record.name, n.index),
+            host: record.bind.to_string(),
+            port: i64::from(n.port),
+            role: s.role.unwrap_or("unknown").to_string(),
+            state: if s.running { "running" } else { "stopped" }.to_string(),
+        })
+        .collect()
+}
+
+pub fn service_uri(record: &ServiceRecord) -> String {
+    let port = record.nodes.first().map_or(0, |n| n.port);
+    format!("valkey://default:{}@{}:{port}", record.password, record.bind)
+}
+
+/// Brings running nodes in line with the record: config files rewritten, settings applied
+/// with CONFIG SET, nodes restarted where a setting needs it, stopped nodes started. With
+/// `powered` false, stops every node instead.
+pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool) -> Result<(), Diagnostics> {
+    if !powered {
+        for node in &record.nodes {
+            ctx.runtime
+                .stop(&node_id(record, node.index))
+                .await
+                .map_err(|e| error("Could not stop a node", e))?;
+        }
+        return Ok(());
+    }
+    let upstream = resolve_upstream(ctx, record).await?;
+    let statuses = observe(ctx, record).await;
+    let mut to_start = Vec::new();
+    for (node, status) in record.nodes.iter().zip(&statuses) {
+        let id = node_id(record, node.index);
+        let config =
+            node_config(ctx, record, node.index, upstream.as_ref()).map_err(|e| error("Invalid service record", e))?;
+        ctx.runtime
+            .write_config(&id, &config)
+            .await
+            .map_err(|e| error("Could not write a node's config", e))?;
+        if !status.running {
+            to_start.push(node.index);
+            continue;
+        }
+        let live_threads = status.settings.get("io-threads").and_then(|t| t.parse::<i64>().ok());
+        if live_threads.is_some_and(|t| t != config.io_threads) {
+            // io-threads cannot change on a running node: restart it with the new file.
+            ctx.runtime
+                .stop(&id)
+                .await
+                .map_err(|e| error("Could not restart a node", e))?;
+            to_start.push(node.index);
+            continue;
+        }
+        let mut client = NodeClient::connect(
+            &config.bind.to_string(),
+            config.port,
+            &config.password,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| error("Node unreachable", e))?;
+        client
+            .config_set(&config.runtime_settings())
+            .await
+            .map_err(|e| error("Could not change a node's settings", e))?;
+    }
+    start_nodes(ctx, record, &to_start).await?;
+    wait_linked(record).await
+}
+
+pub fn timeout_of(timeouts: Option<&TimeoutsModel>, pick: fn(&TimeoutsModel) -> Option<&String>) -> Duration {
+    timeouts
+        .and_then(pick)
+        .and_then(|t| validate::duration(t).ok())
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// Runs `work` under the operation's timeout and Terraform's stop request.
+pub async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Diagnostics> {
+    tokio::select! {
+        r = tokio::time::timeout(limit, work) => r.map_err(|_| error(
+            &format!("{what} timed out"),
+            format!("the {what} did not finish within {limit:?}; raise it in the timeouts block, then apply again"),
+        )),
+        _ = cancel.cancelled() => Err(error(
+            &format!("{what} interrupted"),
+            "Terraform asked the provider to stop; run terraform apply again to finish",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_config_defaults_fill_what_is_unset() {
+        let partial = UserConfigModel {
+            timeout: Some(0),
+            ..Default::default()
+        };
+        let eff = effective_user_config(Some(&partial));
+        assert_eq!(eff.timeout, 0);
+        assert_eq!(eff.maxmemory_policy, "noeviction");
+        assert_eq!(effective_user_config(None), UserConfigValues::default());
+        assert_eq!(effective_user_config(Some(&user_config_model(&eff))), eff);
+    }
+
+    #[test]
+    fn live_settings_translate_back_to_user_config() {
+        let settings = HashMap::from([
+            ("maxmemory-policy".to_string(), "allkeys-lru".to_string()),
+            ("save".to_string(), "".to_string()),
+            ("timeout".to_string(), "10".to_string()),
+            ("io-threads".to_string(), "2".to_string()),
+        ]);
+        let live = live_user_config(&settings, &UserConfigModel::default());
+        assert_eq!(live.maxmemory_policy.as_deref(), Some("allkeys-lru"));
+        assert_eq!(live.persistence.as_deref(), Some("off"));
+        assert_eq!((live.timeout, live.io_threads), (Some(10), Some(2)));
+    }
+
+    #[test]
+    fn secrets_are_long_and_url_safe() {
+        let s = generate_secret();
+        assert_eq!(s.len(), 32);
+        assert!(s.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(s, generate_secret());
+    }
+
+    #[test]
+    fn state_summarises_node_liveness() {
+        let up = NodeStatus {
+            running: true,
+            role: Some("primary"),
+            ..Default::default()
+        };
+        let down = NodeStatus::default();
+        assert_eq!(overall_state(&[up.clone(), up.clone()]), "RUNNING");
+        assert_eq!(overall_state(&[up.clone(), down.clone()]), "DEGRADED");
+        assert_eq!(overall_state(std::slice::from_ref(&down)), "POWEROFF");
+        assert!(!all_running(&[up, down]));
+    }
+}

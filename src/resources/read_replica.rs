@@ -1,0 +1,313 @@
+//! valkey_read_replica's lifecycle: a one-node service whose node replicates from a primary,
+//! as a dedicated replication ACL user of that primary.
+
+use std::time::Duration;
+
+use tonic::async_trait;
+
+use super::Context;
+use super::common_model::TimeoutsModel;
+use super::lifecycle::{CreateResult, Lifecycle};
+use super::nodes::{self, NodeStatus, error};
+use super::read_replica_model::ReadReplicaModel;
+use super::read_replica_plan;
+use crate::catalog;
+use crate::runtime::{NodeRecord, ServiceRecord, Upstream};
+use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
+use crate::valkey::{NodeClient, UpstreamAuth, uri};
+
+pub const TYPE_NAME: &str = "valkey_read_replica";
+
+pub fn schema() -> Result<Schema, String> {
+    crate::tfplug::schema_derive::schema_for::<ReadReplicaModel>(0)
+}
+
+pub struct ReadReplicaResource {
+    value_type: Type,
+}
+
+impl ReadReplicaResource {
+    pub fn new(schema: &Schema) -> Self {
+        ReadReplicaResource {
+            value_type: schema.value_type(),
+        }
+    }
+}
+
+/// How far the replica trails its primary, in bytes: the primary's master_repl_offset minus
+/// the replica's slave_repl_offset (INFO has no lag-in-bytes field).
+async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus) -> Option<i64> {
+    let up = upstream?;
+    let replica_offset = replica.offset.filter(|_| replica.role == Some("replica"))?;
+    let mut client = NodeClient::connect_as(&up.host, up.port, Some(&up.user), &up.password, Duration::from_secs(2))
+        .await
+        .ok()?;
+    let primary_offset = client
+        .info(&["replication"])
+        .await
+        .ok()?
+        .get_i64("master_repl_offset")?;
+    Some((primary_offset - replica_offset).max(0))
+}
+
+/// The primary's default-user credentials, for reading its offset (the replication user may
+/// not run INFO on a managed primary).
+async fn primary_reader(ctx: &Context, record: &ServiceRecord) -> Option<UpstreamAuth> {
+    match record.upstream.as_ref()? {
+        Upstream::Service { name } => {
+            let primary = ctx.runtime.load_record(name).await.ok()??;
+            Some(UpstreamAuth {
+                host: primary.bind.to_string(),
+                port: primary.nodes.first()?.port,
+                user: "default".into(),
+                password: primary.password,
+            })
+        }
+        Upstream::External { .. } => nodes::resolve_upstream(ctx, record).await.ok()?,
+    }
+}
+
+fn primary_fields(record: &ServiceRecord) -> (Option<String>, Option<String>) {
+    match &record.upstream {
+        Some(Upstream::Service { name }) => (Some(name.clone()), None),
+        Some(Upstream::External {
+            host,
+            port,
+            user,
+            password,
+        }) => {
+            let up = UpstreamAuth {
+                host: host.clone(),
+                port: *port,
+                user: user.clone(),
+                password: password.clone(),
+            };
+            (None, Some(uri::format(&up)))
+        }
+        None => (None, None),
+    }
+}
+
+#[async_trait]
+impl Lifecycle for ReadReplicaResource {
+    type Model = ReadReplicaModel;
+
+    fn value_type(&self) -> Type {
+        self.value_type.clone()
+    }
+
+    fn name<'m>(&self, model: &'m ReadReplicaModel) -> &'m str {
+        &model.name
+    }
+
+    fn timeouts<'m>(&self, model: &'m ReadReplicaModel) -> Option<&'m TimeoutsModel> {
+        model.timeouts.as_ref()
+    }
+
+    async fn create(&self, ctx: &Context, planned: &ReadReplicaModel) -> CreateResult<ReadReplicaModel> {
+        let fail = |summary: &str, path: &str, detail: String| -> (Diagnostics, Option<ReadReplicaModel>) {
+            (Diagnostic::error(summary, detail).at(AttrPath::root(path)).into(), None)
+        };
+        catalog::read_replica_plan(&planned.plan).map_err(|e| fail("Invalid plan", "plan", e))?;
+        let cloud = planned
+            .cloud
+            .clone()
+            .unwrap_or_else(|| catalog::LOCAL_CLOUD.to_string());
+        let bind = ctx
+            .regions
+            .address(&cloud, &planned.region)
+            .map_err(|e| fail("Invalid region", "region", e))?;
+        // Values unknown at plan time are checked now.
+        let upstream = match (&planned.primary_service, &planned.primary_uri) {
+            (Some(name), None) => Upstream::Service { name: name.clone() },
+            (None, Some(text)) => {
+                read_replica_plan::probe_primary_uri(text)
+                    .await
+                    .map_err(|e| fail("Primary is not a usable Valkey server", "primary_uri", e))?;
+                let up = uri::parse(text).map_err(|e| fail("Invalid primary_uri", "primary_uri", e))?;
+                Upstream::External {
+                    host: up.host,
+                    port: up.port,
+                    user: up.user,
+                    password: up.password,
+                }
+            }
+            _ => {
+                return Err(fail(
+                    "Invalid primary",
+                    "primary_service",
+                    "set exactly one of primary_service and primary_uri".into(),
+                ));
+            }
+        };
+        let port = ctx
+            .runtime
+            .free_port(bind)
+            .map_err(|e| (error("No free port", e), None))?;
+        let mut record = ServiceRecord {
+            name: planned.name.clone(),
+            plan: catalog::READ_REPLICA_PLAN.to_string(),
+            cloud,
+            region: planned.region.clone(),
+            bind,
+            password: nodes::generate_secret(),
+            replication_password: nodes::generate_secret(),
+            user_config: nodes::effective_user_config(planned.valkey_user_config.as_ref()),
+            termination_protection: false,
+            nodes: vec![NodeRecord { index: 0, port }],
+            upstream: Some(upstream),
+            failover_priority: Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY)),
+        };
+        // The 5-replica limit is enforced here again, atomically, under the data_dir lock.
+        ctx.runtime
+            .create_record(&record, catalog::MAX_READ_REPLICAS)
+            .await
+            .map_err(|e| {
+                let path = if planned.primary_service.is_some() {
+                    "primary_service"
+                } else {
+                    "name"
+                };
+                fail("Could not create the read replica", path, e.to_string())
+            })?;
+        let started = async {
+            if planned.powered != Some(false) {
+                nodes::start_nodes(ctx, &mut record, &[0]).await?;
+                nodes::wait_linked(&record).await?;
+            }
+            Ok::<_, Diagnostics>(())
+        }
+        .await;
+        let model = self.state_of(ctx, &record, planned).await;
+        started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        _prior: &ReadReplicaModel,
+        planned: &ReadReplicaModel,
+    ) -> Result<ReadReplicaModel, Diagnostics> {
+        let mut record = ctx
+            .runtime
+            .load_record(&planned.name)
+            .await
+            .map_err(|e| error("Could not read the replica's record", e))?
+            .ok_or_else(|| {
+                error(
+                    "Read replica not found",
+                    format!("{:?} no longer exists; apply again to recreate it", planned.name),
+                )
+            })?;
+        record.user_config = nodes::effective_user_config(planned.valkey_user_config.as_ref());
+        record.failover_priority = Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY));
+        ctx.runtime
+            .save_record(&record)
+            .await
+            .map_err(|e| error("Could not save the replica's record", e))?;
+        nodes::reconcile(ctx, &mut record, planned.powered != Some(false)).await?;
+        Ok(self.state_of(ctx, &record, planned).await)
+    }
+
+    async fn delete(&self, ctx: &Context, prior: &ReadReplicaModel) -> Result<(), Diagnostics> {
+        // Stopping a replica never touches its primary: the link just closes.
+        match ctx.runtime.load_record(&prior.name).await {
+            Ok(Some(record)) => ctx
+                .runtime
+                .remove_service(&record)
+                .await
+                .map_err(|e| error("Could not delete the read replica", e)),
+            Ok(None) => Ok(()),
+            Err(e) => Err(error("Could not read the replica's record", e)),
+        }
+    }
+
+    async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ReadReplicaModel) -> ReadReplicaModel {
+        let statuses = nodes::observe(ctx, record).await;
+        let node = statuses.first().cloned().unwrap_or_default();
+        let reader = primary_reader(ctx, record).await;
+        let lag = lag_bytes(reader.as_ref(), &node).await;
+        let (primary_service, primary_uri) = primary_fields(record);
+        ReadReplicaModel {
+            id: Some(record.name.clone()),
+            name: record.name.clone(),
+            primary_service,
+            primary_uri,
+            plan: record.plan.clone(),
+            cloud: Some(record.cloud.clone()),
+            region: record.region.clone(),
+            failover_priority: record.failover_priority.or(prior.failover_priority),
+            valkey_user_config: nodes::observed_user_config(prior.valkey_user_config.as_ref(), &statuses),
+            powered: Some(nodes::all_running(&statuses)),
+            host: Some(record.bind.to_string()),
+            port: Some(i64::from(record.nodes.first().map_or(0, |n| n.port))),
+            password: Some(record.password.clone()),
+            service_uri: Some(nodes::service_uri(record)),
+            state: Some(nodes::overall_state(&statuses).to_string()),
+            role: Some(node.role.unwrap_or("unknown").to_string()),
+            replication_status: Some(if node.link_up { "up" } else { "down" }.to_string()),
+            replication_lag_bytes: lag,
+            timeouts: prior.timeouts.clone(),
+        }
+    }
+
+    fn imported(&self, record: &ServiceRecord) -> Result<ReadReplicaModel, String> {
+        if record.upstream.is_none() {
+            return Err(format!(
+                "{:?} is a primary service; import it as a valkey_service",
+                record.name
+            ));
+        }
+        Ok(ReadReplicaModel {
+            valkey_user_config: Some(nodes::user_config_model(&record.user_config)),
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_marks_the_primary_uri_sensitive_and_the_link_computed() {
+        let s = schema().unwrap();
+        let uri = s.block.attribute("primary_uri").unwrap();
+        assert!(uri.sensitive && uri.optional && uri.force_new);
+        assert!(s.block.attribute("replication_status").unwrap().computed);
+        assert!(s.block.attribute("replication_lag_bytes").unwrap().computed);
+        assert_eq!(
+            s.block.attribute("failover_priority").unwrap().default,
+            Some(crate::tfplug::Value::Number(crate::tfplug::Number::Int(100)))
+        );
+    }
+
+    #[test]
+    fn external_primaries_show_as_a_uri_and_managed_ones_by_name() {
+        let mut record = ServiceRecord {
+            name: "r".into(),
+            plan: "startup-4".into(),
+            cloud: "local".into(),
+            region: "local-2".into(),
+            bind: "127.0.2.1".parse().unwrap(),
+            password: "p".into(),
+            replication_password: "q".into(),
+            user_config: Default::default(),
+            termination_protection: false,
+            nodes: vec![],
+            upstream: Some(Upstream::Service { name: "main".into() }),
+            failover_priority: None,
+        };
+        assert_eq!(primary_fields(&record), (Some("main".into()), None));
+        record.upstream = Some(Upstream::External {
+            host: "127.0.0.9".into(),
+            port: 7000,
+            user: "repl".into(),
+            password: "pw".into(),
+        });
+        assert_eq!(
+            primary_fields(&record),
+            (None, Some("valkey://repl:pw@127.0.0.9:7000".into()))
+        );
+    }
+}

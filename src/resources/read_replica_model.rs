@@ -1,0 +1,101 @@
+//! The valkey_read_replica resource model: the single description of its attributes.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use super::common_model::{TimeoutsModel, UserConfigModel};
+
+/// A read replica: a single-node service in its own region that replicates asynchronously
+/// from a primary. Only writes to the primary propagate; the replica refuses writes. A primary
+/// can have at most 5 read replicas, and replicas run on the `startup-4` plan only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReadReplicaModel {
+    /// Identifier of the replica; the same as its name. Use it with `terraform import`.
+    #[schemars(extend("x-computed" = true))]
+    pub id: Option<String>,
+
+    /// Name of the replica, unique within the provider's data_dir among services and replicas:
+    /// 1 to 63 lower-case letters, digits and hyphens, starting with a letter. Changing it
+    /// replaces the replica.
+    #[schemars(extend("x-force-new" = true))]
+    pub name: String,
+
+    /// Name of the `valkey_service` to replicate. Refer to the resource
+    /// (`valkey_service.primary.name`) so Terraform creates the primary first and destroys it
+    /// last. Exactly one of `primary_service` and `primary_uri` is set. Changing it replaces
+    /// the replica.
+    #[schemars(extend("x-force-new" = true))]
+    pub primary_service: Option<String>,
+
+    /// URI of a Valkey server this provider does not manage, `valkey://USER:PASSWORD@HOST:PORT`,
+    /// for replicating or migrating an existing server. The user needs the permissions to
+    /// replicate (PSYNC, REPLCONF, PING) and to run INFO, which tells the server type. Only
+    /// Valkey servers are accepted: a Redis or other
+    /// server is refused, judged by its INFO server fields. Changing it replaces the replica.
+    #[schemars(extend("x-force-new" = true, "x-sensitive" = true))]
+    pub primary_uri: Option<String>,
+
+    /// Service plan. Read replicas are offered on `startup-4` only (1 node, 4 GiB).
+    pub plan: String,
+
+    /// Cloud that runs the node; `local` only today. Changing it replaces the replica.
+    #[schemars(extend("default" = "local", "x-force-new" = true))]
+    pub cloud: Option<String>,
+
+    /// Region the replica runs in: `local-1` to `local-6`, or one declared in the provider's
+    /// `regions`. Usually another region than the primary's. Changing it replaces the replica.
+    #[schemars(extend("x-force-new" = true))]
+    pub region: String,
+
+    /// Order in which replicas are promoted when the primary fails: lower goes first, 0 never.
+    /// 0 to 1000.
+    #[schemars(extend("default" = 100))]
+    pub failover_priority: Option<i64>,
+
+    /// Valkey settings of the replica's node. When present, settings changed outside Terraform
+    /// are reported and put back on apply.
+    #[schemars(extend("x-block" = true))]
+    pub valkey_user_config: Option<UserConfigModel>,
+
+    /// Whether the node runs. A node that stopped outside Terraform reads as false, so the
+    /// next apply restarts it.
+    #[schemars(extend("default" = true))]
+    pub powered: Option<bool>,
+
+    /// Address clients connect to for reads.
+    #[schemars(extend("x-computed" = true))]
+    pub host: Option<String>,
+
+    /// TCP port of the replica's node.
+    #[schemars(extend("x-computed" = true))]
+    pub port: Option<i64>,
+
+    /// Password of the replica's `default` user, generated at creation.
+    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
+    pub password: Option<String>,
+
+    /// Connection URI, `valkey://default:PASSWORD@HOST:PORT`.
+    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
+    pub service_uri: Option<String>,
+
+    /// `RUNNING` when the node answers, `POWEROFF` when it does not run.
+    #[schemars(extend("x-computed" = true))]
+    pub state: Option<String>,
+
+    /// Role of the node as Valkey reports it: `replica`, or `primary` after a promotion.
+    #[schemars(extend("x-computed" = true))]
+    pub role: Option<String>,
+
+    /// `up` when the replication link to the primary works, else `down`.
+    #[schemars(extend("x-computed" = true))]
+    pub replication_status: Option<String>,
+
+    /// How far the replica is behind, in bytes of the replication stream (the primary's
+    /// offset minus the replica's), when refreshed. Null when the primary cannot be reached.
+    #[schemars(extend("x-computed" = true))]
+    pub replication_lag_bytes: Option<i64>,
+
+    /// How long create, update and delete may take.
+    #[schemars(extend("x-block" = true))]
+    pub timeouts: Option<TimeoutsModel>,
+}

@@ -1,0 +1,260 @@
+//! valkey_read_replica's plan-time rules: configuration checks, the topology checks that need
+//! the data_dir and the current run (primary exists, at most 5 replicas, same service type),
+//! and what a change plans.
+
+use std::time::Duration;
+
+use crate::catalog;
+use crate::tfplug::provider::PlanResponse;
+use crate::tfplug::schema::Block;
+use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
+use crate::valkey::{NodeClient, uri};
+
+use super::Context;
+use super::plan_rules::{self, PlanShape};
+use super::planned::over_replica_limit;
+use super::validate;
+
+/// Checks every known value that needs no provider configuration.
+pub fn validate_config(config: &Value) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    validate::string(
+        &mut d,
+        config.attr("name"),
+        AttrPath::root("name"),
+        "name",
+        validate::resource_name,
+    );
+    validate::string(
+        &mut d,
+        config.attr("plan"),
+        AttrPath::root("plan"),
+        "plan",
+        catalog::read_replica_plan,
+    );
+    validate::string(&mut d, config.attr("cloud"), AttrPath::root("cloud"), "cloud", |c| {
+        catalog::cloud(c).map(|_| ())
+    });
+    validate::integer(
+        &mut d,
+        config.attr("failover_priority"),
+        AttrPath::root("failover_priority"),
+        "failover_priority",
+        catalog::FAILOVER_PRIORITY_RANGE,
+    );
+    validate::user_config(&mut d, config);
+    validate::timeouts(&mut d, config);
+    let (service, uri_value) = (config.attr("primary_service"), config.attr("primary_uri"));
+    validate::string(
+        &mut d,
+        service,
+        AttrPath::root("primary_service"),
+        "primary_service",
+        validate::resource_name,
+    );
+    validate::string(&mut d, uri_value, AttrPath::root("primary_uri"), "primary_uri", |u| {
+        uri::parse(u).map(|_| ())
+    });
+    match (service.is_null(), uri_value.is_null()) {
+        (true, true) => d.push(
+            Diagnostic::error(
+                "Missing primary",
+                "set primary_service to the name of a valkey_service, or primary_uri to a Valkey server this provider does not manage",
+            )
+            .at(AttrPath::root("primary_service")),
+        ),
+        (false, false) => d.push(
+            Diagnostic::error("Conflicting primaries", "set only one of primary_service and primary_uri").at(AttrPath::root("primary_uri")),
+        ),
+        _ => {}
+    }
+    d
+}
+
+const SHAPE: PlanShape = PlanShape {
+    kind: "read replica",
+    observed: &["state", "role", "replication_status", "replication_lag_bytes"],
+    created: &["host", "port", "password", "service_uri"],
+    changes_nodes: &["powered", "valkey_user_config", "failover_priority"],
+};
+
+pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
+    plan_rules::plan_change(&SHAPE, block, prior, proposed, config)
+}
+
+/// Refuses a server that is not Valkey: read replicas replicate the same service type only.
+pub async fn probe_primary_uri(text: &str) -> Result<(), String> {
+    let up = uri::parse(text)?;
+    let mut client = NodeClient::connect_as(&up.host, up.port, Some(&up.user), &up.password, Duration::from_secs(3))
+        .await
+        .map_err(|e| format!("cannot check the primary: {e}"))?;
+    let info = client
+        .info(&["server"])
+        .await
+        .map_err(|e| format!("cannot check the primary: {e}"))?;
+    if info.is_valkey() {
+        return Ok(());
+    }
+    let reported = match (info.get("server_name"), info.get("redis_version")) {
+        (Some(name), _) => format!("server_name {name:?}"),
+        (None, Some(version)) => {
+            format!("redis_version {version} and no server_name, so it is Redis or a Redis-compatible server")
+        }
+        (None, None) => "no server name".to_string(),
+    };
+    Err(format!(
+        "the server at {}:{} is not Valkey (INFO server reports {reported}); read replicas replicate Valkey only, \
+         cross-service replication is not supported",
+        up.host, up.port
+    ))
+}
+
+/// Plan-time checks of a new replica against the data_dir and the rest of this run.
+pub async fn check_new_replica(ctx: &Context, config: &Value) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    if let Some(primary) = config.attr("primary_service").as_str() {
+        let records = match ctx.runtime.list_records().await {
+            Ok(r) => r,
+            Err(e) => return Diagnostic::error("Could not read data_dir", e.to_string()).into(),
+        };
+        let at = || AttrPath::root("primary_service");
+        match records.iter().find(|r| r.name == primary) {
+            Some(r) if r.upstream.is_some() => d.push(
+                Diagnostic::error(
+                    "Primary is a read replica",
+                    format!("{primary:?} is a read replica; a read replica replicates from a valkey_service only"),
+                )
+                .at(at()),
+            ),
+            Some(_) => {}
+            None if ctx.planned.service_planned(primary) => {}
+            None => d.push(
+                Diagnostic::error(
+                    "Primary service not found",
+                    format!(
+                        "no valkey_service named {primary:?} exists in {} or is created in this configuration. \
+                         Refer to the primary resource (primary_service = valkey_service.NAME.name) so Terraform creates it first.",
+                        ctx.data_dir.display()
+                    ),
+                )
+                .at(at()),
+            ),
+        }
+        if let Some(name) = config.attr("name").as_str() {
+            let existing: Vec<String> = records
+                .iter()
+                .filter(|r| r.replicates(primary))
+                .map(|r| r.name.clone())
+                .collect();
+            let planned = ctx.planned.plan_replica(primary, name);
+            if let Some(all) = over_replica_limit(&existing, &planned, catalog::MAX_READ_REPLICAS) {
+                d.push(
+                    Diagnostic::error(
+                        "Too many read replicas",
+                        format!(
+                            "primary service {primary:?} would have {} read replicas ({}), counting existing ones and those in this plan; \
+                             a primary can have at most {}",
+                            all.len(),
+                            all.join(", "),
+                            catalog::MAX_READ_REPLICAS
+                        ),
+                    )
+                    .at(at()),
+                );
+            }
+        }
+    }
+    if let Some(text) = config.attr("primary_uri").as_str()
+        && let Err(e) = probe_primary_uri(text).await
+    {
+        d.push(Diagnostic::error("Primary is not a usable Valkey server", e).at(AttrPath::root("primary_uri")));
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::read_replica_model::ReadReplicaModel;
+    use crate::tfplug::schema_derive::schema_for;
+
+    fn config(pairs: &[(&str, Value)]) -> Value {
+        let ty = schema_for::<ReadReplicaModel>(0).unwrap().value_type();
+        let mut v = Value::from_serde_json(&serde_json::json!({}), &ty).unwrap();
+        for (k, val) in pairs {
+            v.set_attr(k, val.clone());
+        }
+        v
+    }
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    fn paths(d: &Diagnostics) -> Vec<String> {
+        d.0.iter()
+            .map(|d| d.path.as_ref().map(|p| p.to_string()).unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn replica_on_another_plan_than_startup_4_is_refused() {
+        let d = validate_config(&config(&[
+            ("name", s("r")),
+            ("plan", s("business-4")),
+            ("primary_service", s("p")),
+        ]));
+        assert_eq!(paths(&d), ["plan"]);
+        assert!(d.0[0].detail.contains("startup-4"));
+    }
+
+    #[test]
+    fn exactly_one_primary_must_be_given() {
+        let none = validate_config(&config(&[("name", s("r")), ("plan", s("startup-4"))]));
+        assert_eq!(paths(&none), ["primary_service"]);
+        let both = validate_config(&config(&[
+            ("name", s("r")),
+            ("plan", s("startup-4")),
+            ("primary_service", s("p")),
+            ("primary_uri", s("valkey://u:p@127.0.0.1:1")),
+        ]));
+        assert_eq!(paths(&both), ["primary_uri"]);
+        let unknown = validate_config(&config(&[
+            ("name", s("r")),
+            ("plan", s("startup-4")),
+            ("primary_service", Value::Unknown),
+        ]));
+        assert!(unknown.is_empty());
+    }
+
+    #[test]
+    fn bad_priority_uri_and_primary_name_are_reported_at_their_attributes() {
+        let d = validate_config(&config(&[
+            ("name", s("r")),
+            ("plan", s("startup-4")),
+            ("primary_uri", s("http://x")),
+            ("failover_priority", Value::Number(crate::tfplug::Number::Int(-1))),
+        ]));
+        assert_eq!(paths(&d), ["failover_priority", "primary_uri"]);
+        let d = validate_config(&config(&[
+            ("name", s("r")),
+            ("plan", s("startup-4")),
+            ("primary_service", s("../p")),
+        ]));
+        assert_eq!(paths(&d), ["primary_service"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_primary_uri_is_an_error_that_hides_the_password() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let err = probe_primary_uri(&format!("valkey://u:hunter2@127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("cannot check the primary") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+}
