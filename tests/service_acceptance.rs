@@ -174,7 +174,6 @@ resource "valkey_service" "bad" {
         "Invalid name",
         "Invalid plan",
         "unknown plan \"startup-8\"",
-        "Invalid region",
         "with valkey_service.bad",
         "maxmemory_policy",
         "io_threads: 99 is out of range",

@@ -59,6 +59,12 @@ pub fn user_config_model(values: &UserConfigValues) -> UserConfigModel {
     }
 }
 
+/// The block an import puts in state: absent when every setting is at its default, so a
+/// configuration without the block plans no change after an import.
+pub fn imported_user_config(values: &UserConfigValues) -> Option<UserConfigModel> {
+    (*values != UserConfigValues::default()).then(|| user_config_model(values))
+}
+
 pub fn node_id(record: &ServiceRecord, index: usize) -> NodeId {
     NodeId {
         service: record.name.clone(),

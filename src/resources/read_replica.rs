@@ -259,7 +259,7 @@ impl Lifecycle for ReadReplicaResource {
             ));
         }
         Ok(ReadReplicaModel {
-            valkey_user_config: Some(nodes::user_config_model(&record.user_config)),
+            valkey_user_config: nodes::imported_user_config(&record.user_config),
             ..Default::default()
         })
     }

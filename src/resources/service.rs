@@ -225,7 +225,7 @@ impl Lifecycle for ServiceResource {
         }
         Ok(ServiceModel {
             termination_protection: Some(record.termination_protection),
-            valkey_user_config: Some(nodes::user_config_model(&record.user_config)),
+            valkey_user_config: nodes::imported_user_config(&record.user_config),
             ..Default::default()
         })
     }

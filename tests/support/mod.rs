@@ -93,8 +93,14 @@ impl Terraform {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Runs a command that must fail; returns stdout and stderr together.
+    /// Runs a command that must fail; returns stdout and stderr together, with Terraform's
+    /// line wrapping undone (runs of white space become one space).
     pub fn fails(&self, args: &[&str]) -> String {
+        flatten(&self.fails_raw(args))
+    }
+
+    /// Like `fails`, keeping the text exactly as Terraform printed it.
+    pub fn fails_raw(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let text = format!(
             "{}{}",
@@ -166,6 +172,11 @@ impl Terraform {
             .filter(|pid| is_alive(*pid))
             .collect()
     }
+}
+
+/// Joins Terraform's wrapped lines so messages can be matched whole.
+pub fn flatten(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 pub fn is_alive(pid: i32) -> bool {
