@@ -170,29 +170,31 @@ fn free_port() -> u16 {
 }
 
 fn start_server(binary: &str, port: u16, password: &str, dir: &std::path::Path) -> Server {
-    let child = Command::new(binary)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--requirepass",
-            password,
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let server = Server(
+        Command::new(binary)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--requirepass",
+                password,
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}")),
+    );
     let uri = format!("redis://:{password}@127.0.0.1:{port}");
     for _ in 0..500 {
         if let Ok(mut c) = redis::Client::open(uri.as_str()).unwrap().get_connection()
             && redis::cmd("PING").exec(&mut c).is_ok()
         {
-            return Server(child);
+            return server;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
