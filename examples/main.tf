@@ -1,4 +1,4 @@
-# A Valkey service on the local cloud: a startup-4 primary in region local-1.
+# A Valkey service on the local cloud with a read replica in another region.
 # `make demo` applies this directory with the provider built from this repository.
 
 terraform {
@@ -14,6 +14,7 @@ provider "valkey" {
   data_dir = "${path.module}/.valkey"
 }
 
+# The primary takes reads and writes.
 resource "valkey_service" "primary" {
   name   = "demo-primary"
   plan   = "startup-4"
@@ -24,15 +25,24 @@ resource "valkey_service" "primary" {
   }
 }
 
-output "host" {
-  value = valkey_service.primary.host
-}
-
-output "port" {
-  value = valkey_service.primary.port
+# The replica copies the primary asynchronously and serves reads close to its users.
+resource "valkey_read_replica" "replica" {
+  name            = "demo-replica"
+  primary_service = valkey_service.primary.name
+  plan            = "startup-4"
+  region          = "local-2"
 }
 
 output "service_uri" {
   value     = valkey_service.primary.service_uri
   sensitive = true
+}
+
+output "replica_uri" {
+  value     = valkey_read_replica.replica.service_uri
+  sensitive = true
+}
+
+output "replication_status" {
+  value = valkey_read_replica.replica.replication_status
 }

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Writes and reads a key through a service URI, to show the demo service answering.
+# Writes a key on the demo's primary and reads it back from its read replica.
 set -euo pipefail
-uri="$1"
+primary_uri="$1"
+replica_uri="$2"
 if python3 -c 'import valkey' 2>/dev/null; then
-  python3 - "$uri" <<'PY'
+  python3 - "$primary_uri" "$replica_uri" <<'PY'
 import sys, valkey
-client = valkey.from_url(sys.argv[1])
-client.set("hello", "from terraform-provider-valkey")
-info = client.info("server")
-print(f"Connected to Valkey {info['valkey_version']}: GET hello -> {client.get('hello').decode()}")
+primary, replica = valkey.from_url(sys.argv[1]), valkey.from_url(sys.argv[2])
+primary.set("hello", "from terraform-provider-valkey")
+primary.wait(1, 5000)
+version = primary.info("server")["valkey_version"]
+print(f"Valkey {version}: SET hello on the primary, GET hello on the replica -> {replica.get('hello').decode()}")
 PY
 else
-  echo "Connect with any Valkey client to the service URI (python3 -m pip install valkey for the Python one)."
+  echo "Connect with any Valkey client to the URIs (python3 -m pip install valkey for the Python one)."
 fi

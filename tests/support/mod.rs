@@ -24,11 +24,32 @@ pub fn valkey_server() -> PathBuf {
 pub struct Terraform {
     pub dir: tempfile::TempDir,
     valkey_server: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl Terraform {
     /// A working directory with the provider in a local mirror and `terraform init` done.
     pub fn new(config: &str) -> Terraform {
+        let tf = Terraform::bare(None);
+        tf.write_config(config);
+        tf.ok(&["init", "-input=false"]);
+        tf
+    }
+
+    /// A working directory holding a copy of the `.tf` files of `example` (a directory of
+    /// this repository), whose provider block puts data under `.valkey` beside them.
+    pub fn from_example(example: &Path) -> Terraform {
+        let tf = Terraform::bare(Some(".valkey"));
+        for entry in std::fs::read_dir(example).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "tf") {
+                std::fs::copy(entry.path(), tf.dir.path().join(entry.file_name())).unwrap();
+            }
+        }
+        tf.ok(&["init", "-input=false"]);
+        tf
+    }
+
+    fn bare(data_dir: Option<&str>) -> Terraform {
         assert!(Path::new(TERRAFORM).is_file(), "terraform not found at {TERRAFORM}");
         let dir = tempfile::tempdir().expect("tempdir");
         let platform = dir.path().join("mirror/terraform.local/local/valkey/0.1.0/linux_amd64");
@@ -43,17 +64,16 @@ impl Terraform {
             dir.path().join("mirror").display()
         );
         std::fs::write(dir.path().join("cli.tfrc"), cli_config).unwrap();
-        let tf = Terraform {
+        let data_dir = dir.path().join(data_dir.unwrap_or("data"));
+        Terraform {
             dir,
             valkey_server: valkey_server(),
-        };
-        tf.write_config(config);
-        tf.ok(&["init", "-input=false"]);
-        tf
+            data_dir,
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 
     /// Writes main.tf: the provider block pointing at this test's data_dir, then `body`.
