@@ -51,3 +51,23 @@ pub struct TimeoutsModel {
     /// Longest time a delete may take (default 20m).
     pub delete: Option<String>,
 }
+
+/// How clients reach a service or replica; computed at creation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EndpointModel {
+    /// Address clients connect to: the region's address the first node listens on.
+    #[schemars(extend("x-computed" = true))]
+    pub host: Option<String>,
+
+    /// TCP port of the first node.
+    #[schemars(extend("x-computed" = true))]
+    pub port: Option<i64>,
+
+    /// Password of the `default` user, generated at creation.
+    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
+    pub password: Option<String>,
+
+    /// Connection URI, `valkey://default:PASSWORD@HOST:PORT`.
+    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
+    pub service_uri: Option<String>,
+}

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::common_model::{NodeModel, TimeoutsModel, UserConfigModel};
+use super::common_model::{EndpointModel, NodeModel, TimeoutsModel, UserConfigModel};
 use super::validate;
 use crate::catalog;
 use crate::runtime::{NodeId, RuntimeError, ServiceRecord, Upstream, UserConfigValues};
@@ -210,6 +210,44 @@ pub async fn start_nodes(ctx: &Context, record: &mut ServiceRecord, indices: &[u
     Ok(())
 }
 
+/// Starts every node of a newly recorded service (unless it is created powered off) and waits
+/// for its replication links.
+pub async fn start_new(ctx: &Context, record: &mut ServiceRecord, powered: bool) -> Result<(), Diagnostics> {
+    if !powered {
+        return Ok(());
+    }
+    let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
+    start_nodes(ctx, record, &indices).await?;
+    wait_linked(record).await
+}
+
+/// The record of an existing resource; an error when it vanished.
+pub async fn load_existing(ctx: &Context, name: &str, kind: &str) -> Result<ServiceRecord, Diagnostics> {
+    ctx.runtime
+        .load_record(name)
+        .await
+        .map_err(|e| error(&format!("Could not read the {kind}'s record"), e))?
+        .ok_or_else(|| {
+            error(
+                &format!("The {kind} was not found"),
+                format!("{kind} {name:?} no longer exists in data_dir; apply again to recreate it"),
+            )
+        })
+}
+
+/// Stops and removes a resource's nodes and record; a resource already gone is not an error.
+pub async fn remove(ctx: &Context, name: &str, kind: &str) -> Result<(), Diagnostics> {
+    match ctx.runtime.load_record(name).await {
+        Ok(Some(record)) => ctx
+            .runtime
+            .remove_service(&record)
+            .await
+            .map_err(|e| error(&format!("Could not delete the {kind}"), e)),
+        Ok(None) => Ok(()),
+        Err(e) => Err(error(&format!("Could not read the {kind}'s record"), e)),
+    }
+}
+
 /// Waits until every node that replicates (standbys, and node 0 of a read replica) has its
 /// link up and its initial sync done.
 pub async fn wait_linked(record: &ServiceRecord) -> Result<(), Diagnostics> {
@@ -354,9 +392,15 @@ pub fn node_models(record: &ServiceRecord, statuses: &[NodeStatus]) -> Vec<NodeM
         .collect()
 }
 
-pub fn service_uri(record: &ServiceRecord) -> String {
+/// How clients reach the record's first node.
+pub fn endpoint(record: &ServiceRecord) -> EndpointModel {
     let port = record.nodes.first().map_or(0, |n| n.port);
-    format!("valkey://default:{}@{}:{port}", record.password, record.bind)
+    EndpointModel {
+        host: Some(record.bind.to_string()),
+        port: Some(i64::from(port)),
+        password: Some(record.password.clone()),
+        service_uri: Some(format!("valkey://default:{}@{}:{port}", record.password, record.bind)),
+    }
 }
 
 /// Brings running nodes in line with the record: config files rewritten, settings applied

@@ -170,14 +170,7 @@ impl Lifecycle for ReadReplicaResource {
                 };
                 fail("Could not create the read replica", path, e.to_string())
             })?;
-        let started = async {
-            if planned.powered != Some(false) {
-                nodes::start_nodes(ctx, &mut record, &[0]).await?;
-                nodes::wait_linked(&record).await?;
-            }
-            Ok::<_, Diagnostics>(())
-        }
-        .await;
+        let started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
         let model = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
     }
@@ -188,17 +181,7 @@ impl Lifecycle for ReadReplicaResource {
         _prior: &ReadReplicaModel,
         planned: &ReadReplicaModel,
     ) -> Result<ReadReplicaModel, Diagnostics> {
-        let mut record = ctx
-            .runtime
-            .load_record(&planned.name)
-            .await
-            .map_err(|e| error("Could not read the replica's record", e))?
-            .ok_or_else(|| {
-                error(
-                    "Read replica not found",
-                    format!("{:?} no longer exists; apply again to recreate it", planned.name),
-                )
-            })?;
+        let mut record = nodes::load_existing(ctx, &planned.name, "read replica").await?;
         record.user_config = nodes::effective_user_config(planned.valkey_user_config.as_ref());
         record.failover_priority = Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY));
         ctx.runtime
@@ -211,15 +194,7 @@ impl Lifecycle for ReadReplicaResource {
 
     async fn delete(&self, ctx: &Context, prior: &ReadReplicaModel) -> Result<(), Diagnostics> {
         // Stopping a replica never touches its primary: the link just closes.
-        match ctx.runtime.load_record(&prior.name).await {
-            Ok(Some(record)) => ctx
-                .runtime
-                .remove_service(&record)
-                .await
-                .map_err(|e| error("Could not delete the read replica", e)),
-            Ok(None) => Ok(()),
-            Err(e) => Err(error("Could not read the replica's record", e)),
-        }
+        nodes::remove(ctx, &prior.name, "read replica").await
     }
 
     async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ReadReplicaModel) -> ReadReplicaModel {
@@ -239,10 +214,7 @@ impl Lifecycle for ReadReplicaResource {
             failover_priority: record.failover_priority.or(prior.failover_priority),
             valkey_user_config: nodes::observed_user_config(prior.valkey_user_config.as_ref(), &statuses),
             powered: Some(nodes::all_running(&statuses)),
-            host: Some(record.bind.to_string()),
-            port: Some(i64::from(record.nodes.first().map_or(0, |n| n.port))),
-            password: Some(record.password.clone()),
-            service_uri: Some(nodes::service_uri(record)),
+            endpoint: nodes::endpoint(record),
             state: Some(nodes::overall_state(&statuses).to_string()),
             role: Some(node.role.unwrap_or("unknown").to_string()),
             replication_status: Some(if node.link_up { "up" } else { "down" }.to_string()),

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::common_model::{TimeoutsModel, UserConfigModel};
+pub use super::common_model::{EndpointModel, TimeoutsModel, UserConfigModel};
 
 /// A read replica: a single-node service in its own region that replicates asynchronously
 /// from a primary. Only writes to the primary propagate; the replica refuses writes. A primary
@@ -62,21 +62,8 @@ pub struct ReadReplicaModel {
     #[schemars(extend("default" = true))]
     pub powered: Option<bool>,
 
-    /// Address clients connect to for reads.
-    #[schemars(extend("x-computed" = true))]
-    pub host: Option<String>,
-
-    /// TCP port of the replica's node.
-    #[schemars(extend("x-computed" = true))]
-    pub port: Option<i64>,
-
-    /// Password of the replica's `default` user, generated at creation.
-    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
-    pub password: Option<String>,
-
-    /// Connection URI, `valkey://default:PASSWORD@HOST:PORT`.
-    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
-    pub service_uri: Option<String>,
+    #[serde(flatten)]
+    pub endpoint: EndpointModel,
 
     /// `RUNNING` when the node answers, `POWEROFF` when it does not run.
     #[schemars(extend("x-computed" = true))]

@@ -18,23 +18,7 @@ use super::validate;
 /// Checks every known value that needs no provider configuration.
 pub fn validate_config(config: &Value) -> Diagnostics {
     let mut d = Diagnostics::new();
-    validate::string(
-        &mut d,
-        config.attr("name"),
-        AttrPath::root("name"),
-        "name",
-        validate::resource_name,
-    );
-    validate::string(
-        &mut d,
-        config.attr("plan"),
-        AttrPath::root("plan"),
-        "plan",
-        catalog::read_replica_plan,
-    );
-    validate::string(&mut d, config.attr("cloud"), AttrPath::root("cloud"), "cloud", |c| {
-        catalog::cloud(c).map(|_| ())
-    });
+    validate::common(&mut d, config, catalog::read_replica_plan);
     validate::integer(
         &mut d,
         config.attr("failover_priority"),
@@ -42,8 +26,6 @@ pub fn validate_config(config: &Value) -> Diagnostics {
         "failover_priority",
         catalog::FAILOVER_PRIORITY_RANGE,
     );
-    validate::user_config(&mut d, config);
-    validate::timeouts(&mut d, config);
     let (service, uri_value) = (config.attr("primary_service"), config.attr("primary_uri"));
     validate::string(
         &mut d,

@@ -45,10 +45,7 @@ fn model_from(
         valkey_user_config: nodes::observed_user_config(prior.valkey_user_config.as_ref(), statuses),
         termination_protection: Some(prior.termination_protection.unwrap_or(record.termination_protection)),
         powered: Some(nodes::all_running(statuses)),
-        host: Some(record.bind.to_string()),
-        port: Some(i64::from(record.nodes.first().map_or(0, |n| n.port))),
-        password: Some(record.password.clone()),
-        service_uri: Some(nodes::service_uri(record)),
+        endpoint: nodes::endpoint(record),
         state: Some(nodes::overall_state(statuses).to_string()),
         role: Some(statuses.first().and_then(|s| s.role).unwrap_or("unknown").to_string()),
         nodes: Some(nodes::node_models(record, statuses)),
@@ -113,15 +110,7 @@ impl Lifecycle for ServiceResource {
                 (d.into(), None)
             })?;
         // From here on the service exists: failures return its state so Terraform tracks it.
-        let started = async {
-            if planned.powered != Some(false) {
-                let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
-                nodes::start_nodes(ctx, &mut record, &indices).await?;
-                nodes::wait_linked(&record).await?;
-            }
-            Ok::<_, Diagnostics>(())
-        }
-        .await;
+        let started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
         let model = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
     }
@@ -132,20 +121,7 @@ impl Lifecycle for ServiceResource {
         _prior: &ServiceModel,
         planned: &ServiceModel,
     ) -> Result<ServiceModel, Diagnostics> {
-        let mut record = ctx
-            .runtime
-            .load_record(&planned.name)
-            .await
-            .map_err(|e| error("Could not read the service record", e))?
-            .ok_or_else(|| {
-                error(
-                    "Service not found",
-                    format!(
-                        "service {:?} no longer exists; apply again to recreate it",
-                        planned.name
-                    ),
-                )
-            })?;
+        let mut record = nodes::load_existing(ctx, &planned.name, "service").await?;
         let plan = catalog::plan(&planned.plan).map_err(|e| error("Invalid plan", e))?;
         record.plan = plan.name.to_string();
         record.user_config = nodes::effective_user_config(planned.valkey_user_config.as_ref());
@@ -189,15 +165,7 @@ impl Lifecycle for ServiceResource {
             .at(AttrPath::root("termination_protection"))
             .into());
         }
-        match ctx.runtime.load_record(&prior.name).await {
-            Ok(Some(record)) => ctx
-                .runtime
-                .remove_service(&record)
-                .await
-                .map_err(|e| error("Could not delete the service", e)),
-            Ok(None) => Ok(()),
-            Err(e) => Err(error("Could not read the service record", e)),
-        }
+        nodes::remove(ctx, &prior.name, "service").await
     }
 
     async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ServiceModel) -> ServiceModel {

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::common_model::{NodeModel, TimeoutsModel, UserConfigModel};
+pub use super::common_model::{EndpointModel, NodeModel, TimeoutsModel, UserConfigModel};
 
 /// A Valkey service: a primary node, plus standby nodes on the business and premium plans,
 /// run by the provider's runtime (processes on this host for the `local` cloud).
@@ -50,21 +50,8 @@ pub struct ServiceModel {
     #[schemars(extend("default" = true))]
     pub powered: Option<bool>,
 
-    /// Address clients connect to: the primary node's address.
-    #[schemars(extend("x-computed" = true))]
-    pub host: Option<String>,
-
-    /// TCP port of the primary node.
-    #[schemars(extend("x-computed" = true))]
-    pub port: Option<i64>,
-
-    /// Password of the `default` user, generated at creation.
-    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
-    pub password: Option<String>,
-
-    /// Connection URI, `valkey://default:PASSWORD@HOST:PORT`.
-    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
-    pub service_uri: Option<String>,
+    #[serde(flatten)]
+    pub endpoint: EndpointModel,
 
     /// `RUNNING` when every node answers, `POWEROFF` when none runs, `DEGRADED` in between.
     #[schemars(extend("x-computed" = true))]

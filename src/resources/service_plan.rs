@@ -4,7 +4,7 @@
 use crate::catalog;
 use crate::tfplug::provider::PlanResponse;
 use crate::tfplug::schema::Block;
-use crate::tfplug::{AttrPath, Diagnostics, Value};
+use crate::tfplug::{Diagnostics, Value};
 
 use super::plan_rules::{self, PlanShape};
 use super::validate;
@@ -13,21 +13,7 @@ use super::validate;
 /// configuration (regions are checked at plan time, when the provider's regions are known).
 pub fn validate_config(config: &Value) -> Diagnostics {
     let mut d = Diagnostics::new();
-    validate::string(
-        &mut d,
-        config.attr("name"),
-        AttrPath::root("name"),
-        "name",
-        validate::resource_name,
-    );
-    validate::string(&mut d, config.attr("plan"), AttrPath::root("plan"), "plan", |p| {
-        catalog::plan(p).map(|_| ())
-    });
-    validate::string(&mut d, config.attr("cloud"), AttrPath::root("cloud"), "cloud", |c| {
-        catalog::cloud(c).map(|_| ())
-    });
-    validate::user_config(&mut d, config);
-    validate::timeouts(&mut d, config);
+    validate::common(&mut d, config, |p| catalog::plan(p).map(|_| ()));
     d
 }
 
@@ -47,6 +33,7 @@ pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Valu
 mod tests {
     use super::*;
     use crate::resources::service_model::ServiceModel;
+    use crate::tfplug::AttrPath;
     use crate::tfplug::schema_derive::schema_for;
     use std::collections::BTreeMap;
 

@@ -34,6 +34,24 @@ pub fn integer(diags: &mut Diagnostics, value: &Value, path: AttrPath, label: &s
     }
 }
 
+/// The checks services and replicas share: name, plan (with the resource's own rule), cloud,
+/// user config block, timeouts.
+pub fn common(diags: &mut Diagnostics, config: &Value, plan_rule: fn(&str) -> Result<(), String>) {
+    string(
+        diags,
+        config.attr("name"),
+        AttrPath::root("name"),
+        "name",
+        resource_name,
+    );
+    string(diags, config.attr("plan"), AttrPath::root("plan"), "plan", plan_rule);
+    string(diags, config.attr("cloud"), AttrPath::root("cloud"), "cloud", |c| {
+        catalog::cloud(c).map(|_| ())
+    });
+    user_config(diags, config);
+    timeouts(diags, config);
+}
+
 /// The valkey_user_config block shared by services and replicas.
 pub fn user_config(diags: &mut Diagnostics, config: &Value) {
     let uc = config.attr("valkey_user_config");
