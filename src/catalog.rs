@@ -83,6 +83,14 @@ pub const READ_REPLICA_PLAN: &str = "startup-4";
 pub const FAILOVER_PRIORITY_RANGE: (i64, i64) = (0, 1000);
 pub const DEFAULT_FAILOVER_PRIORITY: i64 = 100;
 
+/// Sentinels watching each primary that has read replicas, and how many must agree that the
+/// primary is down before a failover starts.
+pub const SENTINELS_PER_GROUP: usize = 3;
+pub const SENTINEL_QUORUM: usize = 2;
+/// How long a primary must be unreachable before it counts as down, milliseconds. Below one
+/// second, a busy primary risks spurious failovers.
+pub const DOWN_AFTER_MS_RANGE: (i64, i64) = (1000, 60_000);
+
 /// Idle client timeout bounds, seconds (0 disables the timeout).
 pub const CLIENT_TIMEOUT_RANGE: (i64, i64) = (0, 31_536_000);
 /// I/O threads per node.

@@ -235,6 +235,7 @@ impl Provider for ValkeyProvider {
                 data_dir,
                 regions,
                 planned: Arc::new(PlannedTopology::default()),
+                group_lock: Arc::default(),
             });
         }
         Diagnostics::new()

@@ -139,7 +139,11 @@ fn five_replicas_are_fine_and_a_sixth_added_later_fails_at_plan() {
         .collect();
     let tf = Terraform::new(&format!("{PRIMARY}{five}"));
     tf.apply();
-    assert_eq!(tf.live_node_pids().len(), 6);
+    assert_eq!(
+        tf.live_node_pids().len(),
+        9,
+        "six nodes and the three Sentinels of the group"
+    );
     let six: String = (1..=6)
         .map(|i| replica(&format!("r{i}"), "local-2", "startup-4"))
         .collect();

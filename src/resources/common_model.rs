@@ -71,3 +71,36 @@ pub struct EndpointModel {
     #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
     pub service_uri: Option<String>,
 }
+
+/// How the service fails over to a read replica when its primary fails.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailoverModel {
+    /// Watch the primary with Valkey Sentinel (3 Sentinels, quorum 2, spread over the regions
+    /// of the primary and its read replicas) and promote a replica when it fails. Sentinels run
+    /// while the service has read replicas.
+    #[schemars(extend("default" = true))]
+    pub enabled: Option<bool>,
+
+    /// Milliseconds the primary must be unreachable before it counts as down, 1000 to 60000.
+    /// Lower fails over sooner; too low risks failing over a primary that is only busy.
+    #[schemars(extend("default" = 5000))]
+    pub down_after_ms: Option<i64>,
+}
+
+/// Where a replication group's Sentinels and current primary are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TopologyModel {
+    /// Addresses (`host:port`) of the Sentinels watching the replication group; empty while
+    /// there is no read replica or failover is disabled. Sentinel-aware clients use them to
+    /// find the current primary after a failover without a configuration change.
+    #[schemars(extend("x-computed" = true))]
+    pub sentinel_addresses: Option<Vec<String>>,
+
+    /// Password for the Sentinels (`AUTH` with it before asking them anything).
+    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
+    pub sentinel_password: Option<String>,
+
+    /// `host:port` of the replication group's primary now, as Sentinel reports it.
+    #[schemars(extend("x-computed" = true))]
+    pub current_primary: Option<String>,
+}

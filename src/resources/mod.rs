@@ -2,6 +2,7 @@
 //! lifecycle (create, read, update, delete, import) that drives the runtime.
 
 pub mod common_model;
+pub mod failover;
 pub mod lifecycle;
 pub mod nodes;
 pub mod plan_rules;
@@ -28,4 +29,6 @@ pub struct Context {
     pub regions: Regions,
     /// What this provider process has planned so far (one process serves one plan walk).
     pub planned: Arc<planned::PlannedTopology>,
+    /// Serialises changes to failover groups (Sentinels) within this provider process.
+    pub group_lock: Arc<tokio::sync::Mutex<()>>,
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::common_model::{EndpointModel, NodeModel, TimeoutsModel, UserConfigModel};
-use super::validate;
+use super::{failover, validate};
 use crate::catalog;
 use crate::runtime::{NodeId, RuntimeError, ServiceRecord, Upstream, UserConfigValues};
 use crate::tfplug::{Diagnostic, Diagnostics};
@@ -66,14 +66,12 @@ pub fn imported_user_config(values: &UserConfigValues) -> Option<UserConfigModel
 }
 
 pub fn node_id(record: &ServiceRecord, index: usize) -> NodeId {
-    NodeId {
-        service: record.name.clone(),
-        index,
-    }
+    NodeId::data(&record.name, index)
 }
 
-/// Where node 0 of `record` replicates from, with the credentials to do so.
-pub async fn resolve_upstream(ctx: &Context, record: &ServiceRecord) -> Result<Option<UpstreamAuth>, Diagnostics> {
+/// Where the record's node 0 replicates from when no Sentinel says otherwise: nowhere on a
+/// primary service, its primary on a read replica.
+pub async fn static_upstream(ctx: &Context, record: &ServiceRecord) -> Result<Option<UpstreamAuth>, Diagnostics> {
     match &record.upstream {
         None => Ok(None),
         Some(Upstream::External {
@@ -114,13 +112,40 @@ pub async fn resolve_upstream(ctx: &Context, record: &ServiceRecord) -> Result<O
     }
 }
 
-/// The config of node `index`: node 0 follows `upstream` (none on a primary service); the
-/// others are standbys of node 0, authenticating as the service's own replication user.
+/// Where each node of the record should replicate from, by position in `record.nodes`. While
+/// Sentinels watch the group, every node follows the primary they report (and the node they
+/// report replicates from nowhere); otherwise node 0 follows its static upstream and the
+/// others follow node 0.
+pub async fn desired_upstreams(
+    ctx: &Context,
+    record: &ServiceRecord,
+) -> Result<Vec<Option<UpstreamAuth>>, Diagnostics> {
+    let sentinel_primary = failover::sentinel_upstream(ctx, record).await;
+    let first = static_upstream(ctx, record).await?;
+    let first_port = record.nodes.first().map(|n| n.port).unwrap_or(0);
+    Ok(record
+        .nodes
+        .iter()
+        .map(|n| match &sentinel_primary {
+            Some(p) if p.host == record.bind.to_string() && p.port == n.port => None,
+            Some(p) => Some(p.clone()),
+            None if n.index == 0 => first.clone(),
+            None => Some(UpstreamAuth {
+                host: record.bind.to_string(),
+                port: first_port,
+                user: REPLICATION_USER.to_string(),
+                password: record.replication_password.clone(),
+            }),
+        })
+        .collect())
+}
+
+/// The config of node `index`, replicating from `upstream`.
 pub fn node_config(
     ctx: &Context,
     record: &ServiceRecord,
     index: usize,
-    upstream: Option<&UpstreamAuth>,
+    upstream: Option<UpstreamAuth>,
 ) -> Result<NodeConfig, String> {
     let plan = catalog::plan(&record.plan)?;
     let port = record
@@ -129,24 +154,14 @@ pub fn node_config(
         .find(|n| n.index == index)
         .map(|n| n.port)
         .ok_or("no such node")?;
-    let first_port = record.nodes.first().map(|n| n.port).ok_or("service has no nodes")?;
     let uc = &record.user_config;
-    let upstream = if index == 0 {
-        upstream.cloned()
-    } else {
-        Some(UpstreamAuth {
-            host: record.bind.to_string(),
-            port: first_port,
-            user: REPLICATION_USER.to_string(),
-            password: record.replication_password.clone(),
-        })
-    };
     Ok(NodeConfig {
         bind: record.bind,
         port,
         dir: ctx.runtime.node_dir(&node_id(record, index)),
         password: record.password.clone(),
         replication_password: record.replication_password.clone(),
+        sentinel_password: record.sentinel_password.clone(),
         maxmemory_bytes: plan.memory_bytes,
         maxmemory_policy: uc.maxmemory_policy.clone(),
         timeout_seconds: uc.timeout,
@@ -157,20 +172,32 @@ pub fn node_config(
     })
 }
 
+/// Every node's config, in `record.nodes` order, each with its desired upstream.
+async fn configs(ctx: &Context, record: &ServiceRecord) -> Result<Vec<NodeConfig>, Diagnostics> {
+    let upstreams = desired_upstreams(ctx, record).await?;
+    record
+        .nodes
+        .iter()
+        .zip(upstreams)
+        .map(|(n, up)| node_config(ctx, record, n.index, up).map_err(|e| error("Invalid service record", e)))
+        .collect()
+}
+
 /// Starts the given nodes in parallel; a node whose port was taken meanwhile gets a new port.
 pub async fn start_nodes(ctx: &Context, record: &mut ServiceRecord, indices: &[usize]) -> Result<(), Diagnostics> {
     if indices.is_empty() {
         return Ok(());
     }
-    let upstream = resolve_upstream(ctx, record).await?;
     let mut pending: Vec<usize> = indices.to_vec();
     for attempt in 0..=PORT_RETRIES {
+        let all = configs(ctx, record).await?;
         let mut set = JoinSet::new();
-        for &index in &pending {
-            let config =
-                node_config(ctx, record, index, upstream.as_ref()).map_err(|e| error("Invalid service record", e))?;
-            let (runtime, id) = (ctx.runtime.clone(), node_id(record, index));
-            set.spawn(async move { (index, runtime.start(&id, &config).await) });
+        for (node, config) in record.nodes.iter().zip(all) {
+            if !pending.contains(&node.index) {
+                continue;
+            }
+            let (runtime, id, index) = (ctx.runtime.clone(), node_id(record, node.index), node.index);
+            set.spawn(async move { (index, runtime.start(&id, &config.process_spec()).await) });
         }
         let mut retry = Vec::new();
         let mut diagnostics = Diagnostics::new();
@@ -298,6 +325,8 @@ pub struct NodeStatus {
     pub link_up: bool,
     /// master_repl_offset on a primary, slave_repl_offset on a replica.
     pub offset: Option<i64>,
+    /// For a replica: the primary it follows.
+    pub primary_addr: Option<(String, u16)>,
 }
 
 async fn observe_node(host: String, port: u16, password: String, running: bool) -> NodeStatus {
@@ -316,6 +345,13 @@ async fn observe_node(host: String, port: u16, password: String, running: bool) 
         status.offset = match status.role {
             Some("replica") => info.get_i64("slave_repl_offset"),
             _ => info.get_i64("master_repl_offset"),
+        };
+        status.primary_addr = match (
+            info.get("master_host"),
+            info.get("master_port").and_then(|p| p.parse().ok()),
+        ) {
+            (Some(h), Some(p)) => Some((h.to_string(), p)),
+            _ => None,
         };
         status.settings = settings;
     }
@@ -416,15 +452,16 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
         }
         return Ok(());
     }
-    let upstream = resolve_upstream(ctx, record).await?;
+    let configs = configs(ctx, record).await?;
     let statuses = observe(ctx, record).await;
+    let group_watched = failover::group_primary_record(ctx, record)
+        .await
+        .is_some_and(|p| !p.sentinels.is_empty());
     let mut to_start = Vec::new();
-    for (node, status) in record.nodes.iter().zip(&statuses) {
+    for ((node, status), config) in record.nodes.iter().zip(&statuses).zip(&configs) {
         let id = node_id(record, node.index);
-        let config =
-            node_config(ctx, record, node.index, upstream.as_ref()).map_err(|e| error("Invalid service record", e))?;
         ctx.runtime
-            .write_config(&id, &config)
+            .write_config(&id, &config.process_spec())
             .await
             .map_err(|e| error("Could not write a node's config", e))?;
         if !status.running {
@@ -453,6 +490,20 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
             .config_set(&config.runtime_settings())
             .await
             .map_err(|e| error("Could not change a node's settings", e))?;
+        // Re-link a node whose replication was changed outside Terraform. A node that should
+        // be a primary is only promoted back where no Sentinel decides who the primary is.
+        let following = status.primary_addr.as_ref().map(|(h, p)| (h.as_str(), *p));
+        match &config.upstream {
+            Some(up) if status.role != Some("replica") || following != Some((up.host.as_str(), up.port)) => client
+                .replicate(Some((&up.host, up.port, &up.user, &up.password)))
+                .await
+                .map_err(|e| error("Could not re-link a replica", e))?,
+            None if status.role == Some("replica") && !group_watched => client
+                .replicate(None)
+                .await
+                .map_err(|e| error("Could not detach a node", e))?,
+            _ => {}
+        }
     }
     start_nodes(ctx, record, &to_start).await?;
     wait_linked(record).await

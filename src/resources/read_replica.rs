@@ -7,14 +7,17 @@ use tonic::async_trait;
 
 use super::Context;
 use super::common_model::TimeoutsModel;
+use super::failover;
 use super::lifecycle::{CreateResult, Lifecycle};
 use super::nodes::{self, NodeStatus, error};
 use super::read_replica_model::ReadReplicaModel;
+use super::read_replica_model::TopologyModel;
 use super::read_replica_plan;
+use super::service;
 use crate::catalog;
 use crate::runtime::{NodeRecord, ServiceRecord, Upstream};
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
-use crate::valkey::{NodeClient, UpstreamAuth, uri};
+use crate::valkey::{NodeClient, SENTINEL_USER, UpstreamAuth, uri};
 
 pub const TYPE_NAME: &str = "valkey_read_replica";
 
@@ -50,20 +53,44 @@ async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus) -> Opt
     Some((primary_offset - replica_offset).max(0))
 }
 
-/// The primary's default-user credentials, for reading its offset (the replication user may
-/// not run INFO on a managed primary).
+/// Who can read the primary's offset: the Sentinel user on whichever node Sentinel reports
+/// as primary (it may run INFO on every member of the group), or the URI's user for a
+/// primary this provider does not manage.
 async fn primary_reader(ctx: &Context, record: &ServiceRecord) -> Option<UpstreamAuth> {
     match record.upstream.as_ref()? {
         Upstream::Service { name } => {
             let primary = ctx.runtime.load_record(name).await.ok()??;
+            let (host, port) = match failover::current_primary(&primary).await {
+                Some(addr) => addr,
+                None => (primary.bind.to_string(), primary.nodes.first()?.port),
+            };
             Some(UpstreamAuth {
-                host: primary.bind.to_string(),
-                port: primary.nodes.first()?.port,
-                user: "default".into(),
-                password: primary.password,
+                host,
+                port,
+                user: SENTINEL_USER.into(),
+                password: primary.sentinel_password,
             })
         }
-        Upstream::External { .. } => nodes::resolve_upstream(ctx, record).await.ok()?,
+        Upstream::External { .. } => nodes::static_upstream(ctx, record).await.ok()?,
+    }
+}
+
+/// The group's view for a replica: its primary service's Sentinels and current primary.
+async fn topology(ctx: &Context, record: &ServiceRecord) -> TopologyModel {
+    match failover::group_primary_record(ctx, record).await {
+        Some(primary) => service::topology(&primary).await,
+        None => {
+            let current = nodes::static_upstream(ctx, record)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| format!("{}:{}", u.host, u.port));
+            TopologyModel {
+                sentinel_addresses: Some(Vec::new()),
+                sentinel_password: Some(String::new()),
+                current_primary: current,
+            }
+        }
     }
 }
 
@@ -144,6 +171,21 @@ impl Lifecycle for ReadReplicaResource {
             .runtime
             .free_port(bind)
             .map_err(|e| (error("No free port", e), None))?;
+        // Members of a replication group share its replication and Sentinel passwords, so
+        // that each can follow whichever member is promoted.
+        let (replication_password, sentinel_password) = match &upstream {
+            Upstream::Service { name } => match ctx.runtime.load_record(name).await {
+                Ok(Some(primary)) => (primary.replication_password, primary.sentinel_password),
+                _ => {
+                    return Err(fail(
+                        "Primary service not found",
+                        "primary_service",
+                        format!("no valkey_service named {name:?} exists"),
+                    ));
+                }
+            },
+            Upstream::External { .. } => (nodes::generate_secret(), nodes::generate_secret()),
+        };
         let mut record = ServiceRecord {
             name: planned.name.clone(),
             plan: catalog::READ_REPLICA_PLAN.to_string(),
@@ -151,12 +193,15 @@ impl Lifecycle for ReadReplicaResource {
             region: planned.region.clone(),
             bind,
             password: nodes::generate_secret(),
-            replication_password: nodes::generate_secret(),
+            replication_password,
+            sentinel_password,
             user_config: nodes::effective_user_config(planned.valkey_user_config.as_ref()),
             termination_protection: false,
             nodes: vec![NodeRecord { index: 0, port }],
             upstream: Some(upstream),
             failover_priority: Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY)),
+            failover: Default::default(),
+            sentinels: Vec::new(),
         };
         // The 5-replica limit is enforced here again, atomically, under the data_dir lock.
         ctx.runtime
@@ -170,7 +215,13 @@ impl Lifecycle for ReadReplicaResource {
                 };
                 fail("Could not create the read replica", path, e.to_string())
             })?;
-        let started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
+        let mut started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
+        if started.is_ok()
+            && let Some(Upstream::Service { name }) = &record.upstream
+        {
+            // The first replica forms the primary's failover group.
+            started = failover::ensure_group(ctx, name).await;
+        }
         let model = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
     }
@@ -189,18 +240,27 @@ impl Lifecycle for ReadReplicaResource {
             .await
             .map_err(|e| error("Could not save the replica's record", e))?;
         nodes::reconcile(ctx, &mut record, planned.powered != Some(false)).await?;
+        if planned.promote == Some(true) {
+            failover::switchover(ctx, &record).await?;
+        }
         Ok(self.state_of(ctx, &record, planned).await)
     }
 
     async fn delete(&self, ctx: &Context, prior: &ReadReplicaModel) -> Result<(), Diagnostics> {
         // Stopping a replica never touches its primary: the link just closes.
-        nodes::remove(ctx, &prior.name, "read replica").await
+        nodes::remove(ctx, &prior.name, "read replica").await?;
+        // The last replica gone dissolves the primary's failover group.
+        match &prior.primary_service {
+            Some(primary) => failover::ensure_group(ctx, primary).await,
+            None => Ok(()),
+        }
     }
 
     async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ReadReplicaModel) -> ReadReplicaModel {
         let statuses = nodes::observe(ctx, record).await;
         let node = statuses.first().cloned().unwrap_or_default();
         let reader = primary_reader(ctx, record).await;
+        let topology = topology(ctx, record).await;
         let lag = lag_bytes(reader.as_ref(), &node).await;
         let (primary_service, primary_uri) = primary_fields(record);
         ReadReplicaModel {
@@ -219,6 +279,8 @@ impl Lifecycle for ReadReplicaResource {
             role: Some(node.role.unwrap_or("unknown").to_string()),
             replication_status: Some(if node.link_up { "up" } else { "down" }.to_string()),
             replication_lag_bytes: lag,
+            promote: prior.promote.or(Some(false)),
+            topology,
             timeouts: prior.timeouts.clone(),
         }
     }
@@ -269,6 +331,9 @@ mod tests {
             nodes: vec![],
             upstream: Some(Upstream::Service { name: "main".into() }),
             failover_priority: None,
+            sentinel_password: "s".into(),
+            failover: Default::default(),
+            sentinels: Vec::new(),
         };
         assert_eq!(primary_fields(&record), (Some("main".into()), None));
         record.upstream = Some(Upstream::External {

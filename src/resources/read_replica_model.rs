@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::common_model::{EndpointModel, TimeoutsModel, UserConfigModel};
+pub use super::common_model::{EndpointModel, TimeoutsModel, TopologyModel, UserConfigModel};
 
 /// A read replica: a single-node service in its own region that replicates asynchronously
 /// from a primary. Only writes to the primary propagate; the replica refuses writes. A primary
@@ -52,6 +52,13 @@ pub struct ReadReplicaModel {
     #[schemars(extend("default" = 100))]
     pub failover_priority: Option<i64>,
 
+    /// Makes this replica the primary of its replication group with a coordinated switchover
+    /// (writes pause briefly; no acknowledged write is lost). The former primary becomes a
+    /// replica of this one, and keeps following it while this stays true. Needs failover
+    /// enabled on the primary service.
+    #[schemars(extend("default" = false))]
+    pub promote: Option<bool>,
+
     /// Valkey settings of the replica's node. When present, settings changed outside Terraform
     /// are reported and put back on apply.
     #[schemars(extend("x-block" = true))]
@@ -81,6 +88,9 @@ pub struct ReadReplicaModel {
     /// offset minus the replica's), when refreshed. Null when the primary cannot be reached.
     #[schemars(extend("x-computed" = true))]
     pub replication_lag_bytes: Option<i64>,
+
+    #[serde(flatten)]
+    pub topology: TopologyModel,
 
     /// How long create, update and delete may take.
     #[schemars(extend("x-block" = true))]

@@ -55,13 +55,46 @@ pub fn validate_config(config: &Value) -> Diagnostics {
 
 const SHAPE: PlanShape = PlanShape {
     kind: "read replica",
-    observed: &["state", "role", "replication_status", "replication_lag_bytes"],
-    created: &["host", "port", "password", "service_uri"],
-    changes_nodes: &["powered", "valkey_user_config", "failover_priority"],
+    observed: &[
+        "state",
+        "role",
+        "replication_status",
+        "replication_lag_bytes",
+        "sentinel_addresses",
+        "current_primary",
+    ],
+    created: &["host", "port", "password", "service_uri", "sentinel_password"],
+    changes_nodes: &["powered", "valkey_user_config", "failover_priority", "promote"],
 };
 
 pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
-    plan_rules::plan_change(&SHAPE, block, prior, proposed, config)
+    let mut response = plan_rules::plan_change(&SHAPE, block, prior, proposed, config);
+    let planned = &mut response.planned_state;
+    if prior.is_null() || planned.is_null() || !response.requires_replace.is_empty() {
+        return response;
+    }
+    if needs_role_change(prior, planned) {
+        for name in SHAPE.observed {
+            planned.set_attr(name, Value::Unknown);
+        }
+    }
+    response
+}
+
+/// Whether apply must change the replica's role: promote it when `promote` is set and it is
+/// not the group's primary, or re-link it when it stopped replicating (REPLICAOF NO ONE run
+/// outside Terraform) without having been promoted by a failover.
+fn needs_role_change(prior: &Value, planned: &Value) -> bool {
+    let own = match (prior.attr("host").as_str(), prior.attr("port").as_i64()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        _ => return false,
+    };
+    let is_group_primary = prior.attr("current_primary").as_str() == Some(own.as_str());
+    let promote = planned.attr("promote").as_bool() == Some(true);
+    let acts_as_primary = prior.attr("role").as_str() == Some("primary");
+    let running = prior.attr("powered").as_bool() == Some(true);
+    // Promotion wanted, or replication lost without a failover behind it.
+    !is_group_primary && (promote || (acts_as_primary && running))
 }
 
 /// Refuses a server that is not Valkey: read replicas replicate the same service type only.
@@ -224,6 +257,78 @@ mod tests {
             ("primary_service", s("../p")),
         ]));
         assert_eq!(paths(&d), ["primary_service"]);
+    }
+
+    fn applied(role: &str, current_primary: &str) -> Value {
+        let mut v = config(&[
+            ("name", s("r")),
+            ("plan", s("startup-4")),
+            ("primary_service", s("p")),
+            ("region", s("local-2")),
+            ("cloud", s("local")),
+            ("host", s("127.0.2.1")),
+            ("port", Value::Number(crate::tfplug::Number::Int(7000))),
+            ("role", s(role)),
+            ("current_primary", s(current_primary)),
+            ("state", s("RUNNING")),
+            ("replication_status", s(if role == "replica" { "up" } else { "down" })),
+        ]);
+        v.set_attr("powered", Value::Bool(true));
+        v.set_attr("promote", Value::Bool(false));
+        v.set_attr("failover_priority", Value::Number(crate::tfplug::Number::Int(100)));
+        v.set_attr("id", s("r"));
+        v
+    }
+
+    fn block() -> Block {
+        schema_for::<ReadReplicaModel>(0).unwrap().block
+    }
+
+    #[test]
+    fn a_detached_replica_plans_a_relink_but_a_promoted_one_does_not() {
+        let c = config(&[
+            ("name", s("r")),
+            ("plan", s("startup-4")),
+            ("primary_service", s("p")),
+            ("region", s("local-2")),
+        ]);
+        let detached = applied("primary", "127.0.1.1:6000");
+        let r = plan_change(&block(), &detached, &detached, &c);
+        assert!(
+            r.planned_state.attr("role").is_unknown(),
+            "REPLICAOF NO ONE must show as drift"
+        );
+        let promoted = applied("primary", "127.0.2.1:7000");
+        let r = plan_change(&block(), &promoted, &promoted, &c);
+        assert_eq!(
+            r.planned_state, promoted,
+            "a replica promoted by failover is left alone"
+        );
+        let healthy = applied("replica", "127.0.1.1:6000");
+        assert_eq!(plan_change(&block(), &healthy, &healthy, &c).planned_state, healthy);
+    }
+
+    #[test]
+    fn promote_plans_a_switchover_until_the_replica_is_the_primary() {
+        let mut c = config(&[
+            ("name", s("r")),
+            ("plan", s("startup-4")),
+            ("primary_service", s("p")),
+            ("region", s("local-2")),
+        ]);
+        c.set_attr("promote", Value::Bool(true));
+        let replica = applied("replica", "127.0.1.1:6000");
+        let mut proposed = replica.clone();
+        proposed.set_attr("promote", Value::Bool(true));
+        let r = plan_change(&block(), &replica, &proposed, &c);
+        assert!(r.planned_state.attr("role").is_unknown());
+        let mut done = applied("primary", "127.0.2.1:7000");
+        done.set_attr("promote", Value::Bool(true));
+        assert_eq!(
+            plan_change(&block(), &done, &done, &c).planned_state,
+            done,
+            "stable once promoted"
+        );
     }
 
     #[tokio::test]

@@ -4,11 +4,13 @@ use tonic::async_trait;
 
 use super::Context;
 use super::common_model::TimeoutsModel;
+use super::failover;
 use super::lifecycle::{CreateResult, Lifecycle};
 use super::nodes::{self, error};
 use super::service_model::ServiceModel;
+use super::service_model::TopologyModel;
 use crate::catalog;
-use crate::runtime::{NodeRecord, ServiceRecord};
+use crate::runtime::{FailoverSettings, NodeRecord, ServiceRecord};
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
 
 pub const TYPE_NAME: &str = "valkey_service";
@@ -29,11 +31,33 @@ impl ServiceResource {
     }
 }
 
+fn failover_settings(model: &ServiceModel) -> FailoverSettings {
+    let d = FailoverSettings::default();
+    let f = model.failover.clone().unwrap_or_default();
+    FailoverSettings {
+        enabled: f.enabled.unwrap_or(d.enabled),
+        down_after_ms: f.down_after_ms.unwrap_or(d.down_after_ms),
+    }
+}
+
+/// The group's view: Sentinels, their password, and where the primary is now.
+pub async fn topology(record: &ServiceRecord) -> TopologyModel {
+    let own = format!("{}:{}", record.bind, record.nodes.first().map_or(0, |n| n.port));
+    let current = failover::current_primary(record).await.map(|(h, p)| format!("{h}:{p}"));
+    TopologyModel {
+        sentinel_addresses: Some(failover::sentinel_addresses(record)),
+        sentinel_password: Some(record.sentinel_password.clone()),
+        current_primary: Some(current.unwrap_or(own)),
+    }
+}
+
 /// The state Terraform stores: the record's shape, overlaid with what the nodes report.
 fn model_from(
     record: &ServiceRecord,
     statuses: &[nodes::NodeStatus],
     replicas: Vec<String>,
+    topology: TopologyModel,
+    sentinels_running: bool,
     prior: &ServiceModel,
 ) -> ServiceModel {
     ServiceModel {
@@ -44,12 +68,14 @@ fn model_from(
         region: record.region.clone(),
         valkey_user_config: nodes::observed_user_config(prior.valkey_user_config.as_ref(), statuses),
         termination_protection: Some(prior.termination_protection.unwrap_or(record.termination_protection)),
-        powered: Some(nodes::all_running(statuses)),
+        powered: Some(nodes::all_running(statuses) && sentinels_running),
         endpoint: nodes::endpoint(record),
         state: Some(nodes::overall_state(statuses).to_string()),
         role: Some(statuses.first().and_then(|s| s.role).unwrap_or("unknown").to_string()),
         nodes: Some(nodes::node_models(record, statuses)),
         read_replicas: Some(replicas),
+        failover: prior.failover.clone(),
+        topology,
         timeouts: prior.timeouts.clone(),
     }
 }
@@ -99,8 +125,11 @@ impl Lifecycle for ServiceResource {
             user_config: nodes::effective_user_config(planned.valkey_user_config.as_ref()),
             termination_protection: planned.termination_protection.unwrap_or(false),
             nodes: node_records,
+            sentinel_password: nodes::generate_secret(),
             upstream: None,
             failover_priority: None,
+            failover: failover_settings(planned),
+            sentinels: Vec::new(),
         };
         ctx.runtime
             .create_record(&record, catalog::MAX_READ_REPLICAS)
@@ -126,6 +155,7 @@ impl Lifecycle for ServiceResource {
         record.plan = plan.name.to_string();
         record.user_config = nodes::effective_user_config(planned.valkey_user_config.as_ref());
         record.termination_protection = planned.termination_protection.unwrap_or(false);
+        record.failover = failover_settings(planned);
         // Resize: new standbys get fresh ports; surplus standbys (highest first) are removed.
         while record.nodes.len() < plan.nodes {
             let port = ctx
@@ -149,7 +179,12 @@ impl Lifecycle for ServiceResource {
             .save_record(&record)
             .await
             .map_err(|e| error("Could not save the service record", e))?;
-        nodes::reconcile(ctx, &mut record, planned.powered != Some(false)).await?;
+        let powered = planned.powered != Some(false);
+        nodes::reconcile(ctx, &mut record, powered).await?;
+        if powered {
+            failover::ensure_group(ctx, &record.name).await?;
+        }
+        let record = nodes::load_existing(ctx, &planned.name, "service").await?;
         Ok(self.state_of(ctx, &record, planned).await)
     }
 
@@ -181,7 +216,9 @@ impl Lifecycle for ServiceResource {
                 prior.read_replicas.clone().unwrap_or_default()
             }
         };
-        model_from(record, &statuses, replicas, prior)
+        let topology = topology(record).await;
+        let sentinels_running = failover::sentinels_running(ctx, record);
+        model_from(record, &statuses, replicas, topology, sentinels_running, prior)
     }
 
     fn imported(&self, record: &ServiceRecord) -> Result<ServiceModel, String> {
@@ -191,8 +228,13 @@ impl Lifecycle for ServiceResource {
                 record.name
             ));
         }
+        let d = FailoverSettings::default();
         Ok(ServiceModel {
             termination_protection: Some(record.termination_protection),
+            failover: (record.failover != d).then_some(super::service_model::FailoverModel {
+                enabled: Some(record.failover.enabled),
+                down_after_ms: Some(record.failover.down_after_ms),
+            }),
             valkey_user_config: nodes::imported_user_config(&record.user_config),
             ..Default::default()
         })

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::common_model::{EndpointModel, NodeModel, TimeoutsModel, UserConfigModel};
+pub use super::common_model::{EndpointModel, FailoverModel, NodeModel, TimeoutsModel, TopologyModel, UserConfigModel};
 
 /// A Valkey service: a primary node, plus standby nodes on the business and premium plans,
 /// run by the provider's runtime (processes on this host for the `local` cloud).
@@ -45,8 +45,9 @@ pub struct ServiceModel {
     #[schemars(extend("default" = false))]
     pub termination_protection: Option<bool>,
 
-    /// Whether the nodes run. False stops them and keeps their data; true starts them again.
-    /// A node that stopped outside Terraform reads as false, so the next apply restarts it.
+    /// Whether the nodes (and the Sentinels watching them) run. False stops the nodes and keeps
+    /// their data; true starts them again. A node or Sentinel that stopped outside Terraform
+    /// reads as false, so the next apply restarts it.
     #[schemars(extend("default" = true))]
     pub powered: Option<bool>,
 
@@ -68,6 +69,13 @@ pub struct ServiceModel {
     /// Names of the read replicas that replicate from this service.
     #[schemars(extend("x-computed" = true))]
     pub read_replicas: Option<Vec<String>>,
+
+    /// Automatic failover to a read replica when the primary fails.
+    #[schemars(extend("x-block" = true))]
+    pub failover: Option<FailoverModel>,
+
+    #[serde(flatten)]
+    pub topology: TopologyModel,
 
     /// How long create, update and delete may take.
     #[schemars(extend("x-block" = true))]

@@ -14,14 +14,28 @@ use super::validate;
 pub fn validate_config(config: &Value) -> Diagnostics {
     let mut d = Diagnostics::new();
     validate::common(&mut d, config, |p| catalog::plan(p).map(|_| ()));
+    validate::integer(
+        &mut d,
+        config.attr("failover").attr("down_after_ms"),
+        crate::tfplug::AttrPath::root("failover").attr("down_after_ms"),
+        "down_after_ms",
+        catalog::DOWN_AFTER_MS_RANGE,
+    );
     d
 }
 
 const SHAPE: PlanShape = PlanShape {
     kind: "service",
-    observed: &["state", "role", "nodes"],
-    created: &["host", "port", "password", "service_uri"],
-    changes_nodes: &["plan", "powered", "valkey_user_config"],
+    observed: &[
+        "state",
+        "role",
+        "nodes",
+        "read_replicas",
+        "sentinel_addresses",
+        "current_primary",
+    ],
+    created: &["host", "port", "password", "service_uri", "sentinel_password"],
+    changes_nodes: &["plan", "powered", "valkey_user_config", "failover"],
 };
 
 /// Plans a create, update or destroy of a service from Terraform's proposed state.

@@ -14,14 +14,21 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use super::process;
-use super::{NodeId, Runtime, RuntimeError, ServiceRecord, Upstream};
-use crate::valkey::{NodeClient, NodeConfig};
+use super::{NodeId, ProcessKind, ProcessSpec, Runtime, RuntimeError, ServiceRecord, Upstream};
+use crate::valkey::NodeClient;
 
 /// How long a node may take from spawn to answering PING (it loads its RDB file first).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to save and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 const RECORD_FILE: &str = "service.json";
+const PID_FILE: &str = "valkey.pid";
+const LOG_FILE: &str = "valkey.log";
+
+fn config_path(spec: &ProcessSpec) -> PathBuf {
+    spec.dir
+        .join(if spec.sentinel { "sentinel.conf" } else { "valkey.conf" })
+}
 
 pub struct LocalRuntime {
     data_dir: PathBuf,
@@ -128,14 +135,18 @@ impl LocalRuntime {
     }
 
     fn pid_of(&self, node: &NodeId) -> Option<i32> {
-        process::read_pid(&self.node_dir(node).join("valkey.pid"))
+        process::read_pid(&self.node_dir(node).join(PID_FILE))
     }
 }
 
 #[tonic::async_trait]
 impl Runtime for LocalRuntime {
     fn node_dir(&self, node: &NodeId) -> PathBuf {
-        self.service_dir(&node.service).join(format!("node-{}", node.index))
+        let leaf = match node.kind {
+            ProcessKind::Data => format!("node-{}", node.index),
+            ProcessKind::Sentinel => format!("sentinel-{}", node.index),
+        };
+        self.service_dir(&node.service).join(leaf)
     }
 
     fn free_port(&self, bind: IpAddr) -> Result<u16, RuntimeError> {
@@ -146,9 +157,13 @@ impl Runtime for LocalRuntime {
             .map_err(|e| RuntimeError::NoFreePort(bind, e))
     }
 
-    async fn write_config(&self, _node: &NodeId, config: &NodeConfig) -> Result<(), RuntimeError> {
-        create_private_dir(&config.dir)?;
-        write_private_file(&config.dir.join("valkey.conf"), config.render().as_bytes())
+    async fn write_config(&self, _node: &NodeId, spec: &ProcessSpec) -> Result<(), RuntimeError> {
+        create_private_dir(&spec.dir)?;
+        let path = config_path(spec);
+        if spec.sentinel && path.exists() {
+            return Ok(());
+        }
+        write_private_file(&path, spec.config_text.as_bytes())
     }
 
     async fn remove_node(&self, node: &NodeId) -> Result<(), RuntimeError> {
@@ -161,19 +176,23 @@ impl Runtime for LocalRuntime {
         }
     }
 
-    async fn start(&self, node: &NodeId, config: &NodeConfig) -> Result<(), RuntimeError> {
-        self.write_config(node, config).await?;
-        let conf_path = config.dir.join("valkey.conf");
+    async fn start(&self, node: &NodeId, spec: &ProcessSpec) -> Result<(), RuntimeError> {
+        self.write_config(node, spec).await?;
+        let (pid_file, log_file) = (spec.dir.join(PID_FILE), spec.dir.join(LOG_FILE));
         // valkey-server creates these with the default umask; create them first so they are
         // private too (it truncates or appends, keeping the mode).
-        let _ = fs::remove_file(config.pid_file());
-        write_private_file(&config.pid_file(), b"")?;
-        if !config.log_file().exists() {
-            write_private_file(&config.log_file(), b"")?;
+        let _ = fs::remove_file(&pid_file);
+        write_private_file(&pid_file, b"")?;
+        if !log_file.exists() {
+            write_private_file(&log_file, b"")?;
         }
-        let mut child = Command::new(&self.valkey_server)
-            .arg(&conf_path)
-            .current_dir(&config.dir)
+        let mut command = Command::new(&self.valkey_server);
+        command.arg(config_path(spec));
+        if spec.sentinel {
+            command.arg("--sentinel");
+        }
+        let mut child = command
+            .current_dir(&spec.dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -185,9 +204,9 @@ impl Runtime for LocalRuntime {
                 binary: self.valkey_server.clone(),
                 source,
             })?;
-        tracing::debug!(node = %node, port = config.port, pid = child.id(), "started valkey-server");
-        let host = config.bind.to_string();
-        let ready = NodeClient::wait_ready(&host, config.port, &config.password, START_TIMEOUT);
+        tracing::debug!(node = %node, port = spec.port, pid = child.id(), "started valkey-server");
+        let host = spec.bind.to_string();
+        let ready = NodeClient::wait_ready(&host, spec.port, &spec.password, START_TIMEOUT);
         tokio::select! {
             ready = ready => {
                 // Reap the process if it exits while this provider process still runs.
@@ -195,7 +214,7 @@ impl Runtime for LocalRuntime {
                 ready.map(|_| ()).map_err(|source| RuntimeError::NotReady { node: node.to_string(), source })
             }
             _ = child.wait() => {
-                let log_tail = process::log_tail(&config.log_file(), 5);
+                let log_tail = process::log_tail(&log_file, 5);
                 let port_in_use = log_tail.contains("Address already in use");
                 Err(RuntimeError::ExitedDuringStart { node: node.to_string(), log_tail, port_in_use })
             }
@@ -311,11 +330,9 @@ impl Runtime for LocalRuntime {
         .await?;
         // Stop the nodes concurrently: each may take a moment to exit.
         let mut stops = tokio::task::JoinSet::new();
-        for node in &record.nodes {
-            let id = NodeId {
-                service: record.name.clone(),
-                index: node.index,
-            };
+        let data = record.nodes.iter().map(|n| NodeId::data(&record.name, n.index));
+        let sentinels = record.sentinels.iter().map(|s| NodeId::sentinel(&record.name, s.index));
+        for id in data.chain(sentinels) {
             if let Some(pid) = self.pid_of(&id) {
                 stops.spawn(async move { (id, pid, process::terminate(pid, STOP_GRACE).await) });
             }

@@ -9,21 +9,65 @@ pub mod record;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-pub use record::{NodeRecord, ServiceRecord, Upstream, UserConfigValues};
+pub use record::{FailoverSettings, NodeRecord, SentinelRecord, ServiceRecord, Upstream, UserConfigValues};
 
-use crate::valkey::{NodeConfig, ValkeyError};
+use crate::valkey::ValkeyError;
 
-/// One node of a service.
+/// A data node, or a Sentinel watching the service's replication group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessKind {
+    Data,
+    Sentinel,
+}
+
+/// One process of a service: data node `index`, or sentinel `index`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeId {
     pub service: String,
     pub index: usize,
+    pub kind: ProcessKind,
+}
+
+impl NodeId {
+    pub fn data(service: &str, index: usize) -> Self {
+        NodeId {
+            service: service.to_string(),
+            index,
+            kind: ProcessKind::Data,
+        }
+    }
+
+    pub fn sentinel(service: &str, index: usize) -> Self {
+        NodeId {
+            service: service.to_string(),
+            index,
+            kind: ProcessKind::Sentinel,
+        }
+    }
 }
 
 impl std::fmt::Display for NodeId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.service, self.index)
+        match self.kind {
+            ProcessKind::Data => write!(f, "{}-{}", self.service, self.index),
+            ProcessKind::Sentinel => write!(f, "{}-sentinel-{}", self.service, self.index),
+        }
     }
+}
+
+/// What the runtime needs to run one valkey-server process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSpec {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// The config file's contents.
+    pub config_text: String,
+    /// Password clients (and the readiness check) authenticate with.
+    pub password: String,
+    /// Runs `valkey-server --sentinel`, which keeps its own state in its config file: an
+    /// existing file is kept on restart.
+    pub sentinel: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,11 +131,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// A TCP port nothing listens on at `bind` right now.
     fn free_port(&self, bind: IpAddr) -> Result<u16, RuntimeError>;
 
-    /// Writes the node's config and starts it; returns once it answers PING.
-    async fn start(&self, node: &NodeId, config: &NodeConfig) -> Result<(), RuntimeError>;
+    /// Writes the process's config and starts it; returns once it answers PING.
+    async fn start(&self, node: &NodeId, spec: &ProcessSpec) -> Result<(), RuntimeError>;
 
-    /// Rewrites a node's config file, so its next start uses the new settings.
-    async fn write_config(&self, node: &NodeId, config: &NodeConfig) -> Result<(), RuntimeError>;
+    /// Rewrites a process's config file, so its next start uses the new settings (a
+    /// sentinel's existing file is kept).
+    async fn write_config(&self, node: &NodeId, spec: &ProcessSpec) -> Result<(), RuntimeError>;
 
     /// Stops the node and removes its files.
     async fn remove_node(&self, node: &NodeId) -> Result<(), RuntimeError>;

@@ -46,6 +46,31 @@ pub enum Upstream {
     },
 }
 
+/// One Sentinel of a primary's failover group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentinelRecord {
+    pub index: usize,
+    pub region: String,
+    pub bind: IpAddr,
+    pub port: u16,
+}
+
+/// How a primary's failover group detects failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverSettings {
+    pub enabled: bool,
+    pub down_after_ms: i64,
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        FailoverSettings {
+            enabled: true,
+            down_after_ms: 5000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     pub name: String,
@@ -55,7 +80,13 @@ pub struct ServiceRecord {
     /// Address the service's nodes bind to (the region's address).
     pub bind: IpAddr,
     pub password: String,
+    /// Password of the replication ACL user, shared by every member of a replication group
+    /// so that any member can follow whichever one is promoted.
     pub replication_password: String,
+    /// Password of the Sentinel ACL user on the group's nodes, and of the Sentinels
+    /// themselves; shared by the group like the replication password.
+    #[serde(default)]
+    pub sentinel_password: String,
     pub user_config: UserConfigValues,
     pub termination_protection: bool,
     /// Node 0 is created as the primary (or, on a read replica, replicates from `upstream`);
@@ -67,9 +98,24 @@ pub struct ServiceRecord {
     /// A read replica's replica-priority: lower is promoted first, 0 never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover_priority: Option<i64>,
+    /// On a primary service: how its failover group works.
+    #[serde(default)]
+    pub failover: FailoverSettings,
+    /// On a primary service with read replicas: the Sentinels watching it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentinels: Vec<SentinelRecord>,
 }
 
 impl ServiceRecord {
+    /// The name of the failover group this record belongs to: its primary's name.
+    pub fn group(&self) -> Option<&str> {
+        match &self.upstream {
+            None => Some(&self.name),
+            Some(Upstream::Service { name }) => Some(name),
+            Some(Upstream::External { .. }) => None,
+        }
+    }
+
     /// Whether this is a read replica of the managed service `primary`.
     pub fn replicates(&self, primary: &str) -> bool {
         matches!(&self.upstream, Some(Upstream::Service { name }) if name == primary)

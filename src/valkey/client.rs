@@ -158,6 +158,30 @@ impl NodeClient {
         Ok((Info::parse(&text), values))
     }
 
+    /// Any command, for the few Sentinel and replication commands used once each.
+    pub async fn command<T: redis::FromRedisValue>(&mut self, args: &[&str]) -> Result<T, ValkeyError> {
+        let mut cmd = redis::cmd(args.first().copied().unwrap_or("PING"));
+        for a in args.iter().skip(1) {
+            cmd.arg(*a);
+        }
+        self.query(&cmd, "a command").await
+    }
+
+    /// Makes the node replicate `host:port` as `user`, or stop replicating when None.
+    pub async fn replicate(&mut self, upstream: Option<(&str, u16, &str, &str)>) -> Result<(), ValkeyError> {
+        match upstream {
+            Some((host, port, user, password)) => {
+                self.config_set(&[("masteruser", user.to_string()), ("masterauth", password.to_string())])
+                    .await?;
+                let _: String = self.command(&["REPLICAOF", host, &port.to_string()]).await?;
+            }
+            None => {
+                let _: String = self.command(&["REPLICAOF", "NO", "ONE"]).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sets settings on the running node (one atomic CONFIG SET).
     pub async fn config_set(&mut self, settings: &[(&str, String)]) -> Result<(), ValkeyError> {
         if settings.is_empty() {

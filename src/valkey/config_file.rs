@@ -7,6 +7,11 @@ use std::path::PathBuf;
 
 /// The ACL user standbys and read replicas authenticate as: it may only replicate.
 pub const REPLICATION_USER: &str = "replicator";
+/// The ACL user Sentinels authenticate as: what Sentinel needs to watch, promote and demote.
+pub const SENTINEL_USER: &str = "sentinel";
+const SENTINEL_PERMISSIONS: &str = "-@all allchannels +multi +exec +slaveof +replicaof +ping +subscribe \
++config|rewrite +role +publish +info +client|setname +client|setinfo +client|kill +client|pause +client|unpause \
++script|kill +failover";
 
 /// Everything that goes into one node's config file.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +24,8 @@ pub struct NodeConfig {
     pub password: String,
     /// Password of the replication user.
     pub replication_password: String,
+    /// Password of the Sentinel user; no Sentinel user when empty.
+    pub sentinel_password: String,
     pub maxmemory_bytes: u64,
     pub maxmemory_policy: String,
     pub timeout_seconds: i64,
@@ -44,6 +51,18 @@ pub struct UpstreamAuth {
 const RDB_SAVE_POINTS: &str = "3600 1 300 100 60 10000";
 
 impl NodeConfig {
+    /// What the runtime needs to run this node.
+    pub fn process_spec(&self) -> crate::runtime::ProcessSpec {
+        crate::runtime::ProcessSpec {
+            bind: self.bind,
+            port: self.port,
+            dir: self.dir.clone(),
+            config_text: self.render(),
+            password: self.password.clone(),
+            sentinel: false,
+        }
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("valkey.pid")
     }
@@ -79,6 +98,10 @@ impl NodeConfig {
         line(format!("bind {}", self.bind));
         line(format!("port {}", self.port));
         line("protected-mode yes".into());
+        // Peers and Sentinels must reach this node at its region's address, not at the
+        // source address of its outgoing connections.
+        line(format!("replica-announce-ip {}", self.bind));
+        line(format!("bind-source-addr {}", self.bind));
         line("daemonize no".into());
         line(format!("dir {}", self.dir.display()));
         line(format!("pidfile {}", self.pid_file().display()));
@@ -88,6 +111,12 @@ impl NodeConfig {
             "user {REPLICATION_USER} on >{} -@all +psync +replconf +ping",
             self.replication_password
         ));
+        if !self.sentinel_password.is_empty() {
+            line(format!(
+                "user {SENTINEL_USER} on >{} {SENTINEL_PERMISSIONS}",
+                self.sentinel_password
+            ));
+        }
         for (name, value) in self.runtime_settings() {
             line(format!("{name} {}", quote(&value)));
         }
@@ -97,11 +126,19 @@ impl NodeConfig {
         line("repl-diskless-sync yes".into());
         line("repl-diskless-sync-delay 0".into());
         line("repl-diskless-load on-empty-db".into());
-        if let Some(up) = &self.upstream {
-            line(format!("replicaof {} {}", up.host, up.port));
-            line(format!("masteruser {}", up.user));
-            line(format!("masterauth {}", up.password));
-            line("replica-read-only yes".into());
+        line("replica-read-only yes".into());
+        match &self.upstream {
+            Some(up) => {
+                line(format!("replicaof {} {}", up.host, up.port));
+                line(format!("masteruser {}", up.user));
+                line(format!("masterauth {}", up.password));
+            }
+            // A primary may be demoted by a switchover and must then authenticate to the new
+            // primary: the group shares one replication user and password.
+            None => {
+                line(format!("masteruser {REPLICATION_USER}"));
+                line(format!("masterauth {}", self.replication_password));
+            }
         }
         out
     }
@@ -127,6 +164,7 @@ mod tests {
             dir: "/data/svc/node-0".into(),
             password: "secretpw".into(),
             replication_password: "replpw".into(),
+            sentinel_password: "sentpw".into(),
             maxmemory_bytes: 1024,
             maxmemory_policy: "allkeys-lru".into(),
             timeout_seconds: 300,
@@ -147,7 +185,8 @@ mod tests {
         assert!(text.contains("maxmemory-policy allkeys-lru\n"));
         assert!(text.contains("io-threads 2\n"));
         assert!(text.contains("repl-diskless-sync-delay 0\n"));
-        assert!(!text.contains("replicaof"));
+        assert!(!text.contains("\nreplicaof "));
+        assert!(text.contains("user sentinel on >sentpw -@all allchannels"));
     }
 
     #[test]

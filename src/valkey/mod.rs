@@ -4,8 +4,10 @@
 pub mod client;
 pub mod config_file;
 pub mod info;
+pub mod sentinel_config;
 pub mod uri;
 
 pub use client::{NodeClient, ValkeyError};
-pub use config_file::{NodeConfig, REPLICATION_USER, UpstreamAuth};
+pub use config_file::{NodeConfig, REPLICATION_USER, SENTINEL_USER, UpstreamAuth};
 pub use info::Info;
+pub use sentinel_config::SentinelConfig;

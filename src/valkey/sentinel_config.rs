@@ -1,0 +1,100 @@
+//! The config a Sentinel starts from. Sentinel rewrites this file with what it learns (peers,
+//! replicas, epochs), so it is written once, at the Sentinel's creation.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::config_file::SENTINEL_USER;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// The monitored group's name: the primary service's name.
+    pub group: String,
+    /// Where the group's primary is when this Sentinel is created.
+    pub primary_host: String,
+    pub primary_port: u16,
+    pub quorum: usize,
+    pub down_after_ms: i64,
+    /// Clients and peer Sentinels authenticate with it; Sentinels also use it, as the
+    /// Sentinel ACL user, on the group's nodes.
+    pub password: String,
+}
+
+impl SentinelConfig {
+    /// How long a failover may take before another is tried; also how long Sentinel waits
+    /// before retrying a failed failover of the same primary.
+    pub fn failover_timeout_ms(&self) -> i64 {
+        (self.down_after_ms * 4).max(10_000)
+    }
+
+    pub fn render(&self) -> String {
+        let g = &self.group;
+        [
+            "# Written by terraform-provider-valkey; Sentinel appends its own state below.".to_string(),
+            format!("bind {}", self.bind),
+            format!("port {}", self.port),
+            "daemonize no".into(),
+            format!("dir {}", self.dir.display()),
+            format!("pidfile {}", self.dir.join("valkey.pid").display()),
+            format!("logfile {}", self.dir.join("valkey.log").display()),
+            format!("requirepass {}", self.password),
+            format!("sentinel sentinel-pass {}", self.password),
+            "sentinel resolve-hostnames no".into(),
+            // Peers must reach this Sentinel at its region's address.
+            format!("sentinel announce-ip {}", self.bind),
+            format!(
+                "sentinel monitor {g} {} {} {}",
+                self.primary_host, self.primary_port, self.quorum
+            ),
+            format!("sentinel auth-user {g} {SENTINEL_USER}"),
+            format!("sentinel auth-pass {g} {}", self.password),
+            format!("sentinel down-after-milliseconds {g} {}", self.down_after_ms),
+            format!("sentinel failover-timeout {g} {}", self.failover_timeout_ms()),
+            // Read replicas live in other regions; let them all resync at once.
+            format!("sentinel parallel-syncs {g} 5"),
+        ]
+        .join("\n")
+            + "\n"
+    }
+
+    pub fn process_spec(&self) -> crate::runtime::ProcessSpec {
+        crate::runtime::ProcessSpec {
+            bind: self.bind,
+            port: self.port,
+            dir: self.dir.clone(),
+            config_text: self.render(),
+            password: self.password.clone(),
+            sentinel: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitors_the_group_as_the_sentinel_user_with_quorum_and_timeouts() {
+        let c = SentinelConfig {
+            bind: "127.0.2.1".parse().unwrap(),
+            port: 26379,
+            dir: "/d/sentinel-0".into(),
+            group: "main".into(),
+            primary_host: "127.0.1.1".into(),
+            primary_port: 7000,
+            quorum: 2,
+            down_after_ms: 1000,
+            password: "spw".into(),
+        };
+        let text = c.render();
+        assert!(text.contains("sentinel monitor main 127.0.1.1 7000 2\n"));
+        assert!(text.contains("sentinel auth-user main sentinel\nsentinel auth-pass main spw\n"));
+        assert!(text.contains("sentinel down-after-milliseconds main 1000\n"));
+        assert!(text.contains("sentinel failover-timeout main 10000\n"));
+        assert!(text.contains("requirepass spw\n"));
+        assert!(text.contains("bind 127.0.2.1\n"));
+    }
+}

@@ -1,0 +1,321 @@
+//! Automatic failover and switchover through real Terraform: Sentinel promotes a replica when
+//! the primary dies, Terraform sees the new roles, and apply brings the old primary back as a
+//! replica; `promote = true` switches over without losing an acknowledged write.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Terraform, connect, kill9};
+
+fn group(down_after_ms: u32, promote_us: bool) -> String {
+    format!(
+        r#"
+resource "valkey_service" "primary" {{
+  name   = "primary"
+  plan   = "startup-4"
+  region = "local-1"
+  failover {{
+    down_after_ms = {down_after_ms}
+  }}
+}}
+
+resource "valkey_read_replica" "eu" {{
+  name              = "eu"
+  primary_service   = valkey_service.primary.name
+  plan              = "startup-4"
+  region            = "local-2"
+  failover_priority = 10
+}}
+
+resource "valkey_read_replica" "us" {{
+  name              = "us"
+  primary_service   = valkey_service.primary.name
+  plan              = "startup-4"
+  region            = "local-3"
+  failover_priority = 50
+  promote           = {promote_us}
+}}
+
+output "uris" {{
+  value = {{
+    primary = valkey_service.primary.service_uri
+    eu      = valkey_read_replica.eu.service_uri
+    us      = valkey_read_replica.us.service_uri
+  }}
+  sensitive = true
+}}
+"#
+    )
+}
+
+/// host:port -> URI of every member, from the `uris` output.
+fn uris(tf: &Terraform) -> Vec<(String, String)> {
+    let json: serde_json::Value = serde_json::from_str(&tf.ok(&["output", "-json", "uris"])).unwrap();
+    json.as_object()
+        .unwrap()
+        .values()
+        .map(|v| {
+            let uri = v.as_str().unwrap().to_string();
+            let addr = uri.rsplit('@').next().unwrap().to_string();
+            (addr, uri)
+        })
+        .collect()
+}
+
+fn uri_of(uris: &[(String, String)], addr: &str) -> String {
+    uris.iter()
+        .find(|(a, _)| a == addr)
+        .map(|(_, u)| u.clone())
+        .unwrap_or_else(|| panic!("no member at {addr}"))
+}
+
+fn addr_of(state: &serde_json::Value) -> String {
+    format!("{}:{}", state["host"].as_str().unwrap(), state["port"])
+}
+
+/// The group's primary as a Sentinel reports it.
+fn sentinel_primary(tf: &Terraform) -> String {
+    let state = tf.state_attributes("valkey_service.primary");
+    let password = state["sentinel_password"].as_str().unwrap();
+    for addr in state["sentinel_addresses"].as_array().unwrap() {
+        let uri = format!("redis://:{password}@{}", addr.as_str().unwrap());
+        let Ok(mut conn) = redis::Client::open(uri.as_str()).unwrap().get_connection() else {
+            continue;
+        };
+        if let Ok(reply) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg("primary")
+            .query::<Vec<String>>(&mut conn)
+        {
+            return format!("{}:{}", reply[0], reply[1]);
+        }
+    }
+    panic!("no Sentinel answered");
+}
+
+fn replication(uri: &str) -> (String, String) {
+    let mut conn = connect(uri);
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut conn).unwrap();
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    (
+        field("role"),
+        format!("{}:{}", field("master_host"), field("master_port")),
+    )
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not happen within {limit:?}");
+}
+
+#[test]
+fn a_killed_primary_fails_over_and_rejoins_as_a_replica() {
+    let tf = Terraform::new(&group(1000, false));
+    tf.apply();
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let primary_state = tf.state_attributes("valkey_service.primary");
+    assert_eq!(primary_state["sentinel_addresses"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        primary_state["current_primary"].as_str().unwrap(),
+        addr_of(&primary_state)
+    );
+    let members = uris(&tf);
+    let eu_addr = addr_of(&tf.state_attributes("valkey_read_replica.eu"));
+    let us_uri = uri_of(&members, &addr_of(&tf.state_attributes("valkey_read_replica.us")));
+    let eu_uri = uri_of(&members, &eu_addr);
+    let mut primary = connect(&uri_of(&members, &addr_of(&primary_state)));
+    redis::cmd("SET")
+        .arg("before")
+        .arg("failover")
+        .exec(&mut primary)
+        .unwrap();
+    redis::cmd("WAIT").arg(2).arg(5000).exec(&mut primary).unwrap();
+
+    // Kill -9 the primary's node: eu (lowest failover_priority) takes writes in time.
+    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/primary/node-0/valkey.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill9(pid);
+    let took = wait_for("promotion of eu", Duration::from_millis(1000 + 5000), || {
+        redis::Client::open(eu_uri.as_str())
+            .unwrap()
+            .get_connection()
+            .and_then(|mut c| redis::cmd("SET").arg("after").arg("failover").exec(&mut c))
+            .is_ok()
+    });
+    eprintln!("failover: kill to first accepted write {took:?}");
+    wait_for("us to follow eu", Duration::from_secs(10), || {
+        replication(&us_uri) == ("slave".into(), eu_addr.clone())
+    });
+    let mut us = connect(&us_uri);
+    wait_for("the new write to reach us", Duration::from_secs(5), || {
+        redis::cmd("GET")
+            .arg("after")
+            .query::<Option<String>>(&mut us)
+            .unwrap()
+            .is_some()
+    });
+    let kept: String = redis::cmd("GET").arg("before").query(&mut us).unwrap();
+    assert_eq!(kept, "failover");
+    wait_for("Sentinel to report eu", Duration::from_secs(5), || {
+        sentinel_primary(&tf) == eu_addr
+    });
+
+    // Terraform sees the new roles; only the dead node plans a change (its restart).
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes, "{plan}");
+    let flat = support::flatten(&plan);
+    assert!(flat.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+    assert!(
+        flat.contains("# valkey_service.primary will be updated in-place"),
+        "{plan}"
+    );
+    assert!(flat.contains("powered = false -> true"), "{plan}");
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let eu = tf.state_attributes("valkey_read_replica.eu");
+    assert_eq!(eu["role"], "primary");
+    assert_eq!(eu["current_primary"].as_str().unwrap(), eu_addr);
+    assert_eq!(tf.state_attributes("valkey_read_replica.us")["role"], "replica");
+
+    // Apply restarts the old primary as a replica of eu: no split brain, data intact.
+    tf.apply();
+    let old = tf.state_attributes("valkey_service.primary");
+    assert_eq!(old["role"], "replica");
+    let old_uri = uri_of(&members, &addr_of(&old));
+    wait_for("the old primary to follow eu", Duration::from_secs(10), || {
+        replication(&old_uri) == ("slave".into(), eu_addr.clone())
+    });
+    let mut old_conn = connect(&old_uri);
+    wait_for("the old primary to catch up", Duration::from_secs(5), || {
+        redis::cmd("GET")
+            .arg("after")
+            .query::<Option<String>>(&mut old_conn)
+            .unwrap()
+            .is_some()
+    });
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "the topology after failover must be stable:\n{plan}");
+}
+
+#[test]
+fn promote_switches_over_without_losing_acknowledged_writes() {
+    let tf = Terraform::new(&group(5000, false));
+    tf.apply();
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let members = uris(&tf);
+    let us_addr = addr_of(&tf.state_attributes("valkey_read_replica.us"));
+
+    // A steady writer that follows the primary through Sentinel and records what was acked.
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sentinel_state = tf.state_attributes("valkey_service.primary");
+    let writer = {
+        let (acked, stop, members) = (acked.clone(), stop.clone(), members.clone());
+        let password = sentinel_state["sentinel_password"].as_str().unwrap().to_string();
+        let sentinels: Vec<String> = sentinel_state["sentinel_addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        std::thread::spawn(move || {
+            let current = || -> Option<String> {
+                for s in &sentinels {
+                    let uri = format!("redis://:{password}@{s}");
+                    let mut c = redis::Client::open(uri.as_str()).ok()?.get_connection().ok()?;
+                    if let Ok(r) = redis::cmd("SENTINEL")
+                        .arg("GET-MASTER-ADDR-BY-NAME")
+                        .arg("primary")
+                        .query::<Vec<String>>(&mut c)
+                    {
+                        return Some(format!("{}:{}", r[0], r[1]));
+                    }
+                }
+                None
+            };
+            let mut i = 0u64;
+            let mut conn: Option<redis::Connection> = None;
+            while !stop.load(Ordering::Relaxed) {
+                if conn.is_none() {
+                    conn = current()
+                        .and_then(|addr| members.iter().find(|(a, _)| *a == addr).map(|(_, u)| u.clone()))
+                        .and_then(|uri| redis::Client::open(uri.as_str()).ok()?.get_connection().ok());
+                }
+                let Some(c) = conn.as_mut() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                match redis::cmd("SET").arg(format!("w:{i}")).arg(i).exec(c) {
+                    Ok(()) => {
+                        acked.lock().unwrap().push(i);
+                        i += 1;
+                    }
+                    Err(_) => {
+                        conn = None;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    tf.write_config(&group(5000, true));
+    tf.apply();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+
+    assert_eq!(sentinel_primary(&tf), us_addr);
+    let us = tf.state_attributes("valkey_read_replica.us");
+    assert_eq!(us["role"], "primary");
+    let mut new_primary = connect(&uri_of(&members, &us_addr));
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "the writer should have kept writing ({} acked)",
+        acked.len()
+    );
+    let lost: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|i| {
+            redis::cmd("EXISTS")
+                .arg(format!("w:{i}"))
+                .query::<i64>(&mut new_primary)
+                .unwrap()
+                == 0
+        })
+        .collect();
+    eprintln!("switchover: {} writes acknowledged, {} lost", acked.len(), lost.len());
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+
+    // After a refresh, the old primary shows as a replica of the new one; the topology is
+    // stable.
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let old = tf.state_attributes("valkey_service.primary");
+    assert_eq!(old["current_primary"].as_str().unwrap(), us_addr);
+    assert_eq!(
+        replication(&uri_of(&members, &addr_of(&old))),
+        ("slave".to_string(), us_addr.clone())
+    );
+    assert_eq!(old["role"], "replica");
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "plan after switchover should be empty:\n{plan}");
+}
