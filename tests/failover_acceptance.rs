@@ -319,3 +319,53 @@ fn promote_switches_over_without_losing_acknowledged_writes() {
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "plan after switchover should be empty:\n{plan}");
 }
+
+#[test]
+fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them() {
+    let tf = Terraform::new(&group(5000, false));
+    tf.apply();
+    let members = uris(&tf);
+    let primary_addr = addr_of(&tf.state_attributes("valkey_service.primary"));
+    let us_uri = uri_of(&members, &addr_of(&tf.state_attributes("valkey_read_replica.us")));
+
+    // A Sentinel killed out of band.
+    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/primary/sentinel-1/valkey.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill9(pid);
+    // Replication broken by hand on a replica.
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .exec(&mut connect(&us_uri))
+        .unwrap();
+
+    let (changes, plan) = tf.plan_has_changes();
+    let flat = support::flatten(&plan);
+    assert!(changes, "{plan}");
+    assert!(
+        flat.contains("# valkey_service.primary will be updated in-place"),
+        "{plan}"
+    );
+    assert!(flat.contains("powered = false -> true"), "{plan}");
+    assert!(
+        flat.contains("# valkey_read_replica.us will be updated in-place"),
+        "{plan}"
+    );
+    assert!(flat.contains(r#"role = "primary" -> (known after apply)"#), "{plan}");
+    assert!(!flat.contains("valkey_read_replica.eu will be"), "{plan}");
+
+    tf.apply();
+    assert!(support::is_alive(
+        std::fs::read_to_string(tf.data_dir().join("services/primary/sentinel-1/valkey.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    ));
+    assert_eq!(replication(&us_uri), ("slave".to_string(), primary_addr));
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "repairs must leave a clean plan:\n{plan}");
+}
