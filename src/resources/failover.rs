@@ -78,20 +78,91 @@ pub async fn group_primary_record(ctx: &Context, record: &ServiceRecord) -> Opti
     ctx.runtime.load_record(group).await.ok().flatten()
 }
 
-/// The group's current primary with the credentials to replicate it, when Sentinels watch
-/// the group and one of them answers.
-pub async fn sentinel_upstream(ctx: &Context, record: &ServiceRecord) -> Option<UpstreamAuth> {
-    let primary = group_primary_record(ctx, record).await?;
-    if primary.sentinels.is_empty() {
-        return None;
+/// The group's primary once Sentinel's view is settled: a majority of the Sentinels answer,
+/// all of them name the same primary, none considers it down and none is failing it over.
+/// Err describes what is unsettled; Ok(None) when no Sentinel answers at all.
+async fn settled_primary(primary: &ServiceRecord) -> Result<Option<(String, u16)>, String> {
+    let mut views: Vec<(String, u16, String)> = Vec::new();
+    for s in &primary.sentinels {
+        let Some(mut client) = connect_sentinel(primary, s).await else {
+            continue;
+        };
+        let Ok(fields) = client
+            .command::<Vec<String>>(&["SENTINEL", "MASTER", &primary.name])
+            .await
+        else {
+            continue;
+        };
+        let get = |key: &str| {
+            fields
+                .chunks(2)
+                .find(|kv| kv[0] == key)
+                .and_then(|kv| kv.get(1).cloned())
+        };
+        if let (Some(ip), Some(Ok(port)), Some(flags)) = (get("ip"), get("port").map(|p| p.parse()), get("flags")) {
+            views.push((ip, port, flags));
+        }
     }
-    let (host, port) = current_primary(&primary).await?;
-    Some(UpstreamAuth {
+    let Some((ip, port, _)) = views.first().cloned() else {
+        return Ok(None);
+    };
+    if views.len() * 2 <= primary.sentinels.len() {
+        return Err(format!(
+            "only {} of {} Sentinels answer",
+            views.len(),
+            primary.sentinels.len()
+        ));
+    }
+    for (other_ip, other_port, flags) in &views {
+        if (other_ip, *other_port) != (&ip, port) {
+            return Err(format!(
+                "Sentinels disagree on the primary ({ip}:{port} or {other_ip}:{other_port})"
+            ));
+        }
+        if !flags.split(',').all(|f| f == "master") {
+            return Err(format!("Sentinel reports the primary {ip}:{port} as {flags}"));
+        }
+    }
+    Ok(Some((ip, port)))
+}
+
+/// How long to wait for Sentinel to finish a failover before giving up on a restart.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The group's current primary with the credentials to replicate it, when Sentinels watch
+/// the group. While a failover is under way this waits for it to end: restarting a node
+/// against a primary that is being replaced could demote the new primary or bring back an
+/// empty old one.
+pub async fn sentinel_upstream(ctx: &Context, record: &ServiceRecord) -> Result<Option<UpstreamAuth>, Diagnostics> {
+    let Some(primary) = group_primary_record(ctx, record).await else {
+        return Ok(None);
+    };
+    if primary.sentinels.is_empty() {
+        return Ok(None);
+    }
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    let (host, port) = loop {
+        match settled_primary(&primary).await {
+            Ok(Some(addr)) => break addr,
+            Ok(None) => return Ok(None),
+            Err(unsettled) if tokio::time::Instant::now() > deadline => {
+                return Err(error(
+                    "Failover in progress",
+                    format!(
+                        "{unsettled}; nodes of this replication group are not restarted or re-linked until Sentinel has \
+                         elected a primary. Apply again once the failover has finished."
+                    ),
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    Ok(Some(UpstreamAuth {
         host,
         port,
         user: REPLICATION_USER.to_string(),
         password: primary.replication_password.clone(),
-    })
+    }))
 }
 
 /// Whether every Sentinel of the primary's group runs.

@@ -120,7 +120,7 @@ pub async fn desired_upstreams(
     ctx: &Context,
     record: &ServiceRecord,
 ) -> Result<Vec<Option<UpstreamAuth>>, Diagnostics> {
-    let sentinel_primary = failover::sentinel_upstream(ctx, record).await;
+    let sentinel_primary = failover::sentinel_upstream(ctx, record).await?;
     let first = static_upstream(ctx, record).await?;
     let first_port = record.nodes.first().map(|n| n.port).unwrap_or(0);
     Ok(record
@@ -245,7 +245,7 @@ pub async fn start_new(ctx: &Context, record: &mut ServiceRecord, powered: bool)
     }
     let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
     start_nodes(ctx, record, &indices).await?;
-    wait_linked(record).await
+    wait_linked(ctx, record).await
 }
 
 /// The record of an existing resource; an error when it vanished.
@@ -277,9 +277,15 @@ pub async fn remove(ctx: &Context, name: &str, kind: &str) -> Result<(), Diagnos
 
 /// Waits until every node that replicates (standbys, and node 0 of a read replica) has its
 /// link up and its initial sync done.
-pub async fn wait_linked(record: &ServiceRecord) -> Result<(), Diagnostics> {
+pub async fn wait_linked(ctx: &Context, record: &ServiceRecord) -> Result<(), Diagnostics> {
     let host = record.bind.to_string();
-    let replicating = record.nodes.iter().filter(|n| n.index > 0 || record.upstream.is_some());
+    let upstreams = desired_upstreams(ctx, record).await?;
+    let replicating = record
+        .nodes
+        .iter()
+        .zip(upstreams)
+        .filter(|(_, up)| up.is_some())
+        .map(|(n, _)| n);
     let mut waits = JoinSet::new();
     for node in replicating {
         let (host, port, password) = (host.clone(), node.port, record.password.clone());
@@ -506,7 +512,7 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
         }
     }
     start_nodes(ctx, record, &to_start).await?;
-    wait_linked(record).await
+    wait_linked(ctx, record).await
 }
 
 pub fn timeout_of(timeouts: Option<&TimeoutsModel>, pick: fn(&TimeoutsModel) -> Option<&String>) -> Duration {

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Failover time and acknowledged writes lost, through the real provider and Terraform.
+
+For each down_after_ms setting, applies a primary with two read replicas, then RUNS times:
+starts a steady writer on the current primary, kill -9s it, and measures the time from the
+kill to the first write accepted by the promoted replica, and how many writes the old primary
+had acknowledged that the new primary does not have (asynchronous replication loses the last
+moment's writes on a crash; a switchover loses none). `terraform apply` then restarts the
+killed node as a replica before the next run.
+
+usage: bench/failover.py [--runs 5] [--down-after 1000 5000]   (run `cargo build --release` first)
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import valkey
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TERRAFORM = os.environ.get("TERRAFORM", "/usr/local/bin/terraform")
+
+CONFIG = """
+terraform {
+  required_providers {
+    valkey = { source = "terraform.local/local/valkey" }
+  }
+}
+provider "valkey" {
+  data_dir = "%(data)s"
+}
+resource "valkey_service" "primary" {
+  name   = "primary"
+  plan   = "startup-4"
+  region = "local-1"
+  valkey_user_config { persistence = "off" }
+  failover { down_after_ms = %(down_after)d }
+}
+resource "valkey_read_replica" "r" {
+  count             = 2
+  name              = "replica-${count.index}"
+  primary_service   = valkey_service.primary.name
+  plan              = "startup-4"
+  region            = "local-${count.index + 2}"
+  failover_priority = 10 + count.index
+  valkey_user_config { persistence = "off" }
+}
+output "uris" {
+  value     = concat([valkey_service.primary.service_uri], valkey_read_replica.r[*].service_uri)
+  sensitive = true
+}
+"""
+
+
+def terraform(workdir, env, *args):
+    out = subprocess.run([TERRAFORM, *args], cwd=workdir, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"terraform {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def setup(workdir):
+    mirror = os.path.join(workdir, "mirror/terraform.local/local/valkey/0.1.0/linux_amd64")
+    os.makedirs(mirror)
+    shutil.copy(os.path.join(REPO, "target/release/terraform-provider-valkey"),
+                os.path.join(mirror, "terraform-provider-valkey_v0.1.0"))
+    cli = os.path.join(workdir, "cli.tfrc")
+    with open(cli, "w") as f:
+        f.write('provider_installation {\n filesystem_mirror {\n path = "%s"\n include = ["terraform.local/*/*"]\n }\n}\n'
+                % os.path.join(workdir, "mirror"))
+    server = subprocess.run([os.path.join(REPO, "scripts/valkey-server-path.sh")], capture_output=True, text=True, check=True)
+    return dict(os.environ, TF_CLI_CONFIG_FILE=cli, VALKEY_SERVER=server.stdout.strip(), TF_IN_AUTOMATION="1")
+
+
+def role(uri):
+    try:
+        return valkey.from_url(uri, socket_timeout=0.5).info("replication")["role"]
+    except Exception:
+        return None
+
+
+def pid_of(data, uri):
+    port = uri.rsplit(":", 1)[1]
+    for service in os.listdir(os.path.join(data, "services")):
+        path = os.path.join(data, "services", service, "node-0")
+        conf = os.path.join(path, "valkey.conf")
+        if os.path.exists(conf) and f"\nport {port}\n" in open(conf).read():
+            return int(open(os.path.join(path, "valkey.pid")).read())
+    raise SystemExit(f"no node listens on {uri.rsplit('@', 1)[1]}")
+
+
+def settle(data, down_after):
+    """Waits until every Sentinel agrees on one primary that is not considered down, then for
+    the failover timeout, as between real outages: back-to-back kills measure Sentinel's
+    recovery from the previous failover rather than a failover."""
+    record = json.load(open(os.path.join(data, "services/primary/service.json")))
+    sentinels = [valkey.Valkey(host=s["bind"], port=s["port"], password=record["sentinel_password"])
+                 for s in record["sentinels"]]
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        views = set()
+        for s in sentinels:
+            try:
+                m = s.sentinel_master("primary")
+                views.add((m["ip"], m["port"], m["flags"] == "master" if isinstance(m["flags"], str) else
+                           m["is_master"] and not m["is_sdown"] and not m["is_odown"]))
+            except Exception:
+                views.add(None)
+        if len(views) == 1 and None not in views and next(iter(views))[2]:
+            break
+        time.sleep(0.1)
+    # Sentinel's failover-timeout is max(10 s, 4 x down_after): past it, no Sentinel is still
+    # acting on the previous failover.
+    time.sleep(max(10.0, 4 * down_after / 1000))
+
+
+def one_run(data, uris):
+    masters = [u for u in uris if role(u) == "master"]
+    if len(masters) != 1:
+        roles = {u.rsplit("@", 1)[1]: role(u) for u in uris}
+        raise SystemExit(f"expected exactly one primary before the kill, found {roles} (data in {data})")
+    primary = masters[0]
+    acked, stop = [], threading.Event()
+
+    def writer():
+        client = valkey.from_url(primary, socket_timeout=0.5)
+        i = 0
+        while not stop.is_set():
+            try:
+                client.set(f"w:{i}", i)
+                acked.append(i)
+                i += 1
+            except Exception:
+                return
+            time.sleep(0.0002)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(1.0)
+    os.kill(pid_of(data, primary), 9)
+    killed = time.perf_counter()
+    others = [u for u in uris if u != primary]
+    clients = [valkey.from_url(u, socket_timeout=0.2) for u in others]
+    new_primary = None
+    while new_primary is None and time.perf_counter() - killed < 120:
+        for uri, c in zip(others, clients):
+            try:
+                c.set("failover:probe", "1")
+                new_primary = uri
+                break
+            except Exception:
+                pass
+        time.sleep(0.005)
+    took = time.perf_counter() - killed
+    stop.set()
+    thread.join()
+    check = valkey.from_url(new_primary)
+    present = check.pipeline(transaction=False)
+    for i in acked:
+        present.exists(f"w:{i}")
+    lost = sum(1 for found in present.execute() if not found)
+    return took, len(acked), lost
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--down-after", type=int, nargs="+", default=[1000, 5000])
+    args = ap.parse_args()
+    for down_after in args.down_after:
+        workdir = tempfile.mkdtemp(prefix="failover-bench-")
+        try:
+            env = setup(workdir)
+            data = os.path.join(workdir, "data")
+            with open(os.path.join(workdir, "main.tf"), "w") as f:
+                f.write(CONFIG % {"data": data, "down_after": down_after})
+            terraform(workdir, env, "init", "-input=false")
+            terraform(workdir, env, "apply", "-auto-approve", "-input=false")
+            uris = json.loads(terraform(workdir, env, "output", "-json", "uris"))
+            times = []
+            for run in range(1, args.runs + 1):
+                settle(data, down_after)
+                took, acked, lost = one_run(data, uris)
+                times.append(took)
+                print(f"down_after_ms={down_after} run {run}: kill -> first accepted write {took:.2f} s; "
+                      f"{acked} writes acknowledged by the old primary, {lost} lost")
+                terraform(workdir, env, "apply", "-auto-approve", "-input=false")  # restart the killed node
+            print(f"down_after_ms={down_after}: min {min(times):.2f} s, median {statistics.median(times):.2f} s, "
+                  f"max {max(times):.2f} s over {len(times)} runs")
+        finally:
+            if os.environ.get("KEEP"):
+                continue
+            subprocess.run([TERRAFORM, "destroy", "-auto-approve", "-input=false"], cwd=workdir, env=env,
+                           capture_output=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
