@@ -225,6 +225,8 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
         Some(addr) => addr,
         None => (primary.bind.to_string(), primary.nodes.first().map_or(0, |n| n.port)),
     };
+    // Start the missing Sentinels in parallel.
+    let mut starts = tokio::task::JoinSet::new();
     for s in primary.sentinels.clone() {
         let id = sentinel_id(&primary, &s);
         if ctx.runtime.is_running(&id) {
@@ -241,9 +243,12 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
             down_after_ms: primary.failover.down_after_ms,
             password: primary.sentinel_password.clone(),
         };
-        ctx.runtime
-            .start(&id, &config.process_spec())
-            .await
+        let runtime = ctx.runtime.clone();
+        starts.spawn(async move { runtime.start(&id, &config.process_spec()).await });
+    }
+    while let Some(started) = starts.join_next().await {
+        started
+            .map_err(|e| error("Could not start a Sentinel", e))?
             .map_err(|e| error("Could not start a Sentinel", e))?;
     }
     let down_after = primary.failover.down_after_ms.to_string();
