@@ -5,6 +5,11 @@
 //! go-plugin's client certificate is ECDSA P-521 and marked CA:TRUE, which a webpki verifier
 //! refuses as an end-entity certificate, so the client is checked by pinning: its DER must
 //! equal the one Terraform announced, and its handshake signature must verify.
+//!
+//! TLS runs on ring, whose first use costs well under a millisecond (aws-lc's costs about
+//! 22 ms, which every Terraform command would pay at plugin start). ring has no P-521, so the
+//! client's P-521 signature is checked with the RustCrypto `p521` crate against the pinned
+//! certificate's key.
 
 use std::sync::Arc;
 
@@ -36,14 +41,45 @@ pub struct AutoMtls {
 pub struct PinnedClientCert {
     expected: CertificateDer<'static>,
     algorithms: WebPkiSupportedAlgorithms,
+    /// The pinned certificate's key when it is a P-521 key, which ring cannot verify.
+    p521_key: Option<p521::ecdsa::VerifyingKey>,
+}
+
+/// The P-521 public key of a certificate, if that is the kind of key it holds.
+fn p521_key_of(cert: &CertificateDer<'_>) -> Option<p521::ecdsa::VerifyingKey> {
+    use p521::pkcs8::DecodePublicKey;
+    let parsed = webpki::EndEntityCert::try_from(cert).ok()?;
+    let spki = parsed.subject_public_key_info();
+    let key = p521::PublicKey::from_public_key_der(spki.as_ref()).ok()?;
+    p521::ecdsa::VerifyingKey::from_sec1_bytes(&key.to_sec1_bytes()).ok()
 }
 
 impl PinnedClientCert {
     pub fn new(expected: CertificateDer<'static>, provider: &CryptoProvider) -> Self {
         PinnedClientCert {
+            p521_key: p521_key_of(&expected),
             expected,
             algorithms: provider.signature_verification_algorithms,
         }
+    }
+
+    /// Checks a TLS 1.3 CertificateVerify signature made with the pinned P-521 key.
+    fn verify_p521(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        use p521::ecdsa::signature::Verifier;
+        let bad = || rustls::Error::InvalidCertificate(CertificateError::BadSignature);
+        let key = self
+            .p521_key
+            .as_ref()
+            .filter(|_| cert.as_ref() == self.expected.as_ref())
+            .ok_or_else(bad)?;
+        let signature = p521::ecdsa::Signature::from_der(dss.signature()).map_err(|_| bad())?;
+        key.verify(message, &signature).map_err(|_| bad())?;
+        Ok(HandshakeSignatureValid::assertion())
     }
 }
 
@@ -74,6 +110,9 @@ impl ClientCertVerifier for PinnedClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if dss.scheme == SignatureScheme::ECDSA_NISTP521_SHA512 {
+            return self.verify_p521(message, cert, dss);
+        }
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
@@ -83,11 +122,18 @@ impl ClientCertVerifier for PinnedClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if dss.scheme == SignatureScheme::ECDSA_NISTP521_SHA512 {
+            return self.verify_p521(message, cert, dss);
+        }
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        let mut schemes = self.algorithms.supported_schemes();
+        if self.p521_key.is_some() {
+            schemes.push(SignatureScheme::ECDSA_NISTP521_SHA512);
+        }
+        schemes
     }
 }
 
@@ -121,7 +167,7 @@ fn server_certificate() -> Result<(CertificateDer<'static>, PrivateKeyDer<'stati
 pub fn auto_mtls(client_cert_pem: &str) -> Result<AutoMtls, TlsSetupError> {
     let client_cert = CertificateDer::from_pem_slice(client_cert_pem.as_bytes())
         .map_err(|e| TlsSetupError::ClientCertificate(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedClientCert::new(client_cert, &provider));
     let (cert, key) = server_certificate()?;
     let server_cert_der = cert.as_ref().to_vec();
