@@ -165,6 +165,27 @@ pub async fn sentinel_upstream(ctx: &Context, record: &ServiceRecord) -> Result<
     }))
 }
 
+/// The records of a primary's read replicas.
+pub async fn replica_records(ctx: &Context, primary: &str) -> Result<Vec<ServiceRecord>, Diagnostics> {
+    let names = ctx
+        .runtime
+        .replicas_of(primary)
+        .await
+        .map_err(|e| error("Could not list read replicas", e))?;
+    let mut records = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(r) = ctx
+            .runtime
+            .load_record(&name)
+            .await
+            .map_err(|e| error("Could not read a record", e))?
+        {
+            records.push(r);
+        }
+    }
+    Ok(records)
+}
+
 /// Whether every Sentinel of the primary's group runs.
 pub fn sentinels_running(ctx: &Context, primary: &ServiceRecord) -> bool {
     primary
@@ -186,14 +207,7 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
     else {
         return Ok(());
     };
-    let replicas: Vec<ServiceRecord> = ctx
-        .runtime
-        .list_records()
-        .await
-        .map_err(|e| error("Could not list read replicas", e))?
-        .into_iter()
-        .filter(|r| r.replicates(name))
-        .collect();
+    let replicas = replica_records(ctx, name).await?;
     if !primary.failover.enabled || replicas.is_empty() {
         return dissolve(ctx, &mut primary).await;
     }
@@ -338,14 +352,10 @@ async fn group_members(
     ctx: &Context,
     primary: &ServiceRecord,
 ) -> Result<Vec<((String, u16), String, i64)>, Diagnostics> {
-    let all = ctx
-        .runtime
-        .list_records()
-        .await
-        .map_err(|e| error("Could not list the group", e))?;
+    let mut all = replica_records(ctx, &primary.name).await?;
+    all.push(primary.clone());
     Ok(all
         .iter()
-        .filter(|r| r.name == primary.name || r.replicates(&primary.name))
         .flat_map(|r| {
             let priority = r.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY);
             r.nodes

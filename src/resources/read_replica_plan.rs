@@ -128,12 +128,15 @@ pub async fn probe_primary_uri(text: &str) -> Result<(), String> {
 pub async fn check_new_replica(ctx: &Context, config: &Value) -> Diagnostics {
     let mut d = Diagnostics::new();
     if let Some(primary) = config.attr("primary_service").as_str() {
-        let records = match ctx.runtime.list_records().await {
-            Ok(r) => r,
-            Err(e) => return Diagnostic::error("Could not read data_dir", e.to_string()).into(),
+        let (record, existing) = match (
+            ctx.runtime.load_record(primary).await,
+            ctx.runtime.replicas_of(primary).await,
+        ) {
+            (Ok(r), Ok(names)) => (r, names),
+            (Err(e), _) | (_, Err(e)) => return Diagnostic::error("Could not read data_dir", e.to_string()).into(),
         };
         let at = || AttrPath::root("primary_service");
-        match records.iter().find(|r| r.name == primary) {
+        match &record {
             Some(r) if r.upstream.is_some() => d.push(
                 Diagnostic::error(
                     "Primary is a read replica",
@@ -156,11 +159,6 @@ pub async fn check_new_replica(ctx: &Context, config: &Value) -> Diagnostics {
             ),
         }
         if let Some(name) = config.attr("name").as_str() {
-            let existing: Vec<String> = records
-                .iter()
-                .filter(|r| r.replicates(primary))
-                .map(|r| r.name.clone())
-                .collect();
             let planned = ctx.planned.plan_replica(primary, name);
             if let Some(all) = over_replica_limit(&existing, &planned, catalog::MAX_READ_REPLICAS) {
                 d.push(

@@ -205,12 +205,8 @@ impl Lifecycle for ServiceResource {
 
     async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ServiceModel) -> ServiceModel {
         let statuses = nodes::observe(ctx, record).await;
-        let replicas = match ctx.runtime.list_records().await {
-            Ok(all) => all
-                .into_iter()
-                .filter(|r| r.replicates(&record.name))
-                .map(|r| r.name)
-                .collect(),
+        let replicas = match ctx.runtime.replicas_of(&record.name).await {
+            Ok(names) => names,
             Err(e) => {
                 tracing::warn!(error = %e, "could not list read replicas");
                 prior.read_replicas.clone().unwrap_or_default()

@@ -22,6 +22,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to save and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 const RECORD_FILE: &str = "service.json";
+const REPLICAS_DIR: &str = "replicas";
 const PID_FILE: &str = "valkey.pid";
 const LOG_FILE: &str = "valkey.log";
 
@@ -65,28 +66,45 @@ fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), RuntimeError> 
     fs::rename(&tmp, path).map_err(io_error("cannot write", path))
 }
 
-/// Reads every service record under `services/`; a directory without a record is skipped
-/// (a service being removed, or one whose create was interrupted before its record).
-fn read_all_records(services: &Path) -> Result<Vec<ServiceRecord>, RuntimeError> {
-    let entries = match fs::read_dir(services) {
+/// Reads one record; None when the file does not exist.
+fn read_record(path: &Path) -> Result<Option<ServiceRecord>, RuntimeError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RuntimeError::BadRecord {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("cannot read", path)(e)),
+    }
+}
+
+/// The names of a primary's read replicas: one marker file each under
+/// `services/<primary>/replicas/`, written and removed with the replica's record under the
+/// lock, so counting them never needs to read every record in data_dir.
+fn replica_markers(services: &Path, primary: &str) -> Result<Vec<String>, RuntimeError> {
+    let dir = services.join(primary).join(REPLICAS_DIR);
+    let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error("cannot list", services)(e)),
+        Err(e) => return Err(io_error("cannot list", &dir)(e)),
     };
-    let mut records = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path().join(RECORD_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => records.push(serde_json::from_slice(&bytes).map_err(|e| RuntimeError::BadRecord {
-                path,
-                reason: e.to_string(),
-            })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_error("cannot read", &path)(e)),
-        }
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.ends_with(".tmp"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), RuntimeError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("cannot remove", path)(e)),
     }
-    records.sort_by(|a: &ServiceRecord, b| a.name.cmp(&b.name));
-    Ok(records)
 }
 
 impl LocalRuntime {
@@ -254,32 +272,37 @@ impl Runtime for LocalRuntime {
             if path.exists() {
                 return Err(RuntimeError::AlreadyExists { name: record.name });
             }
-            if let Some(Upstream::Service { name: primary }) = &record.upstream {
-                let all = read_all_records(&services)?;
-                if !all.iter().any(|r| &r.name == primary && r.upstream.is_none()) {
-                    return Err(RuntimeError::PrimaryMissing(primary.clone()));
+            let marker = match &record.upstream {
+                Some(Upstream::Service { name: primary }) => {
+                    match read_record(&services.join(primary).join(RECORD_FILE))? {
+                        Some(p) if p.upstream.is_none() => {}
+                        _ => return Err(RuntimeError::PrimaryMissing(primary.clone())),
+                    }
+                    let replicas = replica_markers(&services, primary)?;
+                    if replicas.len() >= max_replicas {
+                        return Err(RuntimeError::ReplicaLimit {
+                            primary: primary.clone(),
+                            replicas,
+                            max: max_replicas,
+                        });
+                    }
+                    Some(services.join(primary).join(REPLICAS_DIR).join(&record.name))
                 }
-                let replicas: Vec<String> = all
-                    .iter()
-                    .filter(|r| r.replicates(primary))
-                    .map(|r| r.name.clone())
-                    .collect();
-                if replicas.len() >= max_replicas {
-                    return Err(RuntimeError::ReplicaLimit {
-                        primary: primary.clone(),
-                        replicas,
-                        max: max_replicas,
-                    });
-                }
-            }
+                _ => None,
+            };
             create_private_dir(&dir)?;
-            write_private_file(&path, &json)
+            write_private_file(&path, &json)?;
+            if let Some(marker) = marker {
+                create_private_dir(marker.parent().unwrap_or(&dir))?;
+                write_private_file(&marker, b"")?;
+            }
+            Ok(())
         })
         .await
     }
 
-    async fn list_records(&self) -> Result<Vec<ServiceRecord>, RuntimeError> {
-        read_all_records(&self.data_dir.join("services"))
+    async fn replicas_of(&self, primary: &str) -> Result<Vec<String>, RuntimeError> {
+        replica_markers(&self.data_dir.join("services"), primary)
     }
 
     async fn save_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
@@ -292,18 +315,7 @@ impl Runtime for LocalRuntime {
     }
 
     async fn load_record(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError> {
-        let path = self.record_path(name);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("cannot read", &path)(e)),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| RuntimeError::BadRecord {
-                path,
-                reason: e.to_string(),
-            })
+        read_record(&self.record_path(name))
     }
 
     async fn remove_service(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
@@ -312,20 +324,17 @@ impl Runtime for LocalRuntime {
         let services = self.data_dir.join("services");
         let path = self.record_path(&record.name);
         let name = record.name.clone();
+        let upstream = record.upstream.clone();
         self.with_lock(move || {
-            let replicas: Vec<String> = read_all_records(&services)?
-                .iter()
-                .filter(|r| r.replicates(&name))
-                .map(|r| r.name.clone())
-                .collect();
+            let replicas = replica_markers(&services, &name)?;
             if !replicas.is_empty() {
                 return Err(RuntimeError::HasReplicas { name, replicas });
             }
-            match fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io_error("cannot remove", &path)(e)),
+            remove_if_present(&path)?;
+            if let Some(Upstream::Service { name: primary }) = upstream {
+                remove_if_present(&services.join(primary).join(REPLICAS_DIR).join(&name))?;
             }
+            Ok(())
         })
         .await?;
         // Stop the nodes concurrently: each may take a moment to exit.

@@ -152,8 +152,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// across concurrent Terraform runs sharing the data_dir.
     async fn create_record(&self, record: &ServiceRecord, max_replicas: usize) -> Result<(), RuntimeError>;
 
-    /// Every service's record.
-    async fn list_records(&self) -> Result<Vec<ServiceRecord>, RuntimeError>;
+    /// Names of the read replicas of managed primary `primary`, sorted.
+    async fn replicas_of(&self, primary: &str) -> Result<Vec<String>, RuntimeError>;
 
     async fn save_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
 

@@ -116,8 +116,4 @@ impl ServiceRecord {
         }
     }
 
-    /// Whether this is a read replica of the managed service `primary`.
-    pub fn replicates(&self, primary: &str) -> bool {
-        matches!(&self.upstream, Some(Upstream::Service { name }) if name == primary)
-    }
 }
