@@ -115,5 +115,4 @@ impl ServiceRecord {
             Some(Upstream::External { .. }) => None,
         }
     }
-
 }

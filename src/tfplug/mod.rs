@@ -5,6 +5,7 @@
 //! codecs, schema conversion, diagnostics and hclog-style logging.
 
 pub mod diagnostics;
+pub mod docs;
 pub mod handshake;
 pub mod logging;
 pub mod msgpack;
