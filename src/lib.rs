@@ -9,6 +9,7 @@
 //! - [`valkey`]: talking to nodes.
 
 pub mod catalog;
+pub mod docs;
 pub mod provider;
 pub mod resources;
 pub mod runtime;

@@ -2,14 +2,25 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::{Terraform, connect};
+
+/// Applies an example, checks a second plan is empty, destroys it, and checks nothing is left.
+fn apply_cleanly(example: &str) -> Terraform {
+    let tf = Terraform::from_example(example);
+    tf.apply();
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "second plan of examples/{example} should be empty:\n{plan}");
+    tf
+}
+
+fn destroy(tf: &Terraform) {
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(tf.live_node_pids().is_empty(), "processes left behind");
+}
 
 #[test]
 fn the_demo_example_applies_with_a_primary_and_a_replica() {
-    let tf = Terraform::from_example(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"));
-    tf.apply();
+    let tf = apply_cleanly("");
     assert_eq!(tf.output("replication_status"), "up");
     let mut primary = connect(&tf.output("service_uri"));
     redis::cmd("SET").arg("hello").arg("world").exec(&mut primary).unwrap();
@@ -17,7 +28,37 @@ fn the_demo_example_applies_with_a_primary_and_a_replica() {
     let mut replica = connect(&tf.output("replica_uri"));
     let got: String = redis::cmd("GET").arg("hello").query(&mut replica).unwrap();
     assert_eq!(got, "world");
-    assert!(!tf.plan_has_changes().0);
-    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-    assert!(tf.live_node_pids().is_empty());
+    destroy(&tf);
+}
+
+#[test]
+fn the_provider_example_plans() {
+    let tf = Terraform::from_example("provider");
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "{plan}");
+}
+
+#[test]
+fn the_resource_examples_apply() {
+    for example in ["resources/valkey_service", "resources/valkey_read_replica"] {
+        let tf = apply_cleanly(example);
+        destroy(&tf);
+    }
+}
+
+#[test]
+fn the_multi_region_example_applies_in_declared_regions() {
+    let tf = apply_cleanly("multi-region");
+    assert!(tf.output("current_primary").starts_with("127.0.10.1:"));
+    let json: serde_json::Value = serde_json::from_str(&tf.ok(&["output", "-json", "sentinels"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    destroy(&tf);
+}
+
+#[test]
+fn the_module_example_applies() {
+    let tf = apply_cleanly("module-usage");
+    let json: serde_json::Value = serde_json::from_str(&tf.ok(&["output", "-json", "replica_uris"])).unwrap();
+    assert_eq!(json.as_object().unwrap().len(), 2);
+    destroy(&tf);
 }

@@ -23,6 +23,8 @@ pub fn valkey_server() -> PathBuf {
 
 pub struct Terraform {
     pub dir: tempfile::TempDir,
+    /// Where terraform runs: the temporary directory, or an example inside it.
+    work: PathBuf,
     valkey_server: PathBuf,
     data_dir: PathBuf,
 }
@@ -36,15 +38,17 @@ impl Terraform {
         tf
     }
 
-    /// A working directory holding a copy of the `.tf` files of `example` (a directory of
-    /// this repository), whose provider block puts data under `.valkey` beside them.
-    pub fn from_example(example: &Path) -> Terraform {
-        let tf = Terraform::bare(Some(".valkey"));
-        for entry in std::fs::read_dir(example).unwrap().flatten() {
-            if entry.path().extension().is_some_and(|e| e == "tf") {
-                std::fs::copy(entry.path(), tf.dir.path().join(entry.file_name())).unwrap();
-            }
-        }
+    /// A copy of this repository's examples/ tree, working in its subdirectory `example`
+    /// ("" for examples/ itself), whose data goes to `.valkey` there (the default data_dir,
+    /// and what the examples' provider blocks say).
+    pub fn from_example(example: &str) -> Terraform {
+        let mut tf = Terraform::bare(None);
+        copy_tf_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"),
+            &tf.dir.path().join("examples"),
+        );
+        tf.work = tf.dir.path().join("examples").join(example);
+        tf.data_dir = tf.work.join(".valkey");
         tf.ok(&["init", "-input=false"]);
         tf
     }
@@ -66,6 +70,7 @@ impl Terraform {
         std::fs::write(dir.path().join("cli.tfrc"), cli_config).unwrap();
         let data_dir = dir.path().join(data_dir.unwrap_or("data"));
         Terraform {
+            work: dir.path().to_path_buf(),
             dir,
             valkey_server: valkey_server(),
             data_dir,
@@ -83,13 +88,13 @@ impl Terraform {
              provider \"valkey\" {{\n  data_dir = \"{}\"\n}}\n\n{body}\n",
             self.data_dir().display()
         );
-        std::fs::write(self.dir.path().join("main.tf"), text).unwrap();
+        std::fs::write(self.work.join("main.tf"), text).unwrap();
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(TERRAFORM)
             .args(args)
-            .current_dir(self.dir.path())
+            .current_dir(&self.work)
             .env("TF_CLI_CONFIG_FILE", self.dir.path().join("cli.tfrc"))
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
@@ -191,6 +196,20 @@ impl Terraform {
             .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse().ok())
             .filter(|pid| is_alive(*pid))
             .collect()
+    }
+}
+
+/// Copies the `.tf` files of a directory tree (not state, not .terraform, not data).
+fn copy_tf_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() && !name.to_string_lossy().starts_with('.') {
+            copy_tf_tree(&path, &to.join(&name));
+        } else if path.extension().is_some_and(|e| e == "tf") {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
     }
 }
 

@@ -1,0 +1,2 @@
+# A service is imported by its name.
+terraform import valkey_service.cache cache
