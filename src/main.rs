@@ -6,6 +6,9 @@ use terraform_provider_valkey::provider::ValkeyProvider;
 use terraform_provider_valkey::tfplug::{logging, server};
 
 fn main() -> ExitCode {
+    // Everything this process and the nodes it starts create (configs, data, RDB snapshots,
+    // logs) is readable by the owner only.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     logging::init();
     let provider = match ValkeyProvider::new() {
         Ok(p) => p,

@@ -363,3 +363,76 @@ impl Runtime for LocalRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{FailoverSettings, NodeRecord, UserConfigValues};
+    use std::sync::Arc;
+
+    fn record(name: &str, upstream: Option<Upstream>) -> ServiceRecord {
+        ServiceRecord {
+            name: name.into(),
+            plan: "startup-4".into(),
+            cloud: "local".into(),
+            region: "local-1".into(),
+            bind: "127.0.0.1".parse().unwrap(),
+            password: "p".into(),
+            replication_password: "r".into(),
+            sentinel_password: "s".into(),
+            user_config: UserConfigValues::default(),
+            termination_protection: false,
+            nodes: vec![NodeRecord { index: 0, port: 1 }],
+            upstream,
+            failover_priority: None,
+            failover: FailoverSettings::default(),
+            sentinels: Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_replica_creates_never_exceed_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Arc::new(LocalRuntime::new(dir.path().to_path_buf(), "/bin/false".into()).unwrap());
+        runtime.create_record(&record("main", None), 5).await.unwrap();
+        let mut creates = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let runtime = runtime.clone();
+            let replica = record(&format!("r{i}"), Some(Upstream::Service { name: "main".into() }));
+            creates.spawn(async move { runtime.create_record(&replica, 5).await });
+        }
+        let mut refused = 0;
+        while let Some(result) = creates.join_next().await {
+            match result.unwrap() {
+                Ok(()) => {}
+                Err(RuntimeError::ReplicaLimit { .. }) => refused += 1,
+                Err(other) => panic!("unexpected error {other}"),
+            }
+        }
+        assert_eq!(refused, 3);
+        assert_eq!(runtime.replicas_of("main").await.unwrap().len(), 5);
+        let err = runtime.remove_service(&record("main", None)).await.unwrap_err();
+        assert!(err.to_string().contains("still has read replicas"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_replica_of_a_missing_or_replica_primary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = LocalRuntime::new(dir.path().to_path_buf(), "/bin/false".into()).unwrap();
+        let orphan = record("r", Some(Upstream::Service { name: "nowhere".into() }));
+        assert!(matches!(
+            runtime.create_record(&orphan, 5).await,
+            Err(RuntimeError::PrimaryMissing(_))
+        ));
+        runtime.create_record(&record("main", None), 5).await.unwrap();
+        runtime
+            .create_record(&record("r1", Some(Upstream::Service { name: "main".into() })), 5)
+            .await
+            .unwrap();
+        let chained = record("r2", Some(Upstream::Service { name: "r1".into() }));
+        assert!(matches!(
+            runtime.create_record(&chained, 5).await,
+            Err(RuntimeError::PrimaryMissing(_))
+        ));
+    }
+}

@@ -19,6 +19,8 @@ pub mod tls;
 pub mod types;
 pub mod value;
 
+#[cfg(test)]
+mod fuzz_tests;
 mod grpc;
 mod side_services;
 

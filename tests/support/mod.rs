@@ -38,6 +38,16 @@ impl Terraform {
         tf
     }
 
+    /// A second working directory whose provider shares `other`'s data_dir, as two teams or
+    /// two concurrent runs would.
+    pub fn sharing_data_dir(other: &Terraform, config: &str) -> Terraform {
+        let mut tf = Terraform::bare(None);
+        tf.data_dir = other.data_dir();
+        tf.write_config(config);
+        tf.ok(&["init", "-input=false"]);
+        tf
+    }
+
     /// A copy of this repository's examples/ tree, working in its subdirectory `example`
     /// ("" for examples/ itself), whose data goes to `.valkey` there (the default data_dir,
     /// and what the examples' provider blocks say).
@@ -92,7 +102,13 @@ impl Terraform {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[])
+    }
+
+    /// Runs terraform with extra environment variables (TF_LOG and the like).
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(TERRAFORM)
+            .envs(env.iter().copied())
             .args(args)
             .current_dir(&self.work)
             .env("TF_CLI_CONFIG_FILE", self.dir.path().join("cli.tfrc"))
