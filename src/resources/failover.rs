@@ -276,6 +276,17 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
     Ok(())
 }
 
+/// Stops the group's Sentinels, keeping their state, while its primary is powered off.
+pub async fn stop_group(ctx: &Context, primary: &ServiceRecord) -> Result<(), Diagnostics> {
+    for s in &primary.sentinels {
+        ctx.runtime
+            .stop(&sentinel_id(primary, s))
+            .await
+            .map_err(|e| error("Could not stop a Sentinel", e))?;
+    }
+    Ok(())
+}
+
 /// Stops and forgets the group's Sentinels.
 async fn dissolve(ctx: &Context, primary: &mut ServiceRecord) -> Result<(), Diagnostics> {
     if primary.sentinels.is_empty() {

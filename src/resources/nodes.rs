@@ -237,6 +237,29 @@ pub async fn start_nodes(ctx: &Context, record: &mut ServiceRecord, indices: &[u
     Ok(())
 }
 
+/// Records a new service or replica. The leftover of a create that was interrupted (its
+/// provider process killed) is removed first, so the next apply converges.
+pub async fn create_record(ctx: &Context, record: &ServiceRecord) -> Result<(), RuntimeError> {
+    match ctx.runtime.create_record(record, catalog::MAX_READ_REPLICAS).await {
+        Err(RuntimeError::InterruptedCreate(stale)) => {
+            tracing::warn!(name = %stale.name, "removing the leftover of an interrupted create");
+            ctx.runtime.remove_service(&stale).await?;
+            ctx.runtime.create_record(record, catalog::MAX_READ_REPLICAS).await
+        }
+        other => other,
+    }
+}
+
+/// Marks a create as finished, whether its nodes started or not: from here on Terraform
+/// tracks the resource (as tainted when the create failed).
+pub async fn finish_create(ctx: &Context, record: &mut ServiceRecord) -> Result<(), Diagnostics> {
+    record.creating_pid = None;
+    ctx.runtime
+        .save_record(record)
+        .await
+        .map_err(|e| error("Could not save the record", e))
+}
+
 /// Starts every node of a newly recorded service (unless it is created powered off) and waits
 /// for its replication links.
 pub async fn start_new(ctx: &Context, record: &mut ServiceRecord, powered: bool) -> Result<(), Diagnostics> {

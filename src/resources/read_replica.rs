@@ -202,25 +202,26 @@ impl Lifecycle for ReadReplicaResource {
             failover_priority: Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY)),
             failover: Default::default(),
             sentinels: Vec::new(),
+            creating_pid: Some(std::process::id()),
         };
         // The 5-replica limit is enforced here again, atomically, under the data_dir lock.
-        ctx.runtime
-            .create_record(&record, catalog::MAX_READ_REPLICAS)
-            .await
-            .map_err(|e| {
-                let path = if planned.primary_service.is_some() {
-                    "primary_service"
-                } else {
-                    "name"
-                };
-                fail("Could not create the read replica", path, e.to_string())
-            })?;
+        nodes::create_record(ctx, &record).await.map_err(|e| {
+            let path = if planned.primary_service.is_some() {
+                "primary_service"
+            } else {
+                "name"
+            };
+            fail("Could not create the read replica", path, e.to_string())
+        })?;
         let mut started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
         if started.is_ok()
             && let Some(Upstream::Service { name }) = &record.upstream
         {
             // The first replica forms the primary's failover group.
             started = failover::ensure_group(ctx, name).await;
+        }
+        if let Err(d) = nodes::finish_create(ctx, &mut record).await {
+            started = started.and(Err(d));
         }
         let model = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
@@ -239,6 +240,10 @@ impl Lifecycle for ReadReplicaResource {
             .save_record(&record)
             .await
             .map_err(|e| error("Could not save the replica's record", e))?;
+        if let Some(Upstream::Service { name }) = &record.upstream {
+            // The group's Sentinels must answer before a node is restarted or re-linked.
+            failover::ensure_group(ctx, name).await?;
+        }
         nodes::reconcile(ctx, &mut record, planned.powered != Some(false)).await?;
         if planned.promote == Some(true) {
             failover::switchover(ctx, &record).await?;
@@ -334,6 +339,7 @@ mod tests {
             sentinel_password: "s".into(),
             failover: Default::default(),
             sentinels: Vec::new(),
+            creating_pid: None,
         };
         assert_eq!(primary_fields(&record), (Some("main".into()), None));
         record.upstream = Some(Upstream::External {

@@ -130,16 +130,17 @@ impl Lifecycle for ServiceResource {
             failover_priority: None,
             failover: failover_settings(planned),
             sentinels: Vec::new(),
+            creating_pid: Some(std::process::id()),
         };
-        ctx.runtime
-            .create_record(&record, catalog::MAX_READ_REPLICAS)
-            .await
-            .map_err(|e| {
-                let d = Diagnostic::error("Could not create the service", e.to_string()).at(AttrPath::root("name"));
-                (d.into(), None)
-            })?;
+        nodes::create_record(ctx, &record).await.map_err(|e| {
+            let d = Diagnostic::error("Could not create the service", e.to_string()).at(AttrPath::root("name"));
+            (d.into(), None)
+        })?;
         // From here on the service exists: failures return its state so Terraform tracks it.
-        let started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
+        let mut started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
+        if let Err(d) = nodes::finish_create(ctx, &mut record).await {
+            started = started.and(Err(d));
+        }
         let model = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
     }
@@ -180,11 +181,15 @@ impl Lifecycle for ServiceResource {
             .await
             .map_err(|e| error("Could not save the service record", e))?;
         let powered = planned.powered != Some(false);
-        nodes::reconcile(ctx, &mut record, powered).await?;
+        // Sentinels first: restarting or re-linking nodes asks them where the primary is. A
+        // powered-off service stops its Sentinels too, so they do not fail it over.
         if powered {
             failover::ensure_group(ctx, &record.name).await?;
+        } else {
+            failover::stop_group(ctx, &record).await?;
         }
-        let record = nodes::load_existing(ctx, &planned.name, "service").await?;
+        let mut record = nodes::load_existing(ctx, &planned.name, "service").await?;
+        nodes::reconcile(ctx, &mut record, powered).await?;
         Ok(self.state_of(ctx, &record, planned).await)
     }
 

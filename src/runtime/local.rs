@@ -269,8 +269,11 @@ impl Runtime for LocalRuntime {
         let services = self.data_dir.join("services");
         let record = record.clone();
         self.with_lock(move || {
-            if path.exists() {
-                return Err(RuntimeError::AlreadyExists { name: record.name });
+            if let Some(existing) = read_record(&path)? {
+                return Err(match existing.creating_pid {
+                    Some(pid) if !process::is_live_provider(pid) => RuntimeError::InterruptedCreate(Box::new(existing)),
+                    _ => RuntimeError::AlreadyExists { name: record.name },
+                });
             }
             let marker = match &record.upstream {
                 Some(Upstream::Service { name: primary }) => {
@@ -319,25 +322,21 @@ impl Runtime for LocalRuntime {
     }
 
     async fn remove_service(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
-        // Under the lock: no replica may still follow it, and removing the record first means
-        // no new replica can attach while the nodes stop.
         let services = self.data_dir.join("services");
-        let path = self.record_path(&record.name);
-        let name = record.name.clone();
-        let upstream = record.upstream.clone();
-        self.with_lock(move || {
-            let replicas = replica_markers(&services, &name)?;
-            if !replicas.is_empty() {
-                return Err(RuntimeError::HasReplicas { name, replicas });
+        let has_replicas = |name: &str| -> Result<(), RuntimeError> {
+            let replicas = replica_markers(&services, name)?;
+            if replicas.is_empty() {
+                Ok(())
+            } else {
+                Err(RuntimeError::HasReplicas {
+                    name: name.to_string(),
+                    replicas,
+                })
             }
-            remove_if_present(&path)?;
-            if let Some(Upstream::Service { name: primary }) = upstream {
-                remove_if_present(&services.join(primary).join(REPLICAS_DIR).join(&name))?;
-            }
-            Ok(())
-        })
-        .await?;
-        // Stop the nodes concurrently: each may take a moment to exit.
+        };
+        has_replicas(&record.name)?;
+        // Nodes first, record last: an interrupted delete leaves the record, so Terraform still
+        // tracks the service and the next destroy finishes the job.
         let mut stops = tokio::task::JoinSet::new();
         let data = record.nodes.iter().map(|n| NodeId::data(&record.name, n.index));
         let sentinels = record.sentinels.iter().map(|s| NodeId::sentinel(&record.name, s.index));
@@ -355,6 +354,23 @@ impl Runtime for LocalRuntime {
                 });
             }
         }
+        let path = self.record_path(&record.name);
+        let name = record.name.clone();
+        let upstream = record.upstream.clone();
+        let locked_services = services.clone();
+        self.with_lock(move || {
+            // A replica may have attached while the nodes stopped; it keeps the service.
+            let replicas = replica_markers(&locked_services, &name)?;
+            if !replicas.is_empty() {
+                return Err(RuntimeError::HasReplicas { name, replicas });
+            }
+            remove_if_present(&path)?;
+            if let Some(Upstream::Service { name: primary }) = upstream {
+                remove_if_present(&locked_services.join(primary).join(REPLICAS_DIR).join(&name))?;
+            }
+            Ok(())
+        })
+        .await?;
         let dir = self.service_dir(&record.name);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -387,6 +403,7 @@ mod tests {
             failover_priority: None,
             failover: FailoverSettings::default(),
             sentinels: Vec::new(),
+            creating_pid: None,
         }
     }
 

@@ -118,6 +118,8 @@ pub enum RuntimeError {
     HasReplicas { name: String, replicas: Vec<String> },
     #[error("primary service {0:?} does not exist in data_dir")]
     PrimaryMissing(String),
+    #[error("a create of {:?} was interrupted before it finished", .0.name)]
+    InterruptedCreate(Box<ServiceRecord>),
     #[error("no free TCP port on {0}: {1}")]
     NoFreePort(IpAddr, std::io::Error),
 }
@@ -147,7 +149,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// Whether the node's process is alive (it may still not answer).
     fn is_running(&self, node: &NodeId) -> bool;
 
-    /// Writes the record of a new service; fails if one with that name exists or, for a read
+    /// Writes the record of a new service; fails if one with that name exists (with
+    /// `InterruptedCreate` when its creator process is gone) or, for a read
     /// replica, if its primary is missing or already has `max_replicas` replicas. Atomic
     /// across concurrent Terraform runs sharing the data_dir.
     async fn create_record(&self, record: &ServiceRecord, max_replicas: usize) -> Result<(), RuntimeError>;

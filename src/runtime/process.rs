@@ -32,6 +32,13 @@ pub fn is_live_valkey(pid: i32) -> bool {
     comm.starts_with("valkey-server") && state != 'Z' && state != 'X'
 }
 
+/// Whether `pid` is a live provider process (the one that wrote a record may still be at work).
+pub fn is_live_provider(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|comm| comm.trim_end().starts_with("terraform-provi"))
+        .unwrap_or(false)
+}
+
 /// Sends SIGTERM, waits up to `grace`, then SIGKILL and waits again. True once it is gone.
 pub async fn terminate(pid: i32, grace: Duration) -> bool {
     if !is_live_valkey(pid) {

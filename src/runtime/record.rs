@@ -101,6 +101,10 @@ pub struct ServiceRecord {
     /// On a primary service: how its failover group works.
     #[serde(default)]
     pub failover: FailoverSettings,
+    /// The provider process creating this service, until its nodes are up: a record that
+    /// still names a process that is gone is the leftover of an interrupted create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating_pid: Option<u32>,
     /// On a primary service with read replicas: the Sentinels watching it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sentinels: Vec<SentinelRecord>,

@@ -87,6 +87,11 @@ impl Terraform {
         }
     }
 
+    /// Where terraform runs.
+    pub fn work(&self) -> &Path {
+        &self.work
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone()
     }

@@ -1,0 +1,91 @@
+//! Terraform and the provider killed at arbitrary points of create and delete: the next run
+//! converges, with no orphaned process, no data left without a state entry, and a clean plan.
+
+mod support;
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::Terraform;
+
+const GROUP: &str = r#"
+resource "valkey_service" "primary" {
+  name   = "primary"
+  plan   = "business-4"
+  region = "local-1"
+}
+
+resource "valkey_read_replica" "replica" {
+  name            = "replica"
+  primary_service = valkey_service.primary.name
+  plan            = "startup-4"
+  region          = "local-2"
+}
+"#;
+
+/// Starts terraform in its own process group (the provider joins it) and SIGKILLs the whole
+/// group after `after`, as a crash or `kill -9` would.
+fn kill_during(tf: &Terraform, args: &[&str], after: Duration) {
+    let mut child = Command::new(support::TERRAFORM)
+        .args(args)
+        .current_dir(tf.work())
+        .env("TF_CLI_CONFIG_FILE", tf.dir.path().join("cli.tfrc"))
+        .env("TF_IN_AUTOMATION", "1")
+        .env("VALKEY_SERVER", support::valkey_server())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// Processes whose working directory is inside `data_dir`: every node and Sentinel runs in
+/// its own directory there, so this finds them even when their pid files are gone.
+fn processes_in(data_dir: &Path) -> Vec<i32> {
+    let data_dir = data_dir.canonicalize().unwrap_or(data_dir.to_path_buf());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| support::is_alive(*pid))
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&data_dir)))
+        .collect()
+}
+
+#[test]
+fn twenty_interrupted_applies_and_destroys_all_converge() {
+    let tf = Terraform::new(GROUP);
+    let apply = ["apply", "-auto-approve", "-input=false", "-no-color"];
+    let destroy = ["destroy", "-auto-approve", "-input=false", "-no-color"];
+    for run in 0..20u64 {
+        // Kill points spread over the plan, the creates, the Sentinel group and the deletes.
+        let after = Duration::from_millis(150 + (run * 97) % 900);
+        if run % 2 == 0 {
+            kill_during(&tf, &apply, after);
+        } else {
+            tf.apply();
+            kill_during(&tf, &destroy, after);
+        }
+        tf.apply();
+        let (changes, plan) = tf.plan_has_changes();
+        assert!(
+            !changes,
+            "run {run} ({after:?}): the apply after the interruption must converge:\n{plan}"
+        );
+    }
+    tf.ok(&destroy);
+    let orphans = processes_in(&tf.data_dir());
+    assert!(orphans.is_empty(), "orphaned processes: {orphans:?}");
+    let left: Vec<_> = std::fs::read_dir(tf.data_dir().join("services"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "data left without a state entry: {left:?}");
+}
