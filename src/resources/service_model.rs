@@ -45,8 +45,9 @@ pub struct ServiceModel {
     #[schemars(extend("default" = false))]
     pub termination_protection: Option<bool>,
 
-    /// Whether the nodes (and the Sentinels watching them) run. False stops the nodes and keeps
-    /// their data; true starts them again. A node or Sentinel that stopped outside Terraform
+    /// Whether the nodes (and the Sentinels watching them) run. False stops them and keeps
+    /// their data; the Sentinels stop too, so powering a primary off does not fail it over to
+    /// a replica. True starts them again. A node or Sentinel that stopped outside Terraform
     /// reads as false, so the next apply restarts it.
     #[schemars(extend("default" = true))]
     pub powered: Option<bool>,
