@@ -89,3 +89,34 @@ fn twenty_interrupted_applies_and_destroys_all_converge() {
         .collect();
     assert!(left.is_empty(), "data left without a state entry: {left:?}");
 }
+
+#[test]
+fn ctrl_c_stops_an_apply_cleanly_and_the_next_apply_converges() {
+    let tf = Terraform::new(GROUP);
+    let child = Command::new(support::TERRAFORM)
+        .args(["apply", "-auto-approve", "-input=false", "-no-color"])
+        .current_dir(tf.work())
+        .env("TF_CLI_CONFIG_FILE", tf.dir.path().join("cli.tfrc"))
+        .env("TF_IN_AUTOMATION", "1")
+        .env("VALKEY_SERVER", support::valkey_server())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    // Ctrl-C in a terminal signals the whole foreground process group.
+    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked") && !text.contains("RUST_BACKTRACE"), "{text}");
+    // However far it got, the next apply finishes the job and leaves a clean plan.
+    tf.apply();
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "{plan}");
+}

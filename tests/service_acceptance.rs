@@ -261,3 +261,32 @@ resource "valkey_service" "two" {
     assert!(text.contains("terraform import"), "{text}");
     assert_eq!(tf.live_node_pids().len(), 1, "exactly one of the two may exist");
 }
+
+#[test]
+fn a_region_address_that_cannot_be_bound_is_a_clear_error_and_makes_nothing() {
+    // 192.0.2.1 is reserved for documentation: this machine has no such address to bind.
+    let tf = Terraform::new(
+        r#"
+resource "valkey_service" "far" {
+  name   = "far"
+  plan   = "hobbyist"
+  region = "nowhere"
+}
+"#,
+    );
+    let config = std::fs::read_to_string(tf.dir.path().join("main.tf")).unwrap().replace(
+        "provider \"valkey\" {\n",
+        "provider \"valkey\" {\n  regions = { \"nowhere\" = \"192.0.2.1\" }\n",
+    );
+    std::fs::write(tf.dir.path().join("main.tf"), config).unwrap();
+    let text = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(
+        text.contains("Cannot listen in this region") && text.contains("192.0.2.1"),
+        "{text}"
+    );
+    assert!(text.contains("with valkey_service.far"), "{text}");
+    let made = std::fs::read_dir(tf.data_dir().join("services"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(made, 0, "nothing may be left half-made");
+}

@@ -14,7 +14,7 @@ use super::common_model::{EndpointModel, NodeModel, TimeoutsModel, UserConfigMod
 use super::{failover, validate};
 use crate::catalog;
 use crate::runtime::{NodeId, RuntimeError, ServiceRecord, Upstream, UserConfigValues};
-use crate::tfplug::{Diagnostic, Diagnostics};
+use crate::tfplug::{AttrPath, Diagnostic, Diagnostics};
 use crate::valkey::{NodeClient, NodeConfig, REPLICATION_USER, UpstreamAuth};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -235,6 +235,22 @@ pub async fn start_nodes(ctx: &Context, record: &mut ServiceRecord, indices: &[u
         pending = retry;
     }
     Ok(())
+}
+
+/// A free port on a region's address, or an error that points at the region when this machine
+/// cannot listen there at all.
+pub fn port_in_region(ctx: &Context, bind: std::net::IpAddr, region: &str) -> Result<u16, Diagnostics> {
+    ctx.runtime.free_port(bind).map_err(|e| {
+        Diagnostic::error(
+            "Cannot listen in this region",
+            format!(
+                "{e}. Region {region:?} maps to {bind}, which this machine cannot listen on; \
+                 use an address of this machine (loopback, or a network namespace you manage) in the provider's regions."
+            ),
+        )
+        .at(AttrPath::root("region"))
+        .into()
+    })
 }
 
 /// Records a new service or replica. The leftover of a create that was interrupted (its

@@ -167,10 +167,7 @@ impl Lifecycle for ReadReplicaResource {
                 ));
             }
         };
-        let port = ctx
-            .runtime
-            .free_port(bind)
-            .map_err(|e| (error("No free port", e), None))?;
+        let port = nodes::port_in_region(ctx, bind, &planned.region).map_err(|d| (d, None))?;
         // Members of a replication group share its replication and Sentinel passwords, so
         // that each can follow whichever member is promoted.
         let (replication_password, sentinel_password) = match &upstream {

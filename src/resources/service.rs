@@ -108,10 +108,7 @@ impl Lifecycle for ServiceResource {
             .map_err(|e| (error("Invalid region", e), None))?;
         let mut node_records = Vec::with_capacity(plan.nodes);
         for index in 0..plan.nodes {
-            let port = ctx
-                .runtime
-                .free_port(bind)
-                .map_err(|e| (error("No free port", e), None))?;
+            let port = nodes::port_in_region(ctx, bind, &planned.region).map_err(|d| (d, None))?;
             node_records.push(NodeRecord { index, port });
         }
         let mut record = ServiceRecord {
