@@ -314,8 +314,8 @@ pub async fn remove(ctx: &Context, name: &str, kind: &str) -> Result<(), Diagnos
     }
 }
 
-/// Waits until every node that replicates (standbys, and node 0 of a read replica) has its
-/// link up and its initial sync done.
+/// Waits until every node that should replicate (see `desired_upstreams`: standbys, read
+/// replicas, a former primary after a failover) has its link up and its initial sync done.
 pub async fn wait_linked(ctx: &Context, record: &ServiceRecord) -> Result<(), Diagnostics> {
     let host = record.bind.to_string();
     let upstreams = desired_upstreams(ctx, record).await?;
