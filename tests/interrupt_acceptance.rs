@@ -59,18 +59,26 @@ fn processes_in(data_dir: &Path) -> Vec<i32> {
 }
 
 #[test]
-fn twenty_interrupted_applies_and_destroys_all_converge() {
+fn twenty_one_interrupted_creates_updates_and_destroys_all_converge() {
     let tf = Terraform::new(GROUP);
     let apply = ["apply", "-auto-approve", "-input=false", "-no-color"];
     let destroy = ["destroy", "-auto-approve", "-input=false", "-no-color"];
-    for run in 0..20u64 {
-        // Kill points spread over the plan, the creates, the Sentinel group and the deletes.
+    for run in 0..21u64 {
+        // Kill points spread over the plan, the creates, the Sentinel group, the deletes, and
+        // updates that add or remove a standby node (business-4 <-> premium-4).
         let after = Duration::from_millis(150 + (run * 97) % 900);
-        if run % 2 == 0 {
-            kill_during(&tf, &apply, after);
-        } else {
-            tf.apply();
-            kill_during(&tf, &destroy, after);
+        match run % 3 {
+            0 => kill_during(&tf, &apply, after),
+            1 => {
+                tf.apply();
+                kill_during(&tf, &destroy, after);
+            }
+            _ => {
+                tf.apply();
+                let resized = if run % 2 == 0 { "premium-4" } else { "business-4" };
+                tf.write_config(&GROUP.replace("business-4", resized));
+                kill_during(&tf, &apply, after);
+            }
         }
         tf.apply();
         let (changes, plan) = tf.plan_has_changes();
