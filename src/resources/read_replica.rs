@@ -53,22 +53,18 @@ async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus) -> Opt
     Some((primary_offset - replica_offset).max(0))
 }
 
-/// Who can read the primary's offset: the Sentinel user on whichever node Sentinel reports
-/// as primary (it may run INFO on every member of the group), or the URI's user for a
-/// primary this provider does not manage.
-async fn primary_reader(ctx: &Context, record: &ServiceRecord) -> Option<UpstreamAuth> {
+/// Who can read the primary's offset: the Sentinel user on the group's current primary (it
+/// may run INFO on every member of the group), or the URI's user for a primary this provider
+/// does not manage.
+async fn primary_reader(ctx: &Context, record: &ServiceRecord, topology: &TopologyModel) -> Option<UpstreamAuth> {
     match record.upstream.as_ref()? {
-        Upstream::Service { name } => {
-            let primary = ctx.runtime.load_record(name).await.ok()??;
-            let (host, port) = match failover::current_primary(&primary).await {
-                Some(addr) => addr,
-                None => (primary.bind.to_string(), primary.nodes.first()?.port),
-            };
+        Upstream::Service { .. } => {
+            let (host, port) = topology.current_primary.as_deref()?.rsplit_once(':')?;
             Some(UpstreamAuth {
-                host,
-                port,
+                host: host.to_string(),
+                port: port.parse().ok()?,
                 user: SENTINEL_USER.into(),
-                password: primary.sentinel_password,
+                password: topology.sentinel_password.clone()?,
             })
         }
         Upstream::External { .. } => nodes::static_upstream(ctx, record).await.ok()?,
@@ -261,8 +257,8 @@ impl Lifecycle for ReadReplicaResource {
     async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ReadReplicaModel) -> ReadReplicaModel {
         let statuses = nodes::observe(ctx, record).await;
         let node = statuses.first().cloned().unwrap_or_default();
-        let reader = primary_reader(ctx, record).await;
         let topology = topology(ctx, record).await;
+        let reader = primary_reader(ctx, record, &topology).await;
         let lag = lag_bytes(reader.as_ref(), &node).await;
         let (primary_service, primary_uri) = primary_fields(record);
         ReadReplicaModel {
