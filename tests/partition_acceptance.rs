@@ -6,7 +6,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,15 +72,6 @@ impl Link {
     }
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn status(tf: &Terraform) -> String {
     tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
     tf.state_attributes("valkey_read_replica.far")["replication_status"]
@@ -104,32 +94,14 @@ fn eventually(tf: &Terraform, want: &str) {
 #[test]
 fn a_cut_off_primary_shows_as_down_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _primary = Server(
-        Command::new(support::valkey_server())
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--requirepass",
-                "pw",
-            ])
-            .args(["--repl-diskless-sync-delay", "0"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let port = support::free_port();
+    let _primary = support::start_server(
+        support::valkey_server().to_str().unwrap(),
+        port,
+        "pw",
+        dir.path(),
+        &["--repl-diskless-sync-delay", "0"],
     );
-    std::thread::sleep(Duration::from_millis(300));
     let link = Link::start(port);
     let tf = Terraform::new(&format!(
         r#"

@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-
-use support::{Terraform, connect};
+use support::{Terraform, connect, free_port, start_server};
 
 const PRIMARY: &str = r#"
 resource "valkey_service" "primary" {
@@ -155,56 +153,6 @@ fn five_replicas_are_fine_and_a_sixth_added_later_fails_at_plan() {
     );
 }
 
-/// A server started by the test, killed by pid when the test ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_server(binary: &str, port: u16, password: &str, dir: &std::path::Path) -> Server {
-    let server = Server(
-        Command::new(binary)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--requirepass",
-                password,
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}")),
-    );
-    let uri = format!("redis://:{password}@127.0.0.1:{port}");
-    for _ in 0..500 {
-        if let Ok(mut c) = redis::Client::open(uri.as_str()).unwrap().get_connection()
-            && redis::cmd("PING").exec(&mut c).is_ok()
-        {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("{binary} did not start");
-}
-
 fn external_replica(uri: &str) -> String {
     format!(
         r#"
@@ -232,7 +180,7 @@ fn an_external_valkey_primary_is_replicated_and_redis_is_refused_at_plan() {
         "Debian's redis-server is needed at {redis_binary} (apt-get install redis-server)"
     );
     let redis_port = free_port();
-    let _redis = start_server(redis_binary, redis_port, "redispw", scratch.path());
+    let _redis = start_server(redis_binary, redis_port, "redispw", scratch.path(), &[]);
     let tf = Terraform::new(&external_replica(&format!(
         "valkey://default:redispw@127.0.0.1:{redis_port}"
     )));
@@ -248,7 +196,13 @@ fn an_external_valkey_primary_is_replicated_and_redis_is_refused_at_plan() {
     let valkey_dir = tempfile::tempdir().unwrap();
     let valkey_port = free_port();
     let binary = support::valkey_server();
-    let _valkey = start_server(binary.to_str().unwrap(), valkey_port, "valkeypw", valkey_dir.path());
+    let _valkey = start_server(
+        binary.to_str().unwrap(),
+        valkey_port,
+        "valkeypw",
+        valkey_dir.path(),
+        &[],
+    );
     let source_uri = format!("valkey://default:valkeypw@127.0.0.1:{valkey_port}");
     let mut source = connect(&source_uri);
     redis::cmd("SET").arg("migrated").arg("yes").exec(&mut source).unwrap();

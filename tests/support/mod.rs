@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub const TERRAFORM: &str = "/usr/local/bin/terraform";
 pub const SOURCE: &str = "terraform.local/local/valkey";
@@ -274,4 +274,56 @@ pub fn connect(uri: &str) -> redis::Connection {
         .expect("valid URI")
         .get_connection()
         .expect("connect to the service")
+}
+
+/// A server started by the test, killed by pid when the test ends.
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a server on 127.0.0.1:`port` with `extra` arguments and waits until it answers.
+pub fn start_server(binary: &str, port: u16, password: &str, dir: &Path, extra: &[&str]) -> Server {
+    let server = Server(
+        Command::new(binary)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--requirepass",
+                password,
+            ])
+            .args(extra)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}")),
+    );
+    let uri = format!("redis://:{password}@127.0.0.1:{port}");
+    for _ in 0..500 {
+        if let Ok(mut c) = redis::Client::open(uri.as_str()).unwrap().get_connection()
+            && redis::cmd("PING").exec(&mut c).is_ok()
+        {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{binary} did not start");
 }
