@@ -95,6 +95,9 @@ pub const DOWN_AFTER_MS_RANGE: (i64, i64) = (1000, 60_000);
 pub const CLIENT_TIMEOUT_RANGE: (i64, i64) = (0, 31_536_000);
 /// I/O threads per node.
 pub const IO_THREADS_RANGE: (i64, i64) = (1, 16);
+/// Longest create, update or delete timeout: a day covers the initial sync of a very large
+/// dataset; a longer wait is better split into re-runs of apply.
+pub const MAX_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Longest service name: it becomes a directory name and part of node names.
 pub const MAX_SERVICE_NAME_LEN: usize = 63;
 

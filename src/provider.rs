@@ -120,6 +120,17 @@ pub fn parse_regions(declared: Option<&BTreeMap<String, String>>) -> Result<Regi
     }
 }
 
+/// Why a configured path cannot be used as one, if it cannot.
+fn path_problem(path: &str) -> Option<&'static str> {
+    if path.trim().is_empty() {
+        Some("the path is empty")
+    } else if path.contains('\0') {
+        Some("the path contains a NUL character")
+    } else {
+        None
+    }
+}
+
 /// Finds valkey-server: the configured path, then VALKEY_SERVER, then PATH.
 pub fn find_valkey_server(
     configured: Option<&str>,
@@ -168,10 +179,29 @@ impl Provider for ValkeyProvider {
     }
 
     fn validate_provider_config(&self, config: &Value) -> Diagnostics {
-        match to_model::<ProviderModel>(config) {
-            Ok(model) => parse_regions(model.regions.as_ref()).err().unwrap_or_default(),
-            Err(_) => Diagnostics::new(),
+        let Ok(model) = to_model::<ProviderModel>(config) else {
+            return Diagnostics::new();
+        };
+        let mut d = parse_regions(model.regions.as_ref()).err().unwrap_or_default();
+        for (attr, value, when_left_out) in [
+            ("data_dir", &model.data_dir, "`.valkey` in the working directory"),
+            (
+                "valkey_server",
+                &model.valkey_server,
+                "VALKEY_SERVER, then valkey-server on PATH",
+            ),
+        ] {
+            if let Some(problem) = value.as_deref().and_then(path_problem) {
+                d.push(
+                    Diagnostic::error(
+                        format!("Invalid {attr}"),
+                        format!("{attr}: {problem}; give a path, or leave {attr} out to use {when_left_out}."),
+                    )
+                    .at(AttrPath::root(attr)),
+                );
+            }
         }
+        d
     }
 
     async fn configure(&self, config: Value, terraform_version: String) -> Diagnostics {

@@ -41,7 +41,7 @@ pub struct NodeModel {
     pub state: String,
 }
 
-/// Durations such as `30s`, `10m` or `1h`.
+/// Durations such as `30s`, `10m` or `1h30m`, from 1s to 24h.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TimeoutsModel {
     /// Longest time a create may take (default 20m).

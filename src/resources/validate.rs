@@ -131,9 +131,10 @@ pub fn resource_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a Terraform-style duration ("30s", "10m", "1h30m").
+/// Parses a Terraform-style duration ("30s", "10m", "1h30m"), from 1s to a day.
 pub fn duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration; write it like \"30s\", \"10m\" or \"1h30m\"");
+    let too_long = || format!("{text:?} is longer than the limit of 24h");
     let mut total = Duration::ZERO;
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -141,7 +142,10 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     }
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let amount: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let amount: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         let unit_len = rest[digits..]
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len() - digits);
@@ -151,8 +155,15 @@ pub fn duration(text: &str) -> Result<Duration, String> {
             "h" => 3600,
             _ => return Err(bad()),
         };
-        total += Duration::from_secs(amount.checked_mul(seconds).ok_or_else(bad)?);
+        total = amount
+            .checked_mul(seconds)
+            .and_then(|s| total.checked_add(Duration::from_secs(s)))
+            .filter(|t| *t <= catalog::MAX_OPERATION_TIMEOUT)
+            .ok_or_else(too_long)?;
         rest = &rest[digits + unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!("{text:?} is no time at all; give at least \"1s\""));
     }
     Ok(total)
 }
@@ -186,8 +197,14 @@ mod tests {
     fn durations_parse_like_terraform_timeouts() {
         assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(duration("1h30m").unwrap(), Duration::from_secs(5400));
-        for bad in ["", "10", "5 minutes", "m", "-1m", "1d"] {
+        assert_eq!(duration("24h").unwrap(), Duration::from_secs(86_400));
+        for bad in ["", "10", "5 minutes", "m", "-1m", "1d", "0s", "0h0m", "５m", "1h0"] {
             assert!(duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        // Sums that overflow are refused, not a panic.
+        let huge = format!("{0}s{0}s", u64::MAX);
+        for too_long in ["25h", "24h1s", "99999999999999999999h", huge.as_str()] {
+            assert!(duration(too_long).unwrap_err().contains("limit of 24h"), "{too_long}");
         }
     }
 
