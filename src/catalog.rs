@@ -93,6 +93,10 @@ pub const DOWN_AFTER_MS_RANGE: (i64, i64) = (1000, 60_000);
 
 /// Idle client timeout bounds, seconds (0 disables the timeout).
 pub const CLIENT_TIMEOUT_RANGE: (i64, i64) = (0, 31_536_000);
+/// Replication timeout bounds, seconds (Valkey's repl-timeout), and Valkey's default. The lower
+/// bound leaves room for a few of the pings primaries send every second.
+pub const REPL_TIMEOUT_RANGE: (i64, i64) = (5, 3600);
+pub const DEFAULT_REPL_TIMEOUT: i64 = 60;
 /// I/O threads per node.
 pub const IO_THREADS_RANGE: (i64, i64) = (1, 16);
 /// Longest create, update or delete timeout: a day covers the initial sync of a very large

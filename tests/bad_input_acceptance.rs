@@ -143,6 +143,7 @@ fn user_config_and_timeouts(body: &mut Body) {
     body.insert("valkey_user_config.timeout", "300".into());
     body.insert("valkey_user_config.persistence", hcl("rdb"));
     body.insert("valkey_user_config.io_threads", "1".into());
+    body.insert("valkey_user_config.repl_timeout", "60".into());
     for path in ["timeouts.create", "timeouts.update", "timeouts.delete"] {
         body.insert(path, hcl("5m"));
     }
@@ -183,6 +184,7 @@ fn kind_of(path: &str) -> Kind {
         "failover_priority" => Kind::Int(catalog::FAILOVER_PRIORITY_RANGE),
         "timeout" => Kind::Int(catalog::CLIENT_TIMEOUT_RANGE),
         "io_threads" => Kind::Int(catalog::IO_THREADS_RANGE),
+        "repl_timeout" => Kind::Int(catalog::REPL_TIMEOUT_RANGE),
         "create" | "update" | "delete" => Kind::Duration,
         _ => Kind::Word,
     }

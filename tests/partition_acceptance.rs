@@ -1,11 +1,14 @@
 //! A replica whose primary is cut off: refresh shows replication_status "down", and "up" again
-//! once the link heals, with no change planned either way. The region link is a TCP proxy the
-//! test controls, between the replica and a primary given by primary_uri.
+//! once the link heals, with no change planned either way. Two kinds of cut: a TCP proxy the
+//! test controls that drops connections (the replica sees the link close), and a network
+//! namespace whose packets are silently dropped both ways (the replica only hears nothing, and
+//! notices after its repl_timeout).
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,15 +83,111 @@ fn status(tf: &Terraform) -> String {
         .to_string()
 }
 
-fn eventually(tf: &Terraform, want: &str) {
+/// Refreshes until replication_status is `want`; returns how long that took.
+fn eventually(tf: &Terraform, want: &str) -> Duration {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
+    while start.elapsed() < Duration::from_secs(60) {
         if status(tf) == want {
-            return;
+            return start.elapsed();
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     panic!("replication_status never became {want:?}");
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace joined to this one by a veth pair: a far host for the test's primary.
+/// Deleted, with its veth pair, when dropped.
+struct FarHost {
+    name: String,
+    near_if: String,
+    far_if: String,
+    near_addr: String,
+    far_addr: String,
+}
+
+impl FarHost {
+    fn create() -> FarHost {
+        let id = std::process::id();
+        let subnet = id % 250 + 1;
+        let host = FarHost {
+            name: format!("vk-part-{id}"),
+            near_if: format!("vkh{}", id % 1_000_000),
+            far_if: format!("vkn{}", id % 1_000_000),
+            near_addr: format!("10.201.{subnet}.1"),
+            far_addr: format!("10.201.{subnet}.2"),
+        };
+        ip(&["netns", "add", &host.name]);
+        ip(&[
+            "link",
+            "add",
+            &host.near_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &host.far_if,
+        ]);
+        ip(&["link", "set", &host.far_if, "netns", &host.name]);
+        ip(&["addr", "add", &format!("{}/30", host.near_addr), "dev", &host.near_if]);
+        ip(&["link", "set", &host.near_if, "up"]);
+        host.inside(&["addr", "add", &format!("{}/30", host.far_addr), "dev", &host.far_if]);
+        host.inside(&["link", "set", &host.far_if, "up"]);
+        host
+    }
+
+    fn inside(&self, args: &[&str]) {
+        let mut all = vec!["netns", "exec", &self.name, "ip"];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Drops every packet both ways without a trace: each side sends to a hardware address
+    /// nobody has, so neither a reset nor an unreachable error comes back.
+    fn partition(&self) {
+        ip(&[
+            "neigh",
+            "replace",
+            &self.far_addr,
+            "lladdr",
+            "02:00:00:00:00:01",
+            "dev",
+            &self.near_if,
+            "nud",
+            "permanent",
+        ]);
+        self.inside(&[
+            "neigh",
+            "replace",
+            &self.near_addr,
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            &self.far_if,
+            "nud",
+            "permanent",
+        ]);
+    }
+
+    fn heal(&self) {
+        ip(&["neigh", "del", &self.far_addr, "dev", &self.near_if]);
+        self.inside(&["neigh", "del", &self.near_addr, "dev", &self.far_if]);
+    }
+}
+
+impl Drop for FarHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip").args(["link", "del", &self.near_if]).output();
+    }
 }
 
 #[test]
@@ -127,5 +226,61 @@ resource "valkey_read_replica" "far" {{
 
     link.cut.store(false, Ordering::SeqCst);
     eventually(&tf, "up");
+    assert!(!tf.plan_has_changes().0);
+}
+
+#[test]
+fn a_silently_dropping_partition_shows_as_down_after_repl_timeout_and_recovers() {
+    let far = FarHost::create();
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let launcher = ["ip", "netns", "exec", far.name.as_str()];
+    let _primary = support::start_server_in(
+        &launcher,
+        &far.far_addr,
+        support::valkey_server().to_str().unwrap(),
+        port,
+        "pw",
+        dir.path(),
+        &["--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1"],
+    );
+    let tf = Terraform::new("");
+    tf.write_config_with_provider(
+        &format!("  regions = {{ \"far-away\" = \"{}\" }}\n", far.near_addr),
+        &format!(
+            r#"
+resource "valkey_read_replica" "far" {{
+  name        = "far"
+  primary_uri = "valkey://default:pw@{}:{port}"
+  plan        = "startup-4"
+  region      = "far-away"
+  valkey_user_config {{
+    repl_timeout = 5
+  }}
+}}
+"#,
+            far.far_addr
+        ),
+    );
+    tf.apply();
+    assert_eq!(status(&tf), "up");
+
+    far.partition();
+    let noticed = eventually(&tf, "down");
+    let refresh = Instant::now();
+    let (changes, plan) = tf.plan_has_changes();
+    eprintln!(
+        "silent partition: replication_status down after {:.1} s (repl_timeout 5 s); a plan during it took {:.1} s",
+        noticed.as_secs_f64(),
+        refresh.elapsed().as_secs_f64()
+    );
+    assert!(
+        !changes,
+        "a link that is down is reported, not planned as a change:\n{plan}"
+    );
+
+    far.heal();
+    let recovered = eventually(&tf, "up");
+    eprintln!("healed: replication_status up after {:.1} s", recovered.as_secs_f64());
     assert!(!tf.plan_has_changes().0);
 }

@@ -265,7 +265,9 @@ resource "valkey_service" "two" {
 #[test]
 fn a_region_address_that_cannot_be_bound_is_a_clear_error_and_makes_nothing() {
     // 192.0.2.1 is reserved for documentation: this machine has no such address to bind.
-    let tf = Terraform::new(
+    let tf = Terraform::new("");
+    tf.write_config_with_provider(
+        "  regions = { \"nowhere\" = \"192.0.2.1\" }\n",
         r#"
 resource "valkey_service" "far" {
   name   = "far"
@@ -274,11 +276,6 @@ resource "valkey_service" "far" {
 }
 "#,
     );
-    let config = std::fs::read_to_string(tf.dir.path().join("main.tf")).unwrap().replace(
-        "provider \"valkey\" {\n",
-        "provider \"valkey\" {\n  regions = { \"nowhere\" = \"192.0.2.1\" }\n",
-    );
-    std::fs::write(tf.dir.path().join("main.tf"), config).unwrap();
     let text = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert!(
         text.contains("Cannot listen in this region") && text.contains("192.0.2.1"),

@@ -24,6 +24,14 @@ pub struct UserConfigModel {
     /// I/O threads per node, 1 to 16. Changing it restarts the nodes.
     #[schemars(extend("default" = 1))]
     pub io_threads: Option<i64>,
+
+    /// Seconds a replica waits for traffic from its primary before it counts the link as
+    /// broken and reconnects, 5 to 3600 (Valkey's `repl-timeout`). A network partition that
+    /// silently drops packets shows as `replication_status = "down"` after this long. The
+    /// primary must ping more often than that: nodes this provider runs ping every second; a
+    /// server given as `primary_uri` pings every `repl-ping-replica-period` (10 s by default).
+    #[schemars(extend("default" = 60))]
+    pub repl_timeout: Option<i64>,
 }
 
 /// One node of a service.

@@ -23,7 +23,7 @@ const PORT_RETRIES: usize = 3;
 /// Longest wait for a replication link and its initial sync.
 const LINK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The settings read back from nodes for drift detection.
-const SETTINGS: &[&str] = &["maxmemory-policy", "timeout", "save", "io-threads"];
+const SETTINGS: &[&str] = &["maxmemory-policy", "timeout", "save", "io-threads", "repl-timeout"];
 
 pub fn error(summary: &str, detail: impl std::fmt::Display) -> Diagnostics {
     Diagnostic::error(summary, detail.to_string()).into()
@@ -46,6 +46,7 @@ pub fn effective_user_config(model: Option<&UserConfigModel>) -> UserConfigValue
         timeout: m.timeout.unwrap_or(d.timeout),
         persistence: m.persistence.clone().unwrap_or(d.persistence),
         io_threads: m.io_threads.unwrap_or(d.io_threads),
+        repl_timeout: m.repl_timeout.unwrap_or(d.repl_timeout),
     }
 }
 
@@ -56,6 +57,7 @@ pub fn user_config_model(values: &UserConfigValues) -> UserConfigModel {
         timeout: Some(values.timeout),
         persistence: Some(values.persistence.clone()),
         io_threads: Some(values.io_threads),
+        repl_timeout: Some(values.repl_timeout),
     }
 }
 
@@ -167,6 +169,7 @@ pub fn node_config(
         timeout_seconds: uc.timeout,
         persistence: uc.persistence.clone(),
         io_threads: uc.io_threads,
+        repl_timeout_seconds: uc.repl_timeout,
         upstream,
         replica_priority: record.failover_priority,
     })
@@ -434,6 +437,9 @@ pub fn live_user_config(settings: &HashMap<String, String>, fallback: &UserConfi
             })
             .or_else(|| fallback.persistence.clone()),
         io_threads: get("io-threads").and_then(|t| t.parse().ok()).or(fallback.io_threads),
+        repl_timeout: get("repl-timeout")
+            .and_then(|t| t.parse().ok())
+            .or(fallback.repl_timeout),
     }
 }
 
@@ -604,11 +610,15 @@ mod tests {
             ("save".to_string(), "".to_string()),
             ("timeout".to_string(), "10".to_string()),
             ("io-threads".to_string(), "2".to_string()),
+            ("repl-timeout".to_string(), "7".to_string()),
         ]);
         let live = live_user_config(&settings, &UserConfigModel::default());
         assert_eq!(live.maxmemory_policy.as_deref(), Some("allkeys-lru"));
         assert_eq!(live.persistence.as_deref(), Some("off"));
-        assert_eq!((live.timeout, live.io_threads), (Some(10), Some(2)));
+        assert_eq!(
+            (live.timeout, live.io_threads, live.repl_timeout),
+            (Some(10), Some(2), Some(7))
+        );
     }
 
     #[test]

@@ -69,10 +69,16 @@ mod tests {
     }
 
     fn user_config(pairs: &[(&str, Value)]) -> Value {
-        let mut m: BTreeMap<String, Value> = ["maxmemory_policy", "timeout", "persistence", "io_threads"]
-            .iter()
-            .map(|k| (k.to_string(), Value::Null))
-            .collect();
+        let mut m: BTreeMap<String, Value> = [
+            "maxmemory_policy",
+            "timeout",
+            "persistence",
+            "io_threads",
+            "repl_timeout",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), Value::Null))
+        .collect();
         for (k, v) in pairs {
             m.insert(k.to_string(), v.clone());
         }

@@ -84,6 +84,13 @@ pub fn user_config(diags: &mut Diagnostics, config: &Value) {
         "io_threads",
         catalog::IO_THREADS_RANGE,
     );
+    integer(
+        diags,
+        uc.attr("repl_timeout"),
+        at("repl_timeout"),
+        "repl_timeout",
+        catalog::REPL_TIMEOUT_RANGE,
+    );
 }
 
 /// The timeouts block: each duration must parse.

@@ -12,6 +12,13 @@ pub struct UserConfigValues {
     pub timeout: i64,
     pub persistence: String,
     pub io_threads: i64,
+    /// Records written before this setting existed ran with Valkey's default.
+    #[serde(default = "default_repl_timeout")]
+    pub repl_timeout: i64,
+}
+
+fn default_repl_timeout() -> i64 {
+    crate::catalog::DEFAULT_REPL_TIMEOUT
 }
 
 impl Default for UserConfigValues {
@@ -21,6 +28,7 @@ impl Default for UserConfigValues {
             timeout: 300,
             persistence: "rdb".into(),
             io_threads: 1,
+            repl_timeout: default_repl_timeout(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct NodeConfig {
     /// "off" or "rdb".
     pub persistence: String,
     pub io_threads: i64,
+    /// Seconds without traffic from the primary before a replica drops the link.
+    pub repl_timeout_seconds: i64,
     /// The primary this node replicates from, if it is a standby or a read replica.
     pub upstream: Option<UpstreamAuth>,
     /// replica-priority: lower is promoted first by Sentinel, 0 never.
@@ -46,6 +48,9 @@ pub struct UpstreamAuth {
     pub user: String,
     pub password: String,
 }
+
+/// How often a primary pings its replicas, seconds: below the shortest repl-timeout allowed.
+const PING_REPLICA_PERIOD_SECONDS: i64 = 1;
 
 /// RDB snapshot points used when persistence is "rdb" (valkey-server's own defaults).
 const RDB_SAVE_POINTS: &str = "3600 1 300 100 60 10000";
@@ -82,6 +87,9 @@ impl NodeConfig {
             ("maxmemory-policy", self.maxmemory_policy.clone()),
             ("timeout", self.timeout_seconds.to_string()),
             ("save", self.save_setting().to_string()),
+            ("repl-timeout", self.repl_timeout_seconds.to_string()),
+            // Pings every second keep an idle link alive under any repl-timeout allowed.
+            ("repl-ping-replica-period", PING_REPLICA_PERIOD_SECONDS.to_string()),
         ];
         if let Some(priority) = self.replica_priority {
             settings.push(("replica-priority", priority.to_string()));
@@ -168,6 +176,7 @@ mod tests {
             maxmemory_bytes: 1024,
             maxmemory_policy: "allkeys-lru".into(),
             timeout_seconds: 300,
+            repl_timeout_seconds: 60,
             persistence: "off".into(),
             io_threads: 2,
             upstream: None,
@@ -185,6 +194,9 @@ mod tests {
         assert!(text.contains("maxmemory-policy allkeys-lru\n"));
         assert!(text.contains("io-threads 2\n"));
         assert!(text.contains("repl-diskless-sync-delay 0\n"));
+        // Replicas with the shortest repl_timeout allowed (5 s) still hear a ping in time.
+        assert!(text.contains("repl-timeout 60\n"));
+        assert!(text.contains("repl-ping-replica-period 1\n"));
         assert!(!text.contains("\nreplicaof "));
         assert!(text.contains("user sentinel on >sentpw -@all allchannels"));
     }

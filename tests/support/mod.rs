@@ -98,9 +98,14 @@ impl Terraform {
 
     /// Writes main.tf: the provider block pointing at this test's data_dir, then `body`.
     pub fn write_config(&self, body: &str) {
+        self.write_config_with_provider("", body);
+    }
+
+    /// Like `write_config`, with `provider_attributes` (lines of HCL) added to the provider block.
+    pub fn write_config_with_provider(&self, provider_attributes: &str, body: &str) {
         let text = format!(
             "terraform {{\n  required_providers {{\n    valkey = {{ source = \"{SOURCE}\" }}\n  }}\n}}\n\n\
-             provider \"valkey\" {{\n  data_dir = \"{}\"\n}}\n\n{body}\n",
+             provider \"valkey\" {{\n  data_dir = \"{}\"\n{provider_attributes}}}\n\n{body}\n",
             self.data_dir().display()
         );
         std::fs::write(self.work.join("main.tf"), text).unwrap();
@@ -296,13 +301,35 @@ pub fn free_port() -> u16 {
 
 /// Starts a server on 127.0.0.1:`port` with `extra` arguments and waits until it answers.
 pub fn start_server(binary: &str, port: u16, password: &str, dir: &Path, extra: &[&str]) -> Server {
+    start_server_in(&[], "127.0.0.1", binary, port, password, dir, extra)
+}
+
+/// Starts a server on `bind`:`port` through `launcher` (such as `ip netns exec NAME`, which
+/// execs the server, so the pid stays the server's) and waits until it answers.
+pub fn start_server_in(
+    launcher: &[&str],
+    bind: &str,
+    binary: &str,
+    port: u16,
+    password: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Server {
+    let mut command = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
     let server = Server(
-        Command::new(binary)
+        command
             .args([
                 "--port",
                 &port.to_string(),
                 "--bind",
-                "127.0.0.1",
+                bind,
                 "--save",
                 "",
                 "--requirepass",
@@ -316,7 +343,7 @@ pub fn start_server(binary: &str, port: u16, password: &str, dir: &Path, extra: 
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}")),
     );
-    let uri = format!("redis://:{password}@127.0.0.1:{port}");
+    let uri = format!("redis://:{password}@{bind}:{port}");
     for _ in 0..500 {
         if let Ok(mut c) = redis::Client::open(uri.as_str()).unwrap().get_connection()
             && redis::cmd("PING").exec(&mut c).is_ok()
