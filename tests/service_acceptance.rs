@@ -287,3 +287,40 @@ resource "valkey_service" "far" {
         .unwrap_or(0);
     assert_eq!(made, 0, "nothing may be left half-made");
 }
+
+#[test]
+fn a_port_taken_while_the_node_was_down_is_a_clear_error_and_the_endpoint_never_moves() {
+    let tf = Terraform::new(SERVICE);
+    tf.apply();
+    let before = tf.state_attributes("valkey_service.cache");
+    let (host, port) = (
+        before["host"].as_str().unwrap().to_string(),
+        before["port"].as_u64().unwrap(),
+    );
+    for pid in tf.live_node_pids() {
+        kill9(pid);
+    }
+    // The port frees once the killed node's sockets are closed.
+    let squatter = (0..500)
+        .find_map(|_| {
+            std::net::TcpListener::bind((host.as_str(), port as u16))
+                .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(10)))
+                .ok()
+        })
+        .expect("take the node's port");
+
+    let text = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(
+        text.contains("The endpoint's port is taken") && text.contains(&format!("{host}:{port}")),
+        "{text}"
+    );
+    assert!(tf.live_node_pids().is_empty(), "no node may be left running elsewhere");
+    assert_eq!(tf.state_attributes("valkey_service.cache")["port"], before["port"]);
+
+    drop(squatter);
+    tf.apply();
+    let after = tf.state_attributes("valkey_service.cache");
+    assert_eq!((&after["host"], &after["port"]), (&before["host"], &before["port"]));
+    assert_eq!(after["state"], "RUNNING");
+    assert!(!tf.plan_has_changes().0);
+}

@@ -186,8 +186,15 @@ async fn configs(ctx: &Context, record: &ServiceRecord) -> Result<Vec<NodeConfig
         .collect()
 }
 
-/// Starts the given nodes in parallel; a node whose port was taken meanwhile gets a new port.
-pub async fn start_nodes(ctx: &Context, record: &mut ServiceRecord, indices: &[usize]) -> Result<(), Diagnostics> {
+/// Starts the given nodes in parallel; a node whose port was taken meanwhile gets a new port,
+/// except the endpoint's node of a service that exists (`keep_endpoint`): clients know that
+/// address, so moving it would send them elsewhere; that is an error to resolve instead.
+pub async fn start_nodes(
+    ctx: &Context,
+    record: &mut ServiceRecord,
+    indices: &[usize],
+    keep_endpoint: bool,
+) -> Result<(), Diagnostics> {
     if indices.is_empty() {
         return Ok(());
     }
@@ -204,9 +211,15 @@ pub async fn start_nodes(ctx: &Context, record: &mut ServiceRecord, indices: &[u
         }
         let mut retry = Vec::new();
         let mut diagnostics = Diagnostics::new();
+        let endpoint_index = record.nodes.first().map(|n| n.index);
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok((_, Ok(()))) => {}
+                Ok((index, Err(RuntimeError::ExitedDuringStart { port_in_use: true, .. })))
+                    if keep_endpoint && Some(index) == endpoint_index =>
+                {
+                    diagnostics.extend(endpoint_port_taken(record))
+                }
                 Ok((index, Err(RuntimeError::ExitedDuringStart { port_in_use: true, .. })))
                     if attempt < PORT_RETRIES =>
                 {
@@ -238,6 +251,20 @@ pub async fn start_nodes(ctx: &Context, record: &mut ServiceRecord, indices: &[u
         pending = retry;
     }
     Ok(())
+}
+
+fn endpoint_port_taken(record: &ServiceRecord) -> Diagnostics {
+    let port = record.nodes.first().map_or(0, |n| n.port);
+    error(
+        "The endpoint's port is taken",
+        format!(
+            "{name} could not start: another process listens on its endpoint {bind}:{port}, taken while the node \
+             was down. {name} keeps its address, so its clients need no change: stop that process (`ss -ltnp \
+             'sport = :{port}'` shows it), then apply again.",
+            name = record.name,
+            bind = record.bind,
+        ),
+    )
 }
 
 /// A free port on a region's address, or an error that points at the region when this machine
@@ -286,7 +313,7 @@ pub async fn start_new(ctx: &Context, record: &mut ServiceRecord, powered: bool)
         return Ok(());
     }
     let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
-    start_nodes(ctx, record, &indices).await?;
+    start_nodes(ctx, record, &indices, false).await?;
     wait_linked(ctx, record).await
 }
 
@@ -556,7 +583,7 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
             _ => {}
         }
     }
-    start_nodes(ctx, record, &to_start).await?;
+    start_nodes(ctx, record, &to_start, true).await?;
     wait_linked(ctx, record).await
 }
 

@@ -293,13 +293,24 @@ impl Runtime for LocalRuntime {
                 }
                 _ => None,
             };
-            create_private_dir(&dir)?;
-            write_private_file(&path, &json)?;
-            if let Some(marker) = marker {
-                create_private_dir(marker.parent().unwrap_or(&dir))?;
-                write_private_file(&marker, b"")?;
+            let written = create_private_dir(&dir)
+                .and_then(|_| write_private_file(&path, &json))
+                .and_then(|_| match &marker {
+                    Some(marker) => {
+                        create_private_dir(marker.parent().unwrap_or(&dir))?;
+                        write_private_file(marker, b"")
+                    }
+                    None => Ok(()),
+                });
+            if written.is_err() {
+                // A full disk or a permission problem: leave nothing half-written behind.
+                let _ = fs::remove_dir_all(&dir);
+                if let Some(marker) = &marker {
+                    let _ = fs::remove_file(marker);
+                    let _ = fs::remove_file(marker.with_extension("tmp"));
+                }
             }
-            Ok(())
+            written
         })
         .await
     }

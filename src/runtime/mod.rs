@@ -70,9 +70,18 @@ pub struct ProcessSpec {
     pub sentinel: bool,
 }
 
+/// What to do when a write failed because the disk is full.
+fn disk_full_hint(error: &std::io::Error) -> &'static str {
+    if error.raw_os_error() == Some(nix::libc::ENOSPC) {
+        "; the disk that holds data_dir is full: free space on it, then apply again"
+    } else {
+        ""
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {source}{}", disk_full_hint(source))]
     Io {
         action: &'static str,
         path: PathBuf,

@@ -41,8 +41,13 @@ impl Terraform {
     /// A second working directory whose provider shares `other`'s data_dir, as two teams or
     /// two concurrent runs would.
     pub fn sharing_data_dir(other: &Terraform, config: &str) -> Terraform {
+        Terraform::with_data_dir(&other.data_dir(), config)
+    }
+
+    /// A working directory whose provider keeps its data in `data_dir`.
+    pub fn with_data_dir(data_dir: &Path, config: &str) -> Terraform {
         let mut tf = Terraform::bare(None);
-        tf.data_dir = other.data_dir();
+        tf.data_dir = data_dir.to_path_buf();
         tf.write_config(config);
         tf.ok(&["init", "-input=false"]);
         tf
