@@ -144,3 +144,45 @@ fn secrets_stay_secret_and_nodes_are_locked_down() {
     let denied = redis::cmd("SET").arg("k").arg("v").exec(&mut as_sentinel).unwrap_err();
     assert!(denied.to_string().to_lowercase().contains("noperm"), "{denied}");
 }
+
+#[test]
+fn a_config_line_the_binary_rejects_is_shown_without_its_password() {
+    // A valkey-server that rejects the requirepass line, as an older or differently built
+    // binary may reject a line of the config the provider writes; valkey-server then echoes
+    // the line, password included, before it exits.
+    let tf = Terraform::new("");
+    let wrapper = tf.dir.path().join("valkey-server");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n\
+             [ \"$1\" = --version ] && exec '{real}' --version\n\
+             sed 's/^requirepass .*$/& unexpected-argument/' \"$1\" > \"$1.rejected\"\n\
+             exec '{real}' \"$1.rejected\"\n",
+            real = support::valkey_server().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    tf.write_config_with_provider(
+        &format!("  valkey_server = \"{}\"\n", wrapper.display()),
+        r#"
+resource "valkey_service" "primary" {
+  name   = "picky"
+  plan   = "startup-4"
+  region = "local-1"
+}
+"#,
+    );
+    let text = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let config = std::fs::read_to_string(tf.data_dir().join("services/picky/node-0/valkey.conf")).unwrap();
+    let password = config
+        .lines()
+        .find_map(|l| l.strip_prefix("requirepass "))
+        .expect("the config has a password");
+    assert!(
+        text.contains("FATAL CONFIG FILE ERROR") && text.contains("requirepass (redacted) unexpected-argument"),
+        "the error shows what valkey-server said:\n{text}"
+    );
+    assert!(!text.contains(password), "the error shows the password:\n{text}");
+}

@@ -16,6 +16,7 @@ use tokio::process::Command;
 use super::process;
 use super::{NodeId, ProcessKind, ProcessSpec, Runtime, RuntimeError, ServiceRecord, Upstream};
 use crate::valkey::NodeClient;
+use crate::valkey::config_file::redact_secrets;
 
 /// How long a node may take from spawn to answering PING (it loads its RDB file first).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -204,6 +205,12 @@ impl Runtime for LocalRuntime {
         if !log_file.exists() {
             write_private_file(&log_file, b"")?;
         }
+        // What valkey-server prints before its log is open (a rejected config line) goes to
+        // the log too, so the error below can show it.
+        let stderr = OpenOptions::new()
+            .append(true)
+            .open(&log_file)
+            .map_err(io_error("cannot open", &log_file))?;
         let mut command = Command::new(&self.valkey_server);
         command.arg(config_path(spec));
         if spec.sentinel {
@@ -213,7 +220,7 @@ impl Runtime for LocalRuntime {
             .current_dir(&spec.dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .process_group(0)
             .kill_on_drop(false)
             .spawn()
@@ -232,7 +239,7 @@ impl Runtime for LocalRuntime {
                 ready.map(|_| ()).map_err(|source| RuntimeError::NotReady { node: node.to_string(), source })
             }
             _ = child.wait() => {
-                let log_tail = process::log_tail(&log_file, 5);
+                let log_tail = redact_secrets(&process::log_tail(&log_file, 5), &spec.config_text);
                 let port_in_use = log_tail.contains("Address already in use");
                 Err(RuntimeError::ExitedDuringStart { node: node.to_string(), log_tail, port_in_use })
             }

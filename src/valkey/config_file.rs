@@ -152,6 +152,25 @@ impl NodeConfig {
     }
 }
 
+/// `text` (a node's log, say) with every password of the config file `config_text` replaced:
+/// valkey-server echoes a config line it rejects, and that line may hold one.
+pub fn redact_secrets(text: &str, config_text: &str) -> String {
+    let mut secrets: Vec<&str> = Vec::new();
+    for line in config_text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["requirepass" | "masterauth", secret] => secrets.push(secret),
+            ["sentinel", "sentinel-pass", secret] | ["sentinel", "auth-pass", _, secret] => secrets.push(secret),
+            ["user", ..] => secrets.extend(words.iter().filter_map(|w| w.strip_prefix('>'))),
+            _ => {}
+        }
+    }
+    secrets
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |text, secret| text.replace(secret, "(redacted)"))
+}
+
 /// Quotes a config value when it is empty or has spaces, as valkey.conf expects.
 fn quote(value: &str) -> String {
     if value.is_empty() || value.contains(' ') {
@@ -182,6 +201,29 @@ mod tests {
             upstream: None,
             replica_priority: None,
         }
+    }
+
+    #[test]
+    fn every_password_of_a_node_or_sentinel_config_is_redacted_from_a_log() {
+        let mut standby = config();
+        standby.upstream = Some(UpstreamAuth {
+            host: "127.0.1.1".into(),
+            port: 7001,
+            user: REPLICATION_USER.into(),
+            password: "upstreampw".into(),
+        });
+        let node_config = standby.render();
+        let log = ">>> 'requirepass secretpw extra'\nuser replicator on >replpw; sentinel >sentpw; upstreampw";
+        let redacted = redact_secrets(log, &node_config);
+        for secret in ["secretpw", "replpw", "sentpw", "upstreampw"] {
+            assert!(!redacted.contains(secret), "{secret} shows in {redacted}");
+        }
+        assert!(redacted.contains(">>> 'requirepass (redacted) extra'"));
+        let sentinel_config = "requirepass spw\nsentinel sentinel-pass spw\nsentinel auth-pass main apw\n";
+        assert_eq!(
+            redact_secrets("spw apw ok", sentinel_config),
+            "(redacted) (redacted) ok"
+        );
     }
 
     #[test]
