@@ -34,6 +34,32 @@ impl Type {
         Type::Map(Box::new(element))
     }
 
+    /// A spread of types, from primitives to collections of nested objects like the
+    /// provider's own schemas: what the decoders are exercised against in tests and fuzzing.
+    pub fn examples() -> Vec<Type> {
+        let nested = Type::Object(BTreeMap::from([
+            ("a".to_string(), Type::String),
+            (
+                "b".to_string(),
+                Type::list(Type::Object(BTreeMap::from([("c".to_string(), Type::Number)]))),
+            ),
+            ("d".to_string(), Type::map(Type::Dynamic)),
+        ]));
+        vec![
+            Type::String,
+            Type::Number,
+            Type::Bool,
+            Type::Dynamic,
+            Type::list(Type::String),
+            Type::map(Type::Number),
+            Type::set(Type::Bool),
+            Type::set(Type::Dynamic),
+            Type::Tuple(vec![Type::String, Type::Dynamic]),
+            nested.clone(),
+            Type::list(nested),
+        ]
+    }
+
     /// The JSON form Terraform expects in schema attributes and dynamic values.
     pub fn to_json(&self) -> Json {
         match self {
