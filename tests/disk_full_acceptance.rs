@@ -135,4 +135,44 @@ fn a_full_disk_fails_a_create_cleanly_and_the_apply_succeeds_once_space_is_freed
         tf.state_attributes("valkey_read_replica.far")["replication_status"],
         "up"
     );
+
+    // An update that rewrites the primary's config: the old file stays whole, the node keeps
+    // running, and the change is still planned.
+    let config_file = disk.data_dir().join("services/primary/node-0/valkey.conf");
+    let config_before = std::fs::read_to_string(&config_file).unwrap();
+    let lru = PRIMARY.replace(
+        "region = \"local-1\"\n",
+        "region = \"local-1\"\n  valkey_user_config {\n    maxmemory_policy = \"allkeys-lru\"\n  }\n",
+    );
+    tf.write_config(&format!("{lru}{REPLICA}"));
+    let running = tf.live_node_pids();
+    disk.fill();
+    let text = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(text.contains("the disk that holds data_dir is full"), "{text}");
+    assert_eq!(std::fs::read_to_string(&config_file).unwrap(), config_before);
+    assert!(
+        !entries(config_file.parent().unwrap())
+            .iter()
+            .any(|f| f.ends_with(".tmp")),
+        "a failed write left a temporary file"
+    );
+    assert_eq!(tf.live_node_pids(), running, "every node and Sentinel keeps running");
+    assert!(tf.plan_has_changes().0, "the change is still to be made");
+
+    disk.free();
+    tf.apply();
+    assert!(!tf.plan_has_changes().0);
+    assert!(
+        std::fs::read_to_string(&config_file)
+            .unwrap()
+            .contains("maxmemory-policy allkeys-lru")
+    );
+
+    // A destroy on a full disk: nodes exit without a final save, so nothing waits on the disk.
+    disk.fill();
+    let started = std::time::Instant::now();
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    eprintln!("destroy on a full disk took {:?}", started.elapsed());
+    assert!(tf.live_node_pids().is_empty());
+    assert!(entries(&disk.data_dir().join("services")).is_empty());
 }

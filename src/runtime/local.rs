@@ -51,7 +51,8 @@ pub fn create_private_dir(path: &Path) -> Result<(), RuntimeError> {
         .map_err(io_error("cannot create directory", path))
 }
 
-/// Writes a file readable only by the owner, atomically (temporary file, then rename).
+/// Writes a file readable only by the owner, atomically (temporary file, then rename). On a
+/// failure (a full disk) the old file stays as it was and no temporary file is left.
 fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), RuntimeError> {
     let tmp = path.with_extension("tmp");
     let mut file = OpenOptions::new()
@@ -61,10 +62,15 @@ fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), RuntimeError> 
         .mode(0o600)
         .open(&tmp)
         .map_err(io_error("cannot write", &tmp))?;
-    file.write_all(contents)
+    let written = file
+        .write_all(contents)
         .and_then(|_| file.sync_all())
-        .map_err(io_error("cannot write", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_error("cannot write", path))
+        .map_err(io_error("cannot write", &tmp))
+        .and_then(|_| fs::rename(&tmp, path).map_err(io_error("cannot write", path)));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Reads one record; None when the file does not exist.
@@ -98,6 +104,19 @@ fn replica_markers(services: &Path, primary: &str) -> Result<Vec<String>, Runtim
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// Stops a node whose data is deleted next (see `process::discard`).
+async fn discard(node: NodeId, pid: i32) -> Result<(), RuntimeError> {
+    if process::discard(pid, STOP_GRACE).await {
+        Ok(())
+    } else {
+        Err(RuntimeError::WouldNotStop {
+            node: node.to_string(),
+            pid,
+            seconds: STOP_GRACE.as_secs(),
+        })
+    }
 }
 
 fn remove_if_present(path: &Path) -> Result<(), RuntimeError> {
@@ -186,7 +205,9 @@ impl Runtime for LocalRuntime {
     }
 
     async fn remove_node(&self, node: &NodeId) -> Result<(), RuntimeError> {
-        self.stop(node).await?;
+        if let Some(pid) = self.pid_of(node) {
+            discard(node.clone(), pid).await?;
+        }
         let dir = self.node_dir(node);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -360,17 +381,11 @@ impl Runtime for LocalRuntime {
         let sentinels = record.sentinels.iter().map(|s| NodeId::sentinel(&record.name, s.index));
         for id in data.chain(sentinels) {
             if let Some(pid) = self.pid_of(&id) {
-                stops.spawn(async move { (id, pid, process::terminate(pid, STOP_GRACE).await) });
+                stops.spawn(discard(id, pid));
             }
         }
-        while let Some(Ok((id, pid, stopped))) = stops.join_next().await {
-            if !stopped {
-                return Err(RuntimeError::WouldNotStop {
-                    node: id.to_string(),
-                    pid,
-                    seconds: STOP_GRACE.as_secs(),
-                });
-            }
+        while let Some(Ok(stopped)) = stops.join_next().await {
+            stopped?;
         }
         let path = self.record_path(&record.name);
         let name = record.name.clone();

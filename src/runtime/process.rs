@@ -44,12 +44,24 @@ pub fn is_live_provider(pid: u32) -> bool {
     is_live(pid, "terraform-provi")
 }
 
-/// Sends SIGTERM, waits up to `grace`, then SIGKILL and waits again. True once it is gone.
+/// Stops a node that will run again: SIGTERM, on which valkey-server saves its data (when
+/// persistence is on) and exits; SIGKILL after `grace`. True once it is gone.
 pub async fn terminate(pid: i32, grace: Duration) -> bool {
+    end(pid, Signal::SIGTERM, grace).await
+}
+
+/// Stops a node whose data is deleted next: SIGINT, on which the node exits without saving
+/// (its config says `shutdown-on-sigint nosave`), so a delete neither writes the whole dataset
+/// to throw it away nor hangs on a full disk; SIGKILL after `grace`. True once it is gone.
+pub async fn discard(pid: i32, grace: Duration) -> bool {
+    end(pid, Signal::SIGINT, grace).await
+}
+
+async fn end(pid: i32, signal: Signal, grace: Duration) -> bool {
     if !is_live_valkey(pid) {
         return true;
     }
-    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let _ = kill(Pid::from_raw(pid), signal);
     if wait_gone(pid, grace).await {
         return true;
     }

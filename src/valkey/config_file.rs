@@ -129,6 +129,9 @@ impl NodeConfig {
             line(format!("{name} {}", quote(&value)));
         }
         line("appendonly no".into());
+        // SIGTERM (a restart) saves the data; SIGINT (a delete) does not: see process::discard.
+        line("shutdown-on-sigterm default".into());
+        line("shutdown-on-sigint nosave".into());
         line(format!("io-threads {}", self.io_threads));
         // Measured: the default 5 s diskless-sync delay dominates an empty initial sync.
         line("repl-diskless-sync yes".into());
@@ -239,6 +242,9 @@ mod tests {
         // Replicas with the shortest repl_timeout allowed (5 s) still hear a ping in time.
         assert!(text.contains("repl-timeout 60\n"));
         assert!(text.contains("repl-ping-replica-period 1\n"));
+        // Deletes stop nodes with SIGINT and must not save first; restarts (SIGTERM) do.
+        assert!(text.contains("shutdown-on-sigint nosave\n"));
+        assert!(text.contains("shutdown-on-sigterm default\n"));
         assert!(!text.contains("\nreplicaof "));
         assert!(text.contains("user sentinel on >sentpw -@all allchannels"));
     }
