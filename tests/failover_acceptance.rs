@@ -369,3 +369,79 @@ fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "repairs must leave a clean plan:\n{plan}");
 }
+
+/// Sends SIGCONT to a stopped process when dropped, so a failing test leaves nothing frozen.
+struct Frozen(i32);
+
+impl Frozen {
+    fn freeze(pid: i32) -> Frozen {
+        signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+fn signal(pid: i32, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+}
+
+#[test]
+fn a_hung_primary_is_failed_over_refresh_still_finishes_and_it_rejoins_when_it_wakes() {
+    let tf = Terraform::new(&group(1000, false));
+    tf.apply();
+    let primary_state = tf.state_attributes("valkey_service.primary");
+    let members = uris(&tf);
+    let old_uri = uri_of(&members, &addr_of(&primary_state));
+    let eu_addr = addr_of(&tf.state_attributes("valkey_read_replica.eu"));
+    let eu_uri = uri_of(&members, &eu_addr);
+    let mut primary = connect(&old_uri);
+    redis::cmd("SET").arg("before").arg("hang").exec(&mut primary).unwrap();
+    redis::cmd("WAIT").arg(2).arg(5000).exec(&mut primary).unwrap();
+
+    // SIGSTOP: the process lives and its port accepts connections, but it never answers.
+    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/primary/node-0/valkey.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let frozen = Frozen::freeze(pid);
+    wait_for("promotion of eu", Duration::from_secs(10), || {
+        redis::Client::open(eu_uri.as_str())
+            .unwrap()
+            .get_connection()
+            .and_then(|mut c| redis::cmd("SET").arg("after").arg("hang").exec(&mut c))
+            .is_ok()
+    });
+    let started = Instant::now();
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    eprintln!("refresh with a hung primary took {:?}", started.elapsed());
+    assert_eq!(tf.state_attributes("valkey_service.primary")["role"], "unknown");
+    assert_eq!(tf.state_attributes("valkey_read_replica.eu")["role"], "primary");
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "a hung node is reported, not killed by a plan:\n{plan}");
+
+    // Woken up, the old primary is demoted by Sentinel and follows eu, with eu's writes.
+    drop(frozen);
+    wait_for("the old primary to follow eu", Duration::from_secs(30), || {
+        replication(&old_uri) == ("slave".into(), eu_addr.clone())
+    });
+    let mut old = connect(&old_uri);
+    wait_for("the old primary to catch up", Duration::from_secs(5), || {
+        redis::cmd("GET")
+            .arg("after")
+            .query::<Option<String>>(&mut old)
+            .unwrap()
+            .is_some()
+    });
+    let kept: String = redis::cmd("GET").arg("before").query(&mut old).unwrap();
+    assert_eq!(kept, "hang");
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(tf.state_attributes("valkey_service.primary")["role"], "replica");
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "the topology after the wake-up must be stable:\n{plan}");
+}
