@@ -324,3 +324,20 @@ fn a_port_taken_while_the_node_was_down_is_a_clear_error_and_the_endpoint_never_
     assert_eq!(after["state"], "RUNNING");
     assert!(!tf.plan_has_changes().0);
 }
+
+#[test]
+fn a_damaged_record_is_a_clear_error_naming_the_file() {
+    let tf = Terraform::new(SERVICE);
+    tf.apply();
+    let record = tf.data_dir().join("services/cache/service.json");
+    let good = std::fs::read(&record).unwrap();
+    std::fs::write(&record, &good[..good.len() / 2]).unwrap();
+    let text = tf.fails(&["plan", "-input=false", "-no-color"]);
+    assert!(
+        text.contains(&format!("the service record {} is unreadable", record.display()))
+            && text.contains("restore it from a backup"),
+        "{text}"
+    );
+    std::fs::write(&record, good).unwrap();
+    assert!(!tf.plan_has_changes().0);
+}

@@ -103,7 +103,10 @@ pub enum RuntimeError {
     NotReady { node: String, source: ValkeyError },
     #[error("node {node} (pid {pid}) did not stop within {seconds} s, even after SIGKILL")]
     WouldNotStop { node: String, pid: i32, seconds: u64 },
-    #[error("the service record {path} is unreadable: {reason}")]
+    #[error(
+        "the service record {path} is unreadable ({reason}); restore it from a backup, or, to start \
+         that service over, stop its nodes, remove its directory and `terraform state rm` its resource"
+    )]
     BadRecord { path: PathBuf, reason: String },
     #[error(
         "a service named {name:?} already exists in data_dir; choose another name, or bring it \
