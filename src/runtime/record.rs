@@ -128,3 +128,16 @@ impl ServiceRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_config_recorded_before_repl_timeout_existed_reads_with_valkeys_default() {
+        let old = r#"{"maxmemory_policy":"allkeys-lru","timeout":0,"persistence":"off","io_threads":2}"#;
+        let values: UserConfigValues = serde_json::from_str(old).unwrap();
+        assert_eq!(values.repl_timeout, 60);
+        assert_eq!(values.maxmemory_policy, "allkeys-lru");
+    }
+}
