@@ -1,5 +1,7 @@
-//! Terraform and the provider killed at arbitrary points of create and delete: the next run
-//! converges, with no orphaned process, no data left without a state entry, and a clean plan.
+//! Terraform and the provider killed at arbitrary points of create, update and delete: the next
+//! run converges, with no orphaned process, no data left without a state entry, and a clean
+//! plan. CI kills at 21 points spread over a run; `make soak` kills at random points
+//! (INTERRUPT_RUNS runs, INTERRUPT_SEED or a seed from the clock, printed to replay).
 
 mod support;
 
@@ -8,6 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use support::Terraform;
 
 const GROUP: &str = r#"
@@ -58,15 +62,40 @@ fn processes_in(data_dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// When to kill each run: INTERRUPT_RUNS random points when asked, else 21 points spread over
+/// the plan, the creates, the Sentinel group, the deletes, and updates that add or remove a
+/// standby node (business-4 <-> premium-4). Also says how to replay them.
+fn kill_points() -> (Vec<Duration>, String) {
+    let runs: Option<u64> = std::env::var("INTERRUPT_RUNS").ok().and_then(|r| r.parse().ok());
+    let Some(runs) = runs else {
+        let spread = (0..21u64).map(|run| Duration::from_millis(150 + (run * 97) % 900));
+        return (spread.collect(), "the 21 spread points".into());
+    };
+    let seed = std::env::var("INTERRUPT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        });
+    let mut rng = StdRng::seed_from_u64(seed);
+    let random = (0..runs).map(|_| Duration::from_millis(rng.random_range(50..1500)));
+    (random.collect(), format!("INTERRUPT_RUNS={runs} INTERRUPT_SEED={seed}"))
+}
+
 #[test]
-fn twenty_one_interrupted_creates_updates_and_destroys_all_converge() {
+fn interrupted_creates_updates_and_destroys_all_converge() {
     let tf = Terraform::new(GROUP);
     let apply = ["apply", "-auto-approve", "-input=false", "-no-color"];
     let destroy = ["destroy", "-auto-approve", "-input=false", "-no-color"];
-    for run in 0..21u64 {
-        // Kill points spread over the plan, the creates, the Sentinel group, the deletes, and
-        // updates that add or remove a standby node (business-4 <-> premium-4).
-        let after = Duration::from_millis(150 + (run * 97) % 900);
+    let (points, replay) = kill_points();
+    eprintln!(
+        "killing terraform and the provider at {} points ({replay})",
+        points.len()
+    );
+    for (run, after) in points.into_iter().enumerate() {
         match run % 3 {
             0 => kill_during(&tf, &apply, after),
             1 => {
@@ -84,7 +113,7 @@ fn twenty_one_interrupted_creates_updates_and_destroys_all_converge() {
         let (changes, plan) = tf.plan_has_changes();
         assert!(
             !changes,
-            "run {run} ({after:?}): the apply after the interruption must converge:\n{plan}"
+            "run {run} ({after:?}, {replay}): the apply after the interruption must converge:\n{plan}"
         );
     }
     tf.ok(&destroy);
