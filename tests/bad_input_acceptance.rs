@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 
 use support::{Terraform, flatten};
 use terraform_provider_valkey::catalog;
+use terraform_provider_valkey::provider::ProviderModel;
+use terraform_provider_valkey::resources::read_replica_model::ReadReplicaModel;
+use terraform_provider_valkey::resources::service_model::ServiceModel;
+use terraform_provider_valkey::tfplug::schema::Block;
+use terraform_provider_valkey::tfplug::schema_derive::schema_for;
 
 /// A password placed in bad URIs: it must never be echoed back.
 const SECRET: &str = "pw-must-not-leak-7Q2";
@@ -188,6 +193,43 @@ fn kind_of(path: &str) -> Kind {
         "create" | "update" | "delete" => Kind::Duration,
         _ => Kind::Word,
     }
+}
+
+/// Every argument a user can set in `block`, as `attr` or `block.attr`.
+fn arguments(block: &Block) -> Vec<String> {
+    let settable = |b: &Block| -> Vec<String> {
+        b.attributes
+            .iter()
+            .filter(|a| a.required || a.optional)
+            .map(|a| a.name.clone())
+            .collect()
+    };
+    let mut all = settable(block);
+    for nested in &block.blocks {
+        all.extend(
+            settable(&nested.block)
+                .into_iter()
+                .map(|a| format!("{}.{a}", nested.type_name)),
+        );
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn the_matrix_covers_every_argument() {
+    let covered = |body: Body, extra: &[&str]| {
+        let mut paths: Vec<String> = body.keys().chain(extra).map(|p| p.to_string()).collect();
+        paths.sort();
+        paths
+    };
+    let service_schema = schema_for::<ServiceModel>(0).unwrap().block;
+    assert_eq!(covered(service(), &[]), arguments(&service_schema));
+    let replica_schema = schema_for::<ReadReplicaModel>(0).unwrap().block;
+    assert_eq!(covered(replica(), &["primary_uri"]), arguments(&replica_schema));
+    // The provider's arguments each have their own list of bad values below.
+    let provider_schema = schema_for::<ProviderModel>(0).unwrap().block;
+    assert_eq!(arguments(&provider_schema), ["data_dir", "regions", "valkey_server"]);
 }
 
 /// One working directory that plans configuration after configuration.
