@@ -45,9 +45,11 @@ fn from_msgpack(mp: &Mp, ty: &Type) -> Result<Value, CodecError> {
         }
         (Type::Dynamic, _) => return Err(mismatch()),
         (Type::Bool, Mp::Boolean(b)) => Value::Bool(*b),
+        // Above i64, the same number may come as an integer or as text: one parse for both, so
+        // a value keeps its form however it arrives.
         (Type::Number, Mp::Integer(i)) => Value::Number(match i.as_i64() {
             Some(v) => Number::Int(v),
-            None => Number::Text(i.to_string()),
+            None => Number::parse(&i.to_string())?,
         }),
         (Type::Number, Mp::F64(f)) => Value::Number(Number::Float(*f)),
         (Type::Number, Mp::F32(f)) => Value::Number(Number::Float(f64::from(*f))),
@@ -185,6 +187,19 @@ mod tests {
         // fixext with code 12 and a refinement payload, as Terraform 1.6+ sends.
         let bytes = [0xd5, 0x0c, 0x81, 0x01];
         assert!(decode(&bytes, &Type::String).unwrap().is_unknown());
+    }
+
+    #[test]
+    fn an_unsigned_integer_above_i64_survives_round_trips_unchanged() {
+        // Found by the cty_msgpack fuzz target: 14697497809125376000 as uint64 was kept as
+        // text, written as a string, and read back as a float, so re-encoding changed it.
+        for big in [14_697_497_809_125_376_000u64, u64::MAX] {
+            let mut bytes = vec![0xcf];
+            bytes.extend(big.to_be_bytes());
+            let once = encode(&decode(&bytes, &Type::Number).unwrap(), &Type::Number).unwrap();
+            let twice = encode(&decode(&once, &Type::Number).unwrap(), &Type::Number).unwrap();
+            assert_eq!(once, twice, "{big}");
+        }
     }
 
     #[test]
