@@ -8,7 +8,7 @@ had acknowledged that the new primary does not have (asynchronous replication lo
 moment's writes on a crash; a switchover loses none). `terraform apply` then restarts the
 killed node as a replica before the next run.
 
-usage: bench/failover.py [--runs 5] [--down-after 1000 5000]   (run `cargo build --release` first)
+usage: bench/failover.py [--runs 5] [--down-after 2000 5000]   (run `cargo build --release` first)
 """
 import argparse
 import json
@@ -171,7 +171,7 @@ def one_run(data, uris):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--down-after", type=int, nargs="+", default=[1000, 5000])
+    ap.add_argument("--down-after", type=int, nargs="+", default=[2000, 5000])
     args = ap.parse_args()
     for down_after in args.down_after:
         workdir = tempfile.mkdtemp(prefix="failover-bench-")

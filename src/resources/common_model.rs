@@ -89,8 +89,9 @@ pub struct FailoverModel {
     #[schemars(extend("default" = true))]
     pub enabled: Option<bool>,
 
-    /// Milliseconds the primary must be unreachable before it counts as down, 1000 to 60000.
-    /// Lower fails over sooner; too low risks failing over a primary that is only busy.
+    /// Milliseconds the primary must be unreachable before it counts as down, 2000 to 60000.
+    /// Lower fails over sooner; too low risks failing over a primary that is only busy. (Below
+    /// 2000, Sentinel's once-a-second pings could fail over a primary it has just promoted.)
     #[schemars(extend("default" = 5000))]
     pub down_after_ms: Option<i64>,
 }

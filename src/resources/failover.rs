@@ -267,13 +267,32 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
     }
     let down_after = primary.failover.down_after_ms.to_string();
     for s in &primary.sentinels {
-        if let Some(mut client) = connect_sentinel(&primary, s).await {
+        let Some(mut client) = connect_sentinel(&primary, s).await else {
+            continue;
+        };
+        // Only when it differs: every SENTINEL SET makes the Sentinel rewrite and fsync its
+        // config file, and on a busy disk that stalls it long enough (measured: over a second)
+        // to see every instance as down and fail over a healthy primary.
+        let fields: Vec<String> = client
+            .command(&["SENTINEL", "MASTER", &primary.name])
+            .await
+            .unwrap_or_default();
+        if setting(&fields, "down-after-milliseconds") != Some(down_after.as_str()) {
             let _: Result<String, _> = client
                 .command(&["SENTINEL", "SET", &primary.name, "down-after-milliseconds", &down_after])
                 .await;
         }
     }
     Ok(())
+}
+
+/// A field of a `SENTINEL MASTER` reply (name, value, name, value, ...).
+fn setting<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
+    fields
+        .chunks(2)
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair.get(1))
+        .map(String::as_str)
 }
 
 /// Stops the group's Sentinels, keeping their state, while its primary is powered off.
@@ -451,6 +470,17 @@ fn only_candidate(replicas: &[Vec<String>], target: &(String, u16)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sentinel_master_reply_is_read_by_field_name() {
+        let fields: Vec<String> = ["name", "primary", "down-after-milliseconds", "1000", "odd"]
+            .map(String::from)
+            .into();
+        assert_eq!(setting(&fields, "down-after-milliseconds"), Some("1000"));
+        assert_eq!(setting(&fields, "name"), Some("primary"));
+        assert_eq!(setting(&fields, "odd"), None);
+        assert_eq!(setting(&fields, "quorum"), None);
+    }
 
     fn addr(n: u8) -> IpAddr {
         IpAddr::from([127, 0, n, 1])
