@@ -123,6 +123,28 @@ fn replication(uri: &str) -> (String, String) {
     )
 }
 
+/// The pid of the primary service's node.
+fn primary_node_pid(tf: &Terraform) -> i32 {
+    std::fs::read_to_string(tf.data_dir().join("services/primary/node-0/valkey.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `key` has reached the member at `uri`; returns a connection to it.
+fn wait_for_key(uri: &str, key: &str, what: &str) -> redis::Connection {
+    let mut conn = connect(uri);
+    wait_for(what, Duration::from_secs(5), || {
+        redis::cmd("GET")
+            .arg(key)
+            .query::<Option<String>>(&mut conn)
+            .unwrap()
+            .is_some()
+    });
+    conn
+}
+
 fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -158,11 +180,7 @@ fn a_killed_primary_fails_over_and_rejoins_as_a_replica() {
     redis::cmd("WAIT").arg(2).arg(5000).exec(&mut primary).unwrap();
 
     // Kill -9 the primary's node: eu (lowest failover_priority) takes writes in time.
-    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/primary/node-0/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = primary_node_pid(&tf);
     kill9(pid);
     let took = wait_for("promotion of eu", Duration::from_millis(2000 + 5000), || {
         redis::Client::open(eu_uri.as_str())
@@ -175,14 +193,7 @@ fn a_killed_primary_fails_over_and_rejoins_as_a_replica() {
     wait_for("us to follow eu", Duration::from_secs(10), || {
         replication(&us_uri) == ("slave".into(), eu_addr.clone())
     });
-    let mut us = connect(&us_uri);
-    wait_for("the new write to reach us", Duration::from_secs(5), || {
-        redis::cmd("GET")
-            .arg("after")
-            .query::<Option<String>>(&mut us)
-            .unwrap()
-            .is_some()
-    });
+    let mut us = wait_for_key(&us_uri, "after", "the new write to reach us");
     let kept: String = redis::cmd("GET").arg("before").query(&mut us).unwrap();
     assert_eq!(kept, "failover");
     wait_for("Sentinel to report eu", Duration::from_secs(5), || {
@@ -233,14 +244,7 @@ fn a_killed_primary_fails_over_and_rejoins_as_a_replica() {
         "Sentinel failed over a second time:\n{}",
         sentinel_logs(&tf)
     );
-    let mut old_conn = connect(&old_uri);
-    wait_for("the old primary to catch up", Duration::from_secs(5), || {
-        redis::cmd("GET")
-            .arg("after")
-            .query::<Option<String>>(&mut old_conn)
-            .unwrap()
-            .is_some()
-    });
+    wait_for_key(&old_uri, "after", "the old primary to catch up");
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "the topology after failover must be stable:\n{plan}");
 }
@@ -435,11 +439,7 @@ fn a_hung_primary_is_failed_over_refresh_still_finishes_and_it_rejoins_when_it_w
     redis::cmd("WAIT").arg(2).arg(5000).exec(&mut primary).unwrap();
 
     // SIGSTOP: the process lives and its port accepts connections, but it never answers.
-    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/primary/node-0/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = primary_node_pid(&tf);
     let frozen = Frozen::freeze(pid);
     wait_for("promotion of eu", Duration::from_secs(10), || {
         redis::Client::open(eu_uri.as_str())
@@ -461,14 +461,7 @@ fn a_hung_primary_is_failed_over_refresh_still_finishes_and_it_rejoins_when_it_w
     wait_for("the old primary to follow eu", Duration::from_secs(30), || {
         replication(&old_uri) == ("slave".into(), eu_addr.clone())
     });
-    let mut old = connect(&old_uri);
-    wait_for("the old primary to catch up", Duration::from_secs(5), || {
-        redis::cmd("GET")
-            .arg("after")
-            .query::<Option<String>>(&mut old)
-            .unwrap()
-            .is_some()
-    });
+    let mut old = wait_for_key(&old_uri, "after", "the old primary to catch up");
     let kept: String = redis::cmd("GET").arg("before").query(&mut old).unwrap();
     assert_eq!(kept, "hang");
     tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);

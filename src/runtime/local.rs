@@ -106,9 +106,15 @@ fn replica_markers(services: &Path, primary: &str) -> Result<Vec<String>, Runtim
     Ok(names)
 }
 
-/// Stops a node whose data is deleted next (see `process::discard`).
-async fn discard(node: NodeId, pid: i32) -> Result<(), RuntimeError> {
-    if process::discard(pid, STOP_GRACE).await {
+/// Ends a node's process: saving its data first when it will run again
+/// (`process::terminate`), without when its data is deleted next (`process::discard`).
+async fn end_node(node: NodeId, pid: i32, runs_again: bool) -> Result<(), RuntimeError> {
+    let gone = if runs_again {
+        process::terminate(pid, STOP_GRACE).await
+    } else {
+        process::discard(pid, STOP_GRACE).await
+    };
+    if gone {
         Ok(())
     } else {
         Err(RuntimeError::WouldNotStop {
@@ -206,7 +212,7 @@ impl Runtime for LocalRuntime {
 
     async fn remove_node(&self, node: &NodeId) -> Result<(), RuntimeError> {
         if let Some(pid) = self.pid_of(node) {
-            discard(node.clone(), pid).await?;
+            end_node(node.clone(), pid, false).await?;
         }
         let dir = self.node_dir(node);
         match fs::remove_dir_all(&dir) {
@@ -271,16 +277,9 @@ impl Runtime for LocalRuntime {
         let Some(pid) = self.pid_of(node) else {
             return Ok(());
         };
-        if process::terminate(pid, STOP_GRACE).await {
-            tracing::debug!(node = %node, pid, "stopped valkey-server");
-            Ok(())
-        } else {
-            Err(RuntimeError::WouldNotStop {
-                node: node.to_string(),
-                pid,
-                seconds: STOP_GRACE.as_secs(),
-            })
-        }
+        end_node(node.clone(), pid, true).await?;
+        tracing::debug!(node = %node, pid, "stopped valkey-server");
+        Ok(())
     }
 
     fn is_running(&self, node: &NodeId) -> bool {
@@ -381,7 +380,7 @@ impl Runtime for LocalRuntime {
         let sentinels = record.sentinels.iter().map(|s| NodeId::sentinel(&record.name, s.index));
         for id in data.chain(sentinels) {
             if let Some(pid) = self.pid_of(&id) {
-                stops.spawn(discard(id, pid));
+                stops.spawn(end_node(id, pid, false));
             }
         }
         while let Some(Ok(stopped)) = stops.join_next().await {
