@@ -249,13 +249,10 @@ impl Bench {
         }
     }
 
-    fn provider_block(&self, extra: &str) -> String {
-        format!(
-            "terraform {{\n  required_providers {{\n    valkey = {{ source = \"{}\" }}\n  }}\n}}\n\n\
-             provider \"valkey\" {{\n  data_dir = {}\n{extra}}}\n\n",
-            support::SOURCE,
-            hcl(&self.tf.data_dir().display().to_string())
-        )
+    /// main.tf with the provider keeping its data in this bench's data_dir, then `body`.
+    fn main_tf(&self, body: &str) -> String {
+        let data_dir = hcl(&self.tf.data_dir().display().to_string());
+        support::main_tf(&format!("  data_dir = {data_dir}\n"), body)
     }
 
     fn plan(&self, main_tf: &str) -> (bool, String) {
@@ -322,21 +319,13 @@ impl Bench {
 fn every_service_argument_rejects_bad_values_at_plan() {
     let mut bench = Bench::new();
     let good = service();
-    let (ok, text) = bench.plan(&format!(
-        "{}{}",
-        bench.provider_block(""),
-        render("valkey_service", "primary", &good)
-    ));
+    let (ok, text) = bench.plan(&bench.main_tf(&render("valkey_service", "primary", &good)));
     assert!(ok, "the baseline must plan cleanly:\n{text}");
     for (&path, _) in good.iter() {
         for value in bad_values(kind_of(path)) {
             let mut body = good.clone();
             body.insert(path, value.clone());
-            let main_tf = format!(
-                "{}{}",
-                bench.provider_block(""),
-                render("valkey_service", "primary", &body)
-            );
+            let main_tf = bench.main_tf(&render("valkey_service", "primary", &body));
             bench.expect_rejected(&main_tf, path, &value);
         }
     }
@@ -344,11 +333,7 @@ fn every_service_argument_rejects_bad_values_at_plan() {
     for path in ["name", "plan", "region"] {
         let mut body = good.clone();
         body.remove(path);
-        let main_tf = format!(
-            "{}{}",
-            bench.provider_block(""),
-            render("valkey_service", "primary", &body)
-        );
+        let main_tf = bench.main_tf(&render("valkey_service", "primary", &body));
         bench.expect_rejected(&main_tf, path, "(missing)");
     }
     bench.finish("valkey_service");
@@ -359,13 +344,8 @@ fn every_read_replica_argument_rejects_bad_values_at_plan() {
     let mut bench = Bench::new();
     let primary = render("valkey_service", "primary", &service());
     let good = replica();
-    let with = |bench: &Bench, body: &Body| {
-        format!(
-            "{}{primary}{}",
-            bench.provider_block(""),
-            render("valkey_read_replica", "far", body)
-        )
-    };
+    let with =
+        |bench: &Bench, body: &Body| bench.main_tf(&format!("{primary}{}", render("valkey_read_replica", "far", body)));
     let (ok, text) = bench.plan(&with(&bench, &good));
     assert!(ok, "the baseline must plan cleanly:\n{text}");
     for (&path, _) in good.iter() {
@@ -441,12 +421,7 @@ fn every_read_replica_argument_rejects_bad_values_at_plan() {
 fn every_provider_argument_rejects_bad_values_at_plan() {
     let mut bench = Bench::new();
     let resource = render("valkey_service", "primary", &service());
-    let terraform_block = format!(
-        "terraform {{\n  required_providers {{\n    valkey = {{ source = \"{}\" }}\n  }}\n}}\n\n",
-        support::SOURCE
-    );
-    let with_provider =
-        |attributes: &str| format!("{terraform_block}provider \"valkey\" {{\n{attributes}}}\n\n{resource}");
+    let with_provider = |attributes: &str| support::main_tf(attributes, &resource);
     let data_dir = hcl(&bench.tf.data_dir().display().to_string());
     let (ok, text) = bench.plan(&with_provider(&format!("  data_dir = {data_dir}\n")));
     assert!(ok, "the baseline must plan cleanly:\n{text}");

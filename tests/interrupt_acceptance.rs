@@ -7,7 +7,7 @@ mod support;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -32,12 +32,8 @@ resource "valkey_read_replica" "replica" {
 /// Starts terraform in its own process group (the provider joins it) and SIGKILLs the whole
 /// group after `after`, as a crash or `kill -9` would.
 fn kill_during(tf: &Terraform, args: &[&str], after: Duration) {
-    let mut child = Command::new(support::TERRAFORM)
-        .args(args)
-        .current_dir(tf.work())
-        .env("TF_CLI_CONFIG_FILE", tf.dir.path().join("cli.tfrc"))
-        .env("TF_IN_AUTOMATION", "1")
-        .env("VALKEY_SERVER", support::valkey_server())
+    let mut child = tf
+        .command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
@@ -130,12 +126,8 @@ fn interrupted_creates_updates_and_destroys_all_converge() {
 #[test]
 fn ctrl_c_stops_an_apply_cleanly_and_the_next_apply_converges() {
     let tf = Terraform::new(GROUP);
-    let child = Command::new(support::TERRAFORM)
-        .args(["apply", "-auto-approve", "-input=false", "-no-color"])
-        .current_dir(tf.work())
-        .env("TF_CLI_CONFIG_FILE", tf.dir.path().join("cli.tfrc"))
-        .env("TF_IN_AUTOMATION", "1")
-        .env("VALKEY_SERVER", support::valkey_server())
+    let child = tf
+        .command(&["apply", "-auto-approve", "-input=false", "-no-color"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)

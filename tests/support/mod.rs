@@ -108,12 +108,8 @@ impl Terraform {
 
     /// Like `write_config`, with `provider_attributes` (lines of HCL) added to the provider block.
     pub fn write_config_with_provider(&self, provider_attributes: &str, body: &str) {
-        let text = format!(
-            "terraform {{\n  required_providers {{\n    valkey = {{ source = \"{SOURCE}\" }}\n  }}\n}}\n\n\
-             provider \"valkey\" {{\n  data_dir = \"{}\"\n{provider_attributes}}}\n\n{body}\n",
-            self.data_dir().display()
-        );
-        std::fs::write(self.work.join("main.tf"), text).unwrap();
+        let attributes = format!("  data_dir = \"{}\"\n{provider_attributes}", self.data_dir().display());
+        std::fs::write(self.work.join("main.tf"), main_tf(&attributes, body)).unwrap();
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -122,8 +118,17 @@ impl Terraform {
 
     /// Runs terraform with extra environment variables (TF_LOG and the like).
     pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(TERRAFORM)
+        self.command(args)
             .envs(env.iter().copied())
+            .output()
+            .expect("run terraform")
+    }
+
+    /// A terraform command in this working directory, with the harness's CLI config and
+    /// valkey-server, for a test that starts and signals it itself.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(TERRAFORM);
+        command
             .args(args)
             .current_dir(&self.work)
             .env("TF_CLI_CONFIG_FILE", self.dir.path().join("cli.tfrc"))
@@ -132,9 +137,8 @@ impl Terraform {
             .env("CHECKPOINT_DISABLE", "1")
             .env("NO_COLOR", "1")
             .env("VALKEY_SERVER", &self.valkey_server)
-            .env_remove("TF_LOG")
-            .output()
-            .expect("run terraform")
+            .env_remove("TF_LOG");
+        command
     }
 
     /// Runs a command that must succeed; returns its stdout.
@@ -242,6 +246,15 @@ fn copy_tf_tree(from: &Path, to: &Path) {
             std::fs::copy(&path, to.join(&name)).unwrap();
         }
     }
+}
+
+/// main.tf text: the terraform block that requires this provider, a provider block holding
+/// `provider_attributes` (lines of HCL), then `body`.
+pub fn main_tf(provider_attributes: &str, body: &str) -> String {
+    format!(
+        "terraform {{\n  required_providers {{\n    valkey = {{ source = \"{SOURCE}\" }}\n  }}\n}}\n\n\
+         provider \"valkey\" {{\n{provider_attributes}}}\n\n{body}\n"
+    )
 }
 
 /// Joins Terraform's wrapped lines so messages can be matched whole.
