@@ -155,7 +155,7 @@ pub fn read_replica_plan(name: &str) -> Result<(), String> {
 }
 
 /// The regions of the local cloud: the built-in ones plus those the provider block declares
-/// (which may also override a built-in region's address).
+/// (under names of their own: a built-in region keeps its address).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Regions {
     declared: BTreeMap<String, IpAddr>,

@@ -42,6 +42,10 @@ pub const DEFAULT_DATA_DIR: &str = ".valkey";
 pub struct ValkeyProvider {
     schemas: ProviderSchemas,
     context: RwLock<Option<Context>>,
+    /// The regions of the provider configuration Terraform validated in this process, when
+    /// they were known: resources are validated next, and an unknown region is then reported
+    /// with every other error of the configuration instead of only once they are fixed.
+    validated_regions: RwLock<Option<Regions>>,
     services: ServiceResource,
     replicas: ReadReplicaResource,
 }
@@ -61,6 +65,7 @@ impl ValkeyProvider {
                 ],
             },
             context: RwLock::new(None),
+            validated_regions: RwLock::new(None),
         })
     }
 
@@ -99,6 +104,17 @@ pub fn parse_regions(declared: Option<&BTreeMap<String, String>>) -> Result<Regi
         let path = AttrPath::root("regions").key(name);
         if let Err(e) = validate::resource_name(name) {
             d.push(Diagnostic::error("Invalid region name", e).at(path.clone()));
+        } else if crate::catalog::LOCAL_REGIONS.iter().any(|(builtin, _)| builtin == name) {
+            d.push(
+                Diagnostic::error(
+                    "Region already defined",
+                    format!(
+                        "{name:?} is a built-in region of the local cloud and keeps its address; declare your region \
+                         under another name"
+                    ),
+                )
+                .at(path.clone()),
+            );
         }
         match address.parse::<IpAddr>() {
             Ok(addr) => {
@@ -117,6 +133,27 @@ pub fn parse_regions(declared: Option<&BTreeMap<String, String>>) -> Result<Regi
         Err(d)
     } else {
         Ok(Regions::new(regions))
+    }
+}
+
+/// An error at `name` when a new resource's name is already taken in data_dir.
+async fn name_free(ctx: &Context, config: &Value) -> Diagnostics {
+    let Some(name) = config.attr("name").as_str() else {
+        return Diagnostics::new();
+    };
+    match ctx.runtime.name_in_use(name).await {
+        Ok(false) => Diagnostics::new(),
+        Ok(true) => Diagnostic::error(
+            "Name already taken",
+            format!(
+                "a service or read replica named {name:?} already exists in {}; choose another name, bring it under \
+                 this configuration with `terraform import`, or use a `moved` block if you renamed its resource",
+                ctx.data_dir.display()
+            ),
+        )
+        .at(AttrPath::root("name"))
+        .into(),
+        Err(e) => Diagnostic::error("Could not read data_dir", e.to_string()).into(),
     }
 }
 
@@ -182,7 +219,13 @@ impl Provider for ValkeyProvider {
         let Ok(model) = to_model::<ProviderModel>(config) else {
             return Diagnostics::new();
         };
-        let mut d = parse_regions(model.regions.as_ref()).err().unwrap_or_default();
+        let parsed = parse_regions(model.regions.as_ref());
+        if config.attr("regions").is_wholly_known()
+            && let (Ok(regions), Ok(mut slot)) = (&parsed, self.validated_regions.write())
+        {
+            *slot = Some(regions.clone());
+        }
+        let mut d = parsed.err().unwrap_or_default();
         for (attr, value, when_left_out) in [
             ("data_dir", &model.data_dir, "`.valkey` in the working directory"),
             (
@@ -266,17 +309,24 @@ impl Provider for ValkeyProvider {
                 regions,
                 planned: Arc::new(PlannedTopology::default()),
                 group_lock: Arc::default(),
+                leaving: Arc::default(),
             });
         }
         Diagnostics::new()
     }
 
     fn validate_resource_config(&self, type_name: &str, config: &Value) -> Diagnostics {
-        match type_name {
+        let mut d = match type_name {
             service::TYPE_NAME => service_plan::validate_config(config),
             read_replica::TYPE_NAME => read_replica_plan::validate_config(config),
-            other => unknown_type(other),
+            other => return unknown_type(other),
+        };
+        if let Ok(slot) = self.validated_regions.read()
+            && let Some(regions) = slot.as_ref()
+        {
+            validate::region(&mut d, config, regions);
         }
+        d
     }
 
     async fn read(&self, type_name: &str, current_state: Value) -> ReadResponse {
@@ -316,9 +366,13 @@ impl Provider for ValkeyProvider {
             return response;
         }
         validate::region(&mut response.diagnostics, config, &ctx.regions);
+        if prior.is_null() {
+            // A replacement's old resource still holds the name it is about to free, but a
+            // replacement has a prior state: a create with none must find the name free. (The
+            // apply checks again, atomically.)
+            response.diagnostics.extend(name_free(&ctx, config).await);
+        }
         if prior.is_null() && !response.diagnostics.has_errors() {
-            // A name already taken in data_dir is caught at apply, atomically: at plan time a
-            // replacement's old resource still holds the name it is about to free.
             match request.type_name.as_str() {
                 read_replica::TYPE_NAME => response
                     .diagnostics
@@ -430,5 +484,8 @@ mod tests {
         let d = parse_regions(Some(&bad)).unwrap_err();
         assert_eq!(d.0.len(), 2);
         assert_eq!(d.0[1].path.as_ref().unwrap().to_string(), "regions[\"EU/west\"]");
+        let redefined = BTreeMap::from([("local-1".to_string(), "127.0.9.1".to_string())]);
+        let d = parse_regions(Some(&redefined)).unwrap_err();
+        assert!(d.0[0].detail.contains("built-in region"), "{:?}", d.0[0]);
     }
 }

@@ -112,6 +112,24 @@ fn limits_fail_at_plan_and_create_nothing() {
     assert!(text.contains("at most 5"), "{text}");
     assert!(text.contains("primary_service"), "{text}");
 
+    // With count, the refused instance is the same on every plan: the last by name.
+    tf.write_config(&format!(
+        r#"{PRIMARY}
+resource "valkey_read_replica" "r" {{
+  count           = 6
+  name            = "r-${{count.index}}"
+  primary_service = valkey_service.primary.name
+  plan            = "startup-4"
+  region          = "local-2"
+}}
+"#
+    ));
+    for _ in 0..3 {
+        let text = tf.fails(&["plan", "-input=false", "-no-color"]);
+        assert_eq!(text.matches("Too many read replicas").count(), 1, "{text}");
+        assert!(text.contains("with valkey_read_replica.r[5]"), "{text}");
+    }
+
     tf.write_config(&format!("{PRIMARY}{}", replica("big", "local-2", "business-4")));
     let text = tf.fails(&["plan", "-input=false", "-no-color"]);
     assert!(

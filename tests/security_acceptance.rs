@@ -56,6 +56,7 @@ fn secrets_stay_secret_and_nodes_are_locked_down() {
         replica["password"].as_str(),
         primary["sentinel_password"].as_str(),
         record["replication_password"].as_str(),
+        record["sentinel_auth_password"].as_str(),
     ]
     .into_iter()
     .map(|s| s.unwrap().to_string())
@@ -126,7 +127,8 @@ fn secrets_stay_secret_and_nodes_are_locked_down() {
         );
     }
 
-    // The replication and Sentinel users can do their job and nothing else.
+    // The internal users (replication, Sentinel) can do their job and nothing else; their
+    // passwords are in no state attribute.
     let host_port = format!("127.0.1.1:{}", primary["port"]);
     let replication = redis::Client::open(format!("redis://replicator:{}@{host_port}", secrets[3]).as_str()).unwrap();
     let mut as_replicator = replication.get_connection().unwrap();
@@ -135,7 +137,7 @@ fn secrets_stay_secret_and_nodes_are_locked_down() {
         .query::<Option<String>>(&mut as_replicator)
         .unwrap_err();
     assert!(denied.to_string().to_lowercase().contains("noperm"), "{denied}");
-    let sentinel = redis::Client::open(format!("redis://sentinel:{}@{host_port}", secrets[2]).as_str()).unwrap();
+    let sentinel = redis::Client::open(format!("redis://sentinel:{}@{host_port}", secrets[4]).as_str()).unwrap();
     let mut as_sentinel = sentinel.get_connection().unwrap();
     redis::cmd("INFO")
         .arg("replication")
@@ -143,6 +145,110 @@ fn secrets_stay_secret_and_nodes_are_locked_down() {
         .unwrap();
     let denied = redis::cmd("SET").arg("k").arg("v").exec(&mut as_sentinel).unwrap_err();
     assert!(denied.to_string().to_lowercase().contains("noperm"), "{denied}");
+    let state = tf.ok(&["show", "-json"]);
+    for internal in &secrets[3..] {
+        assert!(
+            !state.contains(internal.as_str()),
+            "an internal password is in Terraform's state"
+        );
+    }
+}
+
+/// Every password a user can read from Terraform, tried where it must not work.
+#[test]
+fn each_password_a_user_can_read_opens_only_what_it_is_for() {
+    let tf = Terraform::new(GROUP);
+    tf.apply();
+    // The service learns of its Sentinels (made with its first replica) on a refresh.
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let primary = tf.state_attributes("valkey_service.primary");
+    let replica = tf.state_attributes("valkey_read_replica.replica");
+    let app_password = primary["password"].as_str().unwrap();
+    let sentinel_password = primary["sentinel_password"].as_str().unwrap();
+    assert_eq!(
+        replica["password"], primary["password"],
+        "one application password serves the whole group"
+    );
+    assert_ne!(app_password, sentinel_password);
+    let data_nodes = [addr(&primary), addr(&replica)];
+    let sentinels: Vec<String> = primary["sentinel_addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sentinels.len(), 3);
+
+    // The Sentinel password opens no data node, as any user the provider makes there.
+    for node in &data_nodes {
+        for user in ["", "default", "sentinel", "replicator", "sentinel-peer"] {
+            let uri = format!("redis://{user}:{sentinel_password}@{node}");
+            let refused = redis::Client::open(uri.as_str()).unwrap().get_connection().is_err();
+            assert!(refused, "the Sentinel password opens {node} as {user:?}");
+        }
+    }
+    // The application password opens no Sentinel, as any user.
+    for sentinel in &sentinels {
+        for user in ["", "default", "sentinel-peer"] {
+            let uri = format!("redis://{user}:{app_password}@{sentinel}");
+            let refused = redis::Client::open(uri.as_str()).unwrap().get_connection().is_err();
+            assert!(
+                refused,
+                "the application password opens Sentinel {sentinel} as {user:?}"
+            );
+        }
+    }
+    // On a Sentinel, the Sentinel password may find the primary and watch events, nothing more.
+    for sentinel in &sentinels {
+        let mut conn = connect(&format!("redis://:{sentinel_password}@{sentinel}"));
+        let found: Vec<String> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg("vault")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(format!("{}:{}", found[0], found[1]), data_nodes[0]);
+        for allowed in [
+            &["SENTINEL", "MASTERS"][..],
+            &["SENTINEL", "REPLICAS", "vault"],
+            &["SENTINEL", "SENTINELS", "vault"],
+            &["PING"],
+        ] {
+            let mut cmd = redis::cmd(allowed[0]);
+            cmd.arg(&allowed[1..]);
+            assert!(cmd.query::<redis::Value>(&mut conn).is_ok(), "{allowed:?} is refused");
+        }
+        let forbidden: [&[&str]; 12] = [
+            &["SENTINEL", "FAILOVER", "vault"],
+            &["SENTINEL", "SET", "vault", "down-after-milliseconds", "100000"],
+            &["SENTINEL", "RESET", "*"],
+            &["SENTINEL", "REMOVE", "vault"],
+            &["SENTINEL", "MONITOR", "other", "127.0.0.1", "1", "1"],
+            &["SENTINEL", "CONFIG", "SET", "resolve-hostnames", "yes"],
+            &["SENTINEL", "DEBUG", "info-period", "1"],
+            &["SENTINEL", "SIMULATE-FAILURE", "CRASH-AFTER-ELECTION"],
+            &["SENTINEL", "FLUSHCONFIG"],
+            &["ACL", "SETUSER", "x", "on", ">x", "+@all"],
+            &["CLIENT", "KILL", "TYPE", "normal"],
+            &["SHUTDOWN"],
+        ];
+        for command in forbidden {
+            let mut cmd = redis::cmd(command[0]);
+            cmd.arg(&command[1..]);
+            let result = cmd.query::<redis::Value>(&mut conn);
+            let refused = result
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.to_string().to_lowercase().contains("permission"));
+            assert!(refused, "the Sentinel password may run {command:?}: {result:?}");
+        }
+    }
+    // And the group still works: nothing above changed it.
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "{plan}");
+}
+
+fn addr(state: &serde_json::Value) -> String {
+    format!("{}:{}", state["host"].as_str().unwrap(), state["port"])
 }
 
 #[test]

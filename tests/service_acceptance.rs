@@ -241,7 +241,7 @@ fn schema_lists_valkey_service_with_its_attributes() {
 }
 
 #[test]
-fn a_name_taken_in_data_dir_fails_at_apply_with_the_attribute() {
+fn a_name_taken_in_data_dir_fails_with_the_attribute_at_apply_and_from_another_workstation_at_plan() {
     let twice = r#"
 resource "valkey_service" "one" {
   name   = "shared"
@@ -260,6 +260,25 @@ resource "valkey_service" "two" {
     assert!(text.contains(r#"a service named "shared" already exists"#), "{text}");
     assert!(text.contains("terraform import"), "{text}");
     assert_eq!(tf.live_node_pids().len(), 1, "exactly one of the two may exist");
+
+    // Another working directory sharing the data_dir learns it at plan, at the name.
+    let second = Terraform::sharing_data_dir(
+        &tf,
+        r#"
+resource "valkey_service" "mine" {
+  name   = "shared"
+  plan   = "hobbyist"
+  region = "local-3"
+}
+"#,
+    );
+    let text = second.fails(&["plan", "-input=false", "-no-color"]);
+    assert!(
+        text.contains("Name already taken") && text.contains(r#"named "shared" already exists"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"resource "valkey_service" "mine""#), "{text}");
+    assert_eq!(tf.live_node_pids().len(), 1, "a failed plan makes nothing");
 }
 
 #[test]

@@ -47,6 +47,10 @@ pub struct NodeModel {
     pub role: String,
     /// `running` or `stopped`.
     pub state: String,
+    /// `host:port` of the node this one replicates from; empty when it replicates from no
+    /// one (the group's primary) or does not answer.
+    #[serde(default)]
+    pub replicates_from: String,
 }
 
 /// Durations such as `30s`, `10m` or `1h30m`, from 1s to 24h.
@@ -71,11 +75,16 @@ pub struct EndpointModel {
     #[schemars(extend("x-computed" = true))]
     pub port: Option<i64>,
 
-    /// Password of the `default` user, generated at creation.
+    /// Password of the `default` user, generated with the primary service. Every member of a
+    /// replication group (the primary service, its standbys and its read replicas) has the
+    /// same one, so it works on whichever member is the primary after a failover.
     #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
     pub password: Option<String>,
 
-    /// Connection URI, `valkey://default:PASSWORD@HOST:PORT`.
+    /// Connection URI of this service's or replica's own first node,
+    /// `valkey://default:PASSWORD@HOST:PORT`, with the group's password. On a read replica it
+    /// serves reads, and writes only while that replica is the group's primary; clients that
+    /// must always reach the primary use the Sentinels.
     #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
     pub service_uri: Option<String>,
 }
@@ -105,11 +114,14 @@ pub struct TopologyModel {
     #[schemars(extend("x-computed" = true))]
     pub sentinel_addresses: Option<Vec<String>>,
 
-    /// Password for the Sentinels (`AUTH` with it before asking them anything).
+    /// Password for the Sentinels (`AUTH` with it before asking them anything). It lets a
+    /// client find the primary and the replicas and watch Sentinel's events, nothing more: it
+    /// changes nothing on the Sentinels and opens no data node.
     #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
     pub sentinel_password: Option<String>,
 
-    /// `host:port` of the replication group's primary now, as Sentinel reports it.
+    /// `host:port` of the replication group's primary now, as Sentinel reports it (while that
+    /// primary is powered off on purpose: where it was).
     #[schemars(extend("x-computed" = true))]
     pub current_primary: Option<String>,
 }

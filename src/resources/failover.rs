@@ -12,7 +12,7 @@ use super::nodes::error;
 use crate::catalog;
 use crate::runtime::{NodeId, SentinelRecord, ServiceRecord};
 use crate::tfplug::Diagnostics;
-use crate::valkey::{NodeClient, REPLICATION_USER, SentinelConfig, UpstreamAuth};
+use crate::valkey::{NodeClient, REPLICATION_USER, SENTINEL_PEER_USER, SentinelConfig, UpstreamAuth};
 
 /// Regions for the group's Sentinels: the replicas' regions first, then the primary's, so
 /// that a majority of Sentinels survives the loss of the primary's region when there is
@@ -40,19 +40,31 @@ pub fn sentinel_addresses(primary: &ServiceRecord) -> Vec<String> {
         .collect()
 }
 
-async fn connect_sentinel(primary: &ServiceRecord, s: &SentinelRecord) -> Option<NodeClient> {
-    NodeClient::connect(
+/// A `host:port` text as its parts.
+pub fn split_address(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+/// A connection to one of the group's Sentinels as their peer user, which may change them.
+pub async fn connect_sentinel(primary: &ServiceRecord, s: &SentinelRecord) -> Option<NodeClient> {
+    NodeClient::connect_as(
         &s.bind.to_string(),
         s.port,
-        &primary.sentinel_password,
+        Some(SENTINEL_PEER_USER),
+        &primary.sentinel_auth_password,
         Duration::from_secs(1),
     )
     .await
     .ok()
 }
 
-/// Where the group's primary is now, as the first Sentinel that answers reports it.
+/// Where the group's primary is now: the node powered off as the primary while the group is
+/// suspended, else what the first Sentinel that answers reports.
 pub async fn current_primary(primary: &ServiceRecord) -> Option<(String, u16)> {
+    if let Some(suspended) = &primary.suspended_primary {
+        return split_address(suspended);
+    }
     for s in &primary.sentinels {
         let Some(mut client) = connect_sentinel(primary, s).await else {
             continue;
@@ -81,7 +93,7 @@ pub async fn group_primary_record(ctx: &Context, record: &ServiceRecord) -> Opti
 /// The group's primary once Sentinel's view is settled: a majority of the Sentinels answer,
 /// all of them name the same primary, none considers it down and none is failing it over.
 /// Err describes what is unsettled; Ok(None) when no Sentinel answers at all.
-async fn settled_primary(primary: &ServiceRecord) -> Result<Option<(String, u16)>, String> {
+pub async fn settled_primary(primary: &ServiceRecord) -> Result<Option<(String, u16)>, String> {
     let mut views: Vec<(String, u16, String)> = Vec::new();
     for s in &primary.sentinels {
         let Some(mut client) = connect_sentinel(primary, s).await else {
@@ -93,14 +105,12 @@ async fn settled_primary(primary: &ServiceRecord) -> Result<Option<(String, u16)
         else {
             continue;
         };
-        let get = |key: &str| {
-            fields
-                .chunks(2)
-                .find(|kv| kv[0] == key)
-                .and_then(|kv| kv.get(1).cloned())
-        };
-        if let (Some(ip), Some(Ok(port)), Some(flags)) = (get("ip"), get("port").map(|p| p.parse()), get("flags")) {
-            views.push((ip, port, flags));
+        if let (Some(ip), Some(Ok(port)), Some(flags)) = (
+            setting(&fields, "ip"),
+            setting(&fields, "port").map(str::parse),
+            setting(&fields, "flags"),
+        ) {
+            views.push((ip.to_string(), port, flags.to_string()));
         }
     }
     let Some((ip, port, _)) = views.first().cloned() else {
@@ -130,9 +140,9 @@ async fn settled_primary(primary: &ServiceRecord) -> Result<Option<(String, u16)
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The group's current primary with the credentials to replicate it, when Sentinels watch
-/// the group. While a failover is under way this waits for it to end: restarting a node
-/// against a primary that is being replaced could demote the new primary or bring back an
-/// empty old one.
+/// the group (or watched it until its primary was powered off). While a failover is under
+/// way this waits for it to end: restarting a node against a primary that is being replaced
+/// could demote the new primary or bring back an empty old one.
 pub async fn sentinel_upstream(ctx: &Context, record: &ServiceRecord) -> Result<Option<UpstreamAuth>, Diagnostics> {
     let Some(primary) = group_primary_record(ctx, record).await else {
         return Ok(None);
@@ -140,10 +150,19 @@ pub async fn sentinel_upstream(ctx: &Context, record: &ServiceRecord) -> Result<
     if primary.sentinels.is_empty() {
         return Ok(None);
     }
+    let upstream = |(host, port): (String, u16)| UpstreamAuth {
+        host,
+        port,
+        user: REPLICATION_USER.to_string(),
+        password: primary.replication_password.clone(),
+    };
+    if let Some(suspended) = primary.suspended_primary.as_deref().and_then(split_address) {
+        return Ok(Some(upstream(suspended)));
+    }
     let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
-    let (host, port) = loop {
+    loop {
         match settled_primary(&primary).await {
-            Ok(Some(addr)) => break addr,
+            Ok(Some(addr)) => return Ok(Some(upstream(addr))),
             Ok(None) => return Ok(None),
             Err(unsettled) if tokio::time::Instant::now() > deadline => {
                 return Err(error(
@@ -156,13 +175,13 @@ pub async fn sentinel_upstream(ctx: &Context, record: &ServiceRecord) -> Result<
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-    };
-    Ok(Some(UpstreamAuth {
-        host,
-        port,
-        user: REPLICATION_USER.to_string(),
-        password: primary.replication_password.clone(),
-    }))
+    }
+}
+
+/// The primary the group was suspended at, when its Sentinels are stopped because that
+/// primary was powered off.
+pub async fn suspended_primary(ctx: &Context, record: &ServiceRecord) -> Option<String> {
+    group_primary_record(ctx, record).await?.suspended_primary
 }
 
 /// The records of a primary's read replicas.
@@ -186,17 +205,27 @@ pub async fn replica_records(ctx: &Context, primary: &str) -> Result<Vec<Service
     Ok(records)
 }
 
-/// Whether every Sentinel of the primary's group runs.
-pub fn sentinels_running(ctx: &Context, primary: &ServiceRecord) -> bool {
-    primary
-        .sentinels
-        .iter()
-        .all(|s| ctx.runtime.is_running(&sentinel_id(primary, s)))
+/// Whether the group's Sentinels run as they should: every one of them, or none while the
+/// group is suspended (its primary powered off on purpose).
+pub fn sentinels_as_declared(ctx: &Context, primary: &ServiceRecord) -> bool {
+    primary.suspended_primary.is_some()
+        || primary
+            .sentinels
+            .iter()
+            .all(|s| ctx.runtime.is_running(&sentinel_id(primary, s)))
 }
+
+/// Sentinel's periods, set after every start (they are not kept in its config file). It reads
+/// each node's INFO (its replica-priority and role) every INFO-PERIOD: the default 10 s made a
+/// switchover wait that long to see new priorities. It announces itself to its peers every
+/// PUBLISH-PERIOD: the default 2 s made a Sentinel that was reset to forget removed nodes
+/// wait that long to find its peers again.
+const SENTINEL_PERIODS: [(&str, &str); 2] = [("INFO-PERIOD", "1000"), ("PUBLISH-PERIOD", "500")];
 
 /// Makes the group of primary service `name` what it should be: Sentinels while failover is
 /// enabled and the primary has read replicas, none otherwise; dead Sentinels restarted; the
-/// down-after setting applied.
+/// down-after setting applied. A suspended group (its primary powered off) keeps its
+/// Sentinels stopped until that primary answers again, then resumes.
 pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> {
     let _serialised = ctx.group_lock.lock().await;
     let Some(mut primary) = ctx
@@ -210,6 +239,14 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
     let replicas = replica_records(ctx, name).await?;
     if !primary.failover.enabled || replicas.is_empty() {
         return dissolve(ctx, &mut primary).await;
+    }
+    if let Some(suspended) = primary.suspended_primary.clone() {
+        if !answers_as_primary(&primary, &replicas, &suspended).await {
+            return Ok(());
+        }
+        // The primary is back where it was: the Sentinels may watch it again.
+        primary.suspended_primary = None;
+        save(ctx, &primary).await?;
     }
     if primary.sentinels.is_empty() {
         let replica_regions: Vec<(String, IpAddr)> = replicas.iter().map(|r| (r.region.clone(), r.bind)).collect();
@@ -229,10 +266,7 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
                 port,
             });
         }
-        ctx.runtime
-            .save_record(&primary)
-            .await
-            .map_err(|e| error("Could not save the record", e))?;
+        save(ctx, &primary).await?;
     }
     // A Sentinel started now must monitor where the primary is now.
     let (host, port) = match current_primary(&primary).await {
@@ -255,7 +289,8 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
             primary_port: port,
             quorum: catalog::SENTINEL_QUORUM,
             down_after_ms: primary.failover.down_after_ms,
-            password: primary.sentinel_password.clone(),
+            client_password: primary.sentinel_password.clone(),
+            auth_password: primary.sentinel_auth_password.clone(),
         };
         let runtime = ctx.runtime.clone();
         starts.spawn(async move { runtime.start(&id, &config.process_spec()).await });
@@ -282,12 +317,46 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
                 .command(&["SENTINEL", "SET", &primary.name, "down-after-milliseconds", &down_after])
                 .await;
         }
+        let periods: Vec<String> = client.command(&["SENTINEL", "DEBUG"]).await.unwrap_or_default();
+        for (name, value) in SENTINEL_PERIODS {
+            if setting(&periods, name) != Some(value) {
+                let _: Result<String, _> = client.command(&["SENTINEL", "DEBUG", name, value]).await;
+            }
+        }
     }
+    forget_removed(&primary, &replicas).await;
     Ok(())
 }
 
-/// A field of a `SENTINEL MASTER` reply (name, value, name, value, ...).
-fn setting<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
+async fn save(ctx: &Context, record: &ServiceRecord) -> Result<(), Diagnostics> {
+    ctx.runtime
+        .save_record(record)
+        .await
+        .map_err(|e| error("Could not save the record", e))
+}
+
+/// Whether the group member at `addr` runs and answers as a primary.
+async fn answers_as_primary(primary: &ServiceRecord, replicas: &[ServiceRecord], addr: &str) -> bool {
+    let Some(member) = std::iter::once(primary)
+        .chain(replicas)
+        .find(|r| r.node_addresses().iter().any(|a| a == addr))
+    else {
+        return false;
+    };
+    let Some((host, port)) = split_address(addr) else {
+        return false;
+    };
+    let Ok(mut client) = NodeClient::connect(&host, port, &member.password, Duration::from_secs(2)).await else {
+        return false;
+    };
+    client
+        .info(&["replication"])
+        .await
+        .is_ok_and(|info| info.role() == Some("primary"))
+}
+
+/// A field of a `SENTINEL MASTER`, `REPLICAS` or `DEBUG` reply (name, value, name, value, ...).
+pub fn setting<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
     fields
         .chunks(2)
         .find(|pair| pair[0] == name)
@@ -295,20 +364,81 @@ fn setting<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Stops the group's Sentinels, keeping their state, while its primary is powered off.
-pub async fn stop_group(ctx: &Context, primary: &ServiceRecord) -> Result<(), Diagnostics> {
+/// Before `record`'s nodes are powered off: when one of them is the group's primary, the
+/// group is suspended (that primary remembered, the Sentinels stopped with their state) so
+/// that the power-off is not taken for a failure and failed over.
+pub async fn suspend_if_primary(ctx: &Context, record: &ServiceRecord) -> Result<(), Diagnostics> {
+    let _serialised = ctx.group_lock.lock().await;
+    let Some(mut primary) = group_primary_record(ctx, record).await else {
+        return Ok(());
+    };
+    if primary.sentinels.is_empty() || primary.suspended_primary.is_some() {
+        return Ok(());
+    }
+    let Some((host, port)) = current_primary(&primary).await else {
+        return Ok(());
+    };
+    let current = format!("{host}:{port}");
+    if !record.node_addresses().contains(&current) {
+        return Ok(());
+    }
+    primary.suspended_primary = Some(current);
+    save(ctx, &primary).await?;
     for s in &primary.sentinels {
         ctx.runtime
-            .stop(&sentinel_id(primary, s))
+            .stop(&sentinel_id(&primary, s))
             .await
             .map_err(|e| error("Could not stop a Sentinel", e))?;
     }
     Ok(())
 }
 
+/// Makes every Sentinel that still lists a node which is no longer a member of the group
+/// (a destroyed replica, a standby scaled away) forget it, so that it is not kept as a
+/// disconnected replica for ever: SENTINEL RESET, one Sentinel at a time, each waiting until
+/// it has found its peers again so the group never lacks a quorum.
+async fn forget_removed(primary: &ServiceRecord, replicas: &[ServiceRecord]) {
+    let members: Vec<String> = std::iter::once(primary)
+        .chain(replicas)
+        .flat_map(ServiceRecord::node_addresses)
+        .collect();
+    let peers = primary.sentinels.len().saturating_sub(1).to_string();
+    for s in &primary.sentinels {
+        let Some(mut client) = connect_sentinel(primary, s).await else {
+            continue;
+        };
+        let known: Vec<Vec<String>> = client
+            .command(&["SENTINEL", "REPLICAS", &primary.name])
+            .await
+            .unwrap_or_default();
+        let stranger = known.iter().find_map(|fields| {
+            let addr = format!("{}:{}", setting(fields, "ip")?, setting(fields, "port")?);
+            (!members.contains(&addr)).then_some(addr)
+        });
+        let Some(stranger) = stranger else { continue };
+        tracing::debug!(sentinel = s.index, %stranger, "making a Sentinel forget a removed node");
+        let _: Result<i64, _> = client.command(&["SENTINEL", "RESET", &primary.name]).await;
+        let deadline = tokio::time::Instant::now() + RESET_REDISCOVERY_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            let fields: Vec<String> = client
+                .command(&["SENTINEL", "MASTER", &primary.name])
+                .await
+                .unwrap_or_default();
+            if setting(&fields, "num-other-sentinels") == Some(peers.as_str()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Longest wait for a reset Sentinel to hear from its peers again (they announce themselves
+/// every PUBLISH-PERIOD).
+const RESET_REDISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Stops and forgets the group's Sentinels.
 async fn dissolve(ctx: &Context, primary: &mut ServiceRecord) -> Result<(), Diagnostics> {
-    if primary.sentinels.is_empty() {
+    if primary.sentinels.is_empty() && primary.suspended_primary.is_none() {
         return Ok(());
     }
     for s in &primary.sentinels {
@@ -318,153 +448,8 @@ async fn dissolve(ctx: &Context, primary: &mut ServiceRecord) -> Result<(), Diag
             .map_err(|e| error("Could not stop a Sentinel", e))?;
     }
     primary.sentinels.clear();
-    ctx.runtime
-        .save_record(primary)
-        .await
-        .map_err(|e| error("Could not save the record", e))
-}
-
-/// A coordinated switchover that makes `target` the group's primary: the other replicas are
-/// made ineligible for a moment, the Sentinels are asked for a COORDINATED failover (the
-/// primary pauses writes until the target has every acknowledged write), then eligibility
-/// is restored.
-pub async fn switchover(ctx: &Context, target: &ServiceRecord) -> Result<(), Diagnostics> {
-    let _serialised = ctx.group_lock.lock().await;
-    let primary = group_primary_record(ctx, target).await.ok_or_else(|| {
-        error(
-            "Cannot promote",
-            "a replica of a server this provider does not manage cannot be promoted",
-        )
-    })?;
-    if primary.sentinels.is_empty() {
-        return Err(error(
-            "Cannot promote",
-            format!(
-                "failover is disabled on primary service {:?}; enable it to promote a replica",
-                primary.name
-            ),
-        ));
-    }
-    if target.failover_priority == Some(0) {
-        return Err(error(
-            "Cannot promote",
-            "failover_priority 0 means this replica is never promoted; raise it",
-        ));
-    }
-    let target_port = target.nodes.first().map_or(0, |n| n.port);
-    let target_addr = (target.bind.to_string(), target_port);
-    if current_primary(&primary).await.as_ref() == Some(&target_addr) {
-        return Ok(());
-    }
-    let members = group_members(ctx, &primary).await?;
-    let set_priority = |addr: (String, u16), password: String, priority: i64| async move {
-        let set = async {
-            let mut c = NodeClient::connect(&addr.0, addr.1, &password, Duration::from_secs(2)).await?;
-            c.config_set(&[("replica-priority", priority.to_string())]).await
-        };
-        if let Err(e) = set.await {
-            tracing::warn!(node = %format!("{}:{}", addr.0, addr.1), error = %e, "could not set replica-priority");
-        }
-    };
-    for (addr, password, _) in &members {
-        let priority = if *addr == target_addr { 1 } else { 0 };
-        set_priority(addr.clone(), password.clone(), priority).await;
-    }
-    let result = run_coordinated_failover(&primary, &target_addr).await;
-    for (addr, password, priority) in members {
-        set_priority(addr, password, priority).await;
-    }
-    result
-}
-
-/// Every data node of the group: address, default-user password, configured priority.
-async fn group_members(
-    ctx: &Context,
-    primary: &ServiceRecord,
-) -> Result<Vec<((String, u16), String, i64)>, Diagnostics> {
-    let mut all = replica_records(ctx, &primary.name).await?;
-    all.push(primary.clone());
-    Ok(all
-        .iter()
-        .flat_map(|r| {
-            let priority = r.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY);
-            r.nodes
-                .iter()
-                .map(move |n| ((r.bind.to_string(), n.port), r.password.clone(), priority))
-        })
-        .collect())
-}
-
-async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16)) -> Result<(), Diagnostics> {
-    let timeout = Duration::from_secs(60);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut requested = false;
-    while tokio::time::Instant::now() < deadline {
-        for s in &primary.sentinels {
-            let Some(mut client) = connect_sentinel(primary, s).await else {
-                continue;
-            };
-            if !requested {
-                // Sentinel reads replica priorities from INFO every few seconds: wait until it
-                // sees the target as the only candidate before asking.
-                let replicas: Vec<Vec<String>> = client
-                    .command(&["SENTINEL", "REPLICAS", &primary.name])
-                    .await
-                    .unwrap_or_default();
-                if !only_candidate(&replicas, target) {
-                    tracing::debug!(
-                        ?replicas,
-                        "waiting for Sentinel to see the switchover target as the only candidate"
-                    );
-                    break;
-                }
-                match client
-                    .command::<String>(&["SENTINEL", "FAILOVER", &primary.name, "COORDINATED"])
-                    .await
-                {
-                    Ok(_) => requested = true,
-                    Err(e) => tracing::debug!(error = %e, "Sentinel refused the failover request; retrying"),
-                }
-            }
-            let now: Vec<String> = client
-                .command(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &primary.name])
-                .await
-                .unwrap_or_default();
-            if now.first() == Some(&target.0) && now.get(1) == Some(&target.1.to_string()) {
-                return Ok(());
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(error(
-        "Switchover did not complete",
-        format!(
-            "the Sentinels did not make {}:{} the primary within {timeout:?}; see the Sentinel logs",
-            target.0, target.1
-        ),
-    ))
-}
-
-/// Whether, in a SENTINEL REPLICAS reply, `target` is the only replica with a non-zero
-/// priority.
-fn only_candidate(replicas: &[Vec<String>], target: &(String, u16)) -> bool {
-    let field = |r: &Vec<String>, key: &str| r.chunks(2).find(|kv| kv[0] == key).and_then(|kv| kv.get(1).cloned());
-    let mut saw_target = false;
-    for r in replicas {
-        let is_target = field(r, "ip").as_deref() == Some(target.0.as_str())
-            && field(r, "port").as_deref() == Some(target.1.to_string().as_str());
-        let priority = field(r, "slave-priority")
-            .and_then(|p| p.parse::<i64>().ok())
-            .unwrap_or(0);
-        match (is_target, priority) {
-            (true, p) if p > 0 => saw_target = true,
-            (true, _) => return false,
-            (false, 0) => {}
-            (false, _) => return false,
-        }
-    }
-    saw_target
+    primary.suspended_primary = None;
+    save(ctx, primary).await
 }
 
 #[cfg(test)]
@@ -504,25 +489,5 @@ mod tests {
     fn replicas_in_the_primary_region_put_every_sentinel_there() {
         let placed = place_sentinels(("local-1", addr(1)), &[("local-1".into(), addr(1))], 3);
         assert!(placed.iter().all(|(r, _)| r == "local-1"));
-    }
-
-    #[test]
-    fn only_candidate_needs_the_target_alone_eligible() {
-        let r = |ip: &str, port: &str, p: &str| -> Vec<String> {
-            ["ip", ip, "port", port, "slave-priority", p]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        };
-        let target = ("127.0.2.1".to_string(), 7000);
-        assert!(only_candidate(
-            &[r("127.0.2.1", "7000", "1"), r("127.0.3.1", "7001", "0")],
-            &target
-        ));
-        assert!(!only_candidate(
-            &[r("127.0.2.1", "7000", "1"), r("127.0.3.1", "7001", "100")],
-            &target
-        ));
-        assert!(!only_candidate(&[r("127.0.3.1", "7001", "0")], &target));
     }
 }

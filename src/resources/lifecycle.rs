@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use super::common_model::TimeoutsModel;
 use super::nodes::{bounded, error, timeout_of};
+use super::plan_rules::PlanShape;
 use super::validate;
 use crate::runtime::ServiceRecord;
 use crate::tfplug::provider::{ApplyResponse, ImportResponse, ReadResponse};
@@ -23,6 +24,8 @@ pub trait Lifecycle: Send + Sync {
     type Model: Serialize + DeserializeOwned + Clone + Default + Send + Sync;
 
     fn value_type(&self) -> Type;
+    /// How the resource's plan treats its attributes.
+    fn plan_shape(&self) -> &'static PlanShape;
     fn name<'m>(&self, model: &'m Self::Model) -> &'m str;
     fn timeouts<'m>(&self, model: &'m Self::Model) -> Option<&'m TimeoutsModel>;
 
@@ -91,7 +94,9 @@ pub async fn apply<R: Lifecycle>(
                 .await
                 .and_then(|u| u)
             {
-                Ok(updated) => encode(r, &updated).map_err(|d| (d, prior.clone())),
+                Ok(updated) => encode(r, &updated)
+                    .map(|state| keep_planned_observations(r.plan_shape(), planned, state))
+                    .map_err(|d| (d, prior.clone())),
                 Err(d) => Err((d, prior.clone())),
             }
         }
@@ -104,6 +109,21 @@ pub async fn apply<R: Lifecycle>(
         },
         Err((diagnostics, new_state)) => ApplyResponse { new_state, diagnostics },
     }
+}
+
+/// The state an update returns, with the values the plan kept from the prior state where the
+/// nodes now report otherwise: those changed through other resources during this run (a
+/// replica promoted beside this one's update, say), and Terraform requires an update to
+/// return what it planned. The next refresh reads them anew.
+fn keep_planned_observations(shape: &PlanShape, planned: &Value, mut state: Value) -> Value {
+    for name in shape.observed_names() {
+        let kept = planned.attr(name);
+        if kept.is_wholly_known() && state.attr(name) != kept {
+            tracing::debug!(attribute = name, "keeping the planned value until the next refresh");
+            state.set_attr(name, kept.clone());
+        }
+    }
+    state
 }
 
 /// After an interrupted create: whatever exists of the resource, so Terraform can track it.

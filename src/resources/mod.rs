@@ -2,6 +2,7 @@
 //! lifecycle (create, read, update, delete, import) that drives the runtime.
 
 pub mod common_model;
+pub mod converge;
 pub mod failover;
 pub mod lifecycle;
 pub mod nodes;
@@ -13,6 +14,7 @@ pub mod read_replica_plan;
 pub mod service;
 pub mod service_model;
 pub mod service_plan;
+pub mod switchover;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -31,4 +33,33 @@ pub struct Context {
     pub planned: Arc<planned::PlannedTopology>,
     /// Serialises changes to failover groups (Sentinels) within this provider process.
     pub group_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Members this provider process is destroying right now: Terraform destroys the members
+    /// of a group in parallel, and a hand-over must not pick one that is about to go too.
+    pub leaving: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+/// Marks a member as leaving for as long as it lives.
+pub struct Leaving {
+    set: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    name: String,
+}
+
+impl Leaving {
+    pub fn mark(ctx: &Context, name: &str) -> Leaving {
+        if let Ok(mut set) = ctx.leaving.lock() {
+            set.insert(name.to_string());
+        }
+        Leaving {
+            set: ctx.leaving.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.name);
+        }
+    }
 }

@@ -163,7 +163,7 @@ pub fn node_config(
         dir: ctx.runtime.node_dir(&node_id(record, index)),
         password: record.password.clone(),
         replication_password: record.replication_password.clone(),
-        sentinel_password: record.sentinel_password.clone(),
+        sentinel_auth_password: record.sentinel_auth_password.clone(),
         maxmemory_bytes: plan.memory_bytes,
         maxmemory_policy: uc.maxmemory_policy.clone(),
         timeout_seconds: uc.timeout,
@@ -346,14 +346,22 @@ pub async fn remove(ctx: &Context, name: &str, kind: &str) -> Result<(), Diagnos
 
 /// Waits until every node that should replicate (see `desired_upstreams`: standbys, read
 /// replicas, a former primary after a failover) has its link up and its initial sync done.
+/// Nodes that follow a primary powered off on purpose (in another member) are not waited for:
+/// their link comes up when that primary is powered on.
 pub async fn wait_linked(ctx: &Context, record: &ServiceRecord) -> Result<(), Diagnostics> {
     let host = record.bind.to_string();
     let upstreams = desired_upstreams(ctx, record).await?;
+    let powered_off_primary = failover::suspended_primary(ctx, record)
+        .await
+        .filter(|addr| !record.node_addresses().contains(addr));
     let replicating = record
         .nodes
         .iter()
         .zip(upstreams)
-        .filter(|(_, up)| up.is_some())
+        .filter(|(_, up)| {
+            up.as_ref()
+                .is_some_and(|up| powered_off_primary.as_deref() != Some(format!("{}:{}", up.host, up.port).as_str()))
+        })
         .map(|(n, _)| n);
     let mut waits = JoinSet::new();
     for node in replicating {
@@ -470,12 +478,17 @@ pub fn live_user_config(settings: &HashMap<String, String>, fallback: &UserConfi
     }
 }
 
-/// The declared user config block, overlaid with what node 0 reports (when it answers).
+/// The declared user config block, overlaid with what the nodes report: the first node that
+/// answers with a setting other than the declared one shows it (a standby changed out of band
+/// is drift as much as the first node).
 pub fn observed_user_config(declared: Option<&UserConfigModel>, statuses: &[NodeStatus]) -> Option<UserConfigModel> {
-    declared.map(|declared| match statuses.first() {
-        Some(s) if s.running && !s.settings.is_empty() => live_user_config(&s.settings, declared),
-        _ => declared.clone(),
-    })
+    let declared = declared?;
+    let drifted = statuses
+        .iter()
+        .filter(|s| s.running && !s.settings.is_empty())
+        .map(|s| live_user_config(&s.settings, declared))
+        .find(|live| live != declared);
+    Some(drifted.unwrap_or_else(|| declared.clone()))
 }
 
 /// `RUNNING` when every node answers, `POWEROFF` when none runs, `DEGRADED` in between.
@@ -502,8 +515,17 @@ pub fn node_models(record: &ServiceRecord, statuses: &[NodeStatus]) -> Vec<NodeM
             port: i64::from(n.port),
             role: s.role.unwrap_or("unknown").to_string(),
             state: if s.running { "running" } else { "stopped" }.to_string(),
+            replicates_from: replicates_from(s),
         })
         .collect()
+}
+
+/// `host:port` a node replicates from, as it reports it; empty for a primary or a silent node.
+pub fn replicates_from(status: &NodeStatus) -> String {
+    match (&status.primary_addr, status.role) {
+        (Some((host, port)), Some("replica")) => format!("{host}:{port}"),
+        _ => String::new(),
+    }
 }
 
 /// How clients reach the record's first node.
@@ -646,6 +668,36 @@ mod tests {
             (live.timeout, live.io_threads, live.repl_timeout),
             (Some(10), Some(2), Some(7))
         );
+    }
+
+    #[test]
+    fn a_setting_changed_on_any_node_shows_as_drift() {
+        let declared = UserConfigModel {
+            maxmemory_policy: Some("noeviction".into()),
+            timeout: Some(300),
+            persistence: Some("rdb".into()),
+            io_threads: Some(1),
+            repl_timeout: Some(60),
+        };
+        let node = |policy: &str| NodeStatus {
+            running: true,
+            settings: HashMap::from([
+                ("maxmemory-policy".to_string(), policy.to_string()),
+                ("timeout".to_string(), "300".to_string()),
+                ("save".to_string(), "3600 1".to_string()),
+                ("io-threads".to_string(), "1".to_string()),
+                ("repl-timeout".to_string(), "60".to_string()),
+            ]),
+            ..Default::default()
+        };
+        let same = observed_user_config(Some(&declared), &[node("noeviction"), node("noeviction")]);
+        assert_eq!(same.as_ref(), Some(&declared));
+        let standby_drifted = observed_user_config(Some(&declared), &[node("noeviction"), node("allkeys-lru")]);
+        assert_eq!(
+            standby_drifted.unwrap().maxmemory_policy.as_deref(),
+            Some("allkeys-lru")
+        );
+        assert_eq!(observed_user_config(None, &[node("allkeys-lru")]), None);
     }
 
     #[test]

@@ -10,12 +10,52 @@ use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
 pub struct PlanShape {
     /// What Terraform calls the resource in messages ("service", "read replica").
     pub kind: &'static str,
-    /// Computed from the running nodes: unknown whenever one of `changes_nodes` changes.
-    pub observed: &'static [&'static str],
+    /// Computed from the running nodes, each with the arguments whose change alters it: an
+    /// update that changes none of them keeps its prior value in the plan.
+    pub observed: &'static [(&'static str, &'static [&'static str])],
+    /// Computed from the running nodes and different on nearly every read (replication lag):
+    /// unknown in every update.
+    pub volatile: &'static [&'static str],
     /// Fixed at creation: unknown only when the resource is replaced.
     pub created: &'static [&'static str],
-    /// Arguments whose change alters what the nodes report.
-    pub changes_nodes: &'static [&'static str],
+}
+
+impl PlanShape {
+    /// Every attribute computed from the running nodes.
+    pub fn observed_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.observed
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(self.volatile.iter().copied())
+    }
+}
+
+/// Whether a running node (`role` as it reports it, replicating from `replicates_from`) is
+/// out of place in a group whose primary is `current_primary`: the primary must be writable
+/// and every other node must replicate from it. A node that does not answer (`unknown`) is
+/// left alone: it may be hung, and a plan never kills it.
+pub fn out_of_place(
+    addr: &str,
+    role: Option<&str>,
+    replicates_from: Option<&str>,
+    current_primary: Option<&str>,
+) -> bool {
+    let Some(current) = current_primary else {
+        return false;
+    };
+    match role {
+        Some("primary") => addr != current,
+        Some("replica") => addr == current || replicates_from != Some(current),
+        _ => false,
+    }
+}
+
+/// Marks everything computed from the nodes unknown, so the plan shows the update that will
+/// put them right.
+pub fn plan_repair(shape: &PlanShape, planned: &mut Value) {
+    for name in shape.observed_names() {
+        planned.set_attr(name, Value::Unknown);
+    }
 }
 
 pub fn plan_change(shape: &PlanShape, block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
@@ -54,9 +94,14 @@ pub fn plan_change(shape: &PlanShape, block: &Block, prior: &Value, proposed: &V
     let changed = |name: &&str| prior.attr(name) != planned.attr(name);
     let mut unknown: Vec<&str> = Vec::new();
     if !replace.is_empty() {
-        unknown.extend(shape.observed.iter().chain(shape.created));
-    } else if shape.changes_nodes.iter().any(changed) {
-        unknown.extend(shape.observed);
+        unknown.extend(shape.observed_names().chain(shape.created.iter().copied()));
+    } else if planned != *prior {
+        unknown.extend(shape.volatile);
+        for (name, changed_by) in shape.observed {
+            if changed_by.iter().any(changed) {
+                unknown.push(name);
+            }
+        }
     }
     for name in unknown {
         planned.set_attr(name, Value::Unknown);

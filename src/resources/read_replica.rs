@@ -7,17 +7,17 @@ use tonic::async_trait;
 
 use super::Context;
 use super::common_model::TimeoutsModel;
-use super::failover;
 use super::lifecycle::{CreateResult, Lifecycle};
 use super::nodes::{self, NodeStatus, error};
 use super::read_replica_model::ReadReplicaModel;
 use super::read_replica_model::TopologyModel;
 use super::read_replica_plan;
 use super::service;
+use super::{converge, failover, switchover};
 use crate::catalog;
 use crate::runtime::{NodeRecord, ServiceRecord, Upstream};
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
-use crate::valkey::{NodeClient, SENTINEL_USER, UpstreamAuth, uri};
+use crate::valkey::{NodeClient, UpstreamAuth, uri};
 
 pub const TYPE_NAME: &str = "valkey_read_replica";
 
@@ -38,33 +38,40 @@ impl ReadReplicaResource {
 }
 
 /// How far the replica trails its primary, in bytes: the primary's master_repl_offset minus
-/// the replica's slave_repl_offset (INFO has no lag-in-bytes field).
-async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus) -> Option<i64> {
+/// the replica's slave_repl_offset (INFO has no lag-in-bytes field). The replica is read after
+/// the primary, so what reached it in between (Sentinel's announcements, every half second)
+/// does not count as lag: an idle, healthy link reads 0.
+async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus, record: &ServiceRecord) -> Option<i64> {
     let up = upstream?;
-    let replica_offset = replica.offset.filter(|_| replica.role == Some("replica"))?;
-    let mut client = NodeClient::connect_as(&up.host, up.port, Some(&up.user), &up.password, Duration::from_secs(2))
+    replica.offset.filter(|_| replica.role == Some("replica"))?;
+    let mut primary = NodeClient::connect_as(&up.host, up.port, Some(&up.user), &up.password, Duration::from_secs(2))
         .await
         .ok()?;
-    let primary_offset = client
+    let primary_offset = primary
         .info(&["replication"])
         .await
         .ok()?
         .get_i64("master_repl_offset")?;
+    let port = record.nodes.first()?.port;
+    let mut own = NodeClient::connect(&record.bind.to_string(), port, &record.password, Duration::from_secs(2))
+        .await
+        .ok()?;
+    let replica_offset = own.info(&["replication"]).await.ok()?.get_i64("slave_repl_offset")?;
     Some((primary_offset - replica_offset).max(0))
 }
 
-/// Who can read the primary's offset: the Sentinel user on the group's current primary (it
-/// may run INFO on every member of the group), or the URI's user for a primary this provider
-/// does not manage.
+/// Who can read the primary's offset: the group's application user on the group's current
+/// primary (every member shares it), or the URI's user for a primary this provider does not
+/// manage.
 async fn primary_reader(ctx: &Context, record: &ServiceRecord, topology: &TopologyModel) -> Option<UpstreamAuth> {
     match record.upstream.as_ref()? {
         Upstream::Service { .. } => {
-            let (host, port) = topology.current_primary.as_deref()?.rsplit_once(':')?;
+            let (host, port) = failover::split_address(topology.current_primary.as_deref()?)?;
             Some(UpstreamAuth {
-                host: host.to_string(),
-                port: port.parse().ok()?,
-                user: SENTINEL_USER.into(),
-                password: topology.sentinel_password.clone()?,
+                host,
+                port,
+                user: "default".into(),
+                password: record.password.clone(),
             })
         }
         Upstream::External { .. } => nodes::static_upstream(ctx, record).await.ok()?,
@@ -87,6 +94,27 @@ async fn topology(ctx: &Context, record: &ServiceRecord) -> TopologyModel {
                 current_primary: current,
             }
         }
+    }
+}
+
+/// Secrets a new replica takes from its group (or makes, for a primary given by URI).
+struct GroupSecrets {
+    password: String,
+    replication_password: String,
+    sentinel_password: String,
+    sentinel_auth_password: String,
+}
+
+/// `up` or `down` for a node that should replicate; `none` for the group's primary, which
+/// replicates from no one.
+fn replication_status(node: &NodeStatus, record: &ServiceRecord, topology: &TopologyModel) -> &'static str {
+    let own = record.node_address(0);
+    if node.role == Some("primary") && own.is_some() && topology.current_primary == own {
+        "none"
+    } else if node.link_up {
+        "up"
+    } else {
+        "down"
     }
 }
 
@@ -117,6 +145,10 @@ impl Lifecycle for ReadReplicaResource {
 
     fn value_type(&self) -> Type {
         self.value_type.clone()
+    }
+
+    fn plan_shape(&self) -> &'static super::plan_rules::PlanShape {
+        &read_replica_plan::SHAPE
     }
 
     fn name<'m>(&self, model: &'m ReadReplicaModel) -> &'m str {
@@ -164,11 +196,17 @@ impl Lifecycle for ReadReplicaResource {
             }
         };
         let port = nodes::port_in_region(ctx, bind, &planned.region).map_err(|d| (d, None))?;
-        // Members of a replication group share its replication and Sentinel passwords, so
-        // that each can follow whichever member is promoted.
-        let (replication_password, sentinel_password) = match &upstream {
+        // Members of a replication group share its secrets: one application password that
+        // works on whichever member is the primary, and the replication and Sentinel
+        // passwords, so that each member can follow whichever one is promoted.
+        let secrets = match &upstream {
             Upstream::Service { name } => match ctx.runtime.load_record(name).await {
-                Ok(Some(primary)) => (primary.replication_password, primary.sentinel_password),
+                Ok(Some(primary)) => GroupSecrets {
+                    password: primary.password,
+                    replication_password: primary.replication_password,
+                    sentinel_password: primary.sentinel_password,
+                    sentinel_auth_password: primary.sentinel_auth_password,
+                },
                 _ => {
                     return Err(fail(
                         "Primary service not found",
@@ -177,7 +215,12 @@ impl Lifecycle for ReadReplicaResource {
                     ));
                 }
             },
-            Upstream::External { .. } => (nodes::generate_secret(), nodes::generate_secret()),
+            Upstream::External { .. } => GroupSecrets {
+                password: nodes::generate_secret(),
+                replication_password: nodes::generate_secret(),
+                sentinel_password: nodes::generate_secret(),
+                sentinel_auth_password: nodes::generate_secret(),
+            },
         };
         let mut record = ServiceRecord {
             name: planned.name.clone(),
@@ -185,9 +228,10 @@ impl Lifecycle for ReadReplicaResource {
             cloud,
             region: planned.region.clone(),
             bind,
-            password: nodes::generate_secret(),
-            replication_password,
-            sentinel_password,
+            password: secrets.password,
+            replication_password: secrets.replication_password,
+            sentinel_password: secrets.sentinel_password,
+            sentinel_auth_password: secrets.sentinel_auth_password,
             user_config: nodes::effective_user_config(planned.valkey_user_config.as_ref()),
             termination_protection: false,
             nodes: vec![NodeRecord { index: 0, port }],
@@ -195,6 +239,7 @@ impl Lifecycle for ReadReplicaResource {
             failover_priority: Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY)),
             failover: Default::default(),
             sentinels: Vec::new(),
+            suspended_primary: None,
             creating_pid: Some(std::process::id()),
         };
         // The 5-replica limit is enforced here again, atomically, under the data_dir lock.
@@ -212,6 +257,9 @@ impl Lifecycle for ReadReplicaResource {
         {
             // The first replica forms the primary's failover group.
             started = failover::ensure_group(ctx, name).await;
+            if started.is_ok() && planned.promote == Some(true) {
+                started = switchover::promote(ctx, &record).await;
+            }
         }
         if let Err(d) = nodes::finish_create(ctx, &mut record).await {
             started = started.and(Err(d));
@@ -233,21 +281,29 @@ impl Lifecycle for ReadReplicaResource {
             .save_record(&record)
             .await
             .map_err(|e| error("Could not save the replica's record", e))?;
-        if let Some(Upstream::Service { name }) = &record.upstream {
-            // The group's Sentinels must answer before a node is restarted or re-linked.
-            failover::ensure_group(ctx, name).await?;
-        }
-        nodes::reconcile(ctx, &mut record, planned.powered != Some(false)).await?;
-        if planned.promote == Some(true) {
-            failover::switchover(ctx, &record).await?;
+        let mut record = converge::power(ctx, &record.name, "read replica", planned.powered != Some(false)).await?;
+        // A powered-off replica cannot take over; it is promoted once it runs again.
+        if planned.promote == Some(true) && planned.powered != Some(false) {
+            switchover::promote(ctx, &record).await?;
+            record = nodes::load_existing(ctx, &planned.name, "read replica").await?;
         }
         Ok(self.state_of(ctx, &record, planned).await)
     }
 
     async fn delete(&self, ctx: &Context, prior: &ReadReplicaModel) -> Result<(), Diagnostics> {
-        // Stopping a replica never touches its primary: the link just closes.
+        let _leaving = super::Leaving::mark(ctx, &prior.name);
+        // A replica that is the group's primary (promoted, or failed over to) hands over first.
+        if let Some(record) = ctx
+            .runtime
+            .load_record(&prior.name)
+            .await
+            .map_err(|e| error("Could not read the read replica's record", e))?
+        {
+            let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
+            switchover::hand_over(ctx, &record, &indices).await?;
+        }
         nodes::remove(ctx, &prior.name, "read replica").await?;
-        // The last replica gone dissolves the primary's failover group.
+        // The group's Sentinels forget the node; the last replica gone dissolves the group.
         match &prior.primary_service {
             Some(primary) => failover::ensure_group(ctx, primary).await,
             None => Ok(()),
@@ -259,7 +315,7 @@ impl Lifecycle for ReadReplicaResource {
         let node = statuses.first().cloned().unwrap_or_default();
         let topology = topology(ctx, record).await;
         let reader = primary_reader(ctx, record, &topology).await;
-        let lag = lag_bytes(reader.as_ref(), &node).await;
+        let lag = lag_bytes(reader.as_ref(), &node, record).await;
         let (primary_service, primary_uri) = primary_fields(record);
         ReadReplicaModel {
             id: Some(record.name.clone()),
@@ -275,7 +331,8 @@ impl Lifecycle for ReadReplicaResource {
             endpoint: nodes::endpoint(record),
             state: Some(nodes::overall_state(&statuses).to_string()),
             role: Some(node.role.unwrap_or("unknown").to_string()),
-            replication_status: Some(if node.link_up { "up" } else { "down" }.to_string()),
+            replication_status: Some(replication_status(&node, record, &topology).to_string()),
+            replicates_from: Some(nodes::replicates_from(&node)),
             replication_lag_bytes: lag,
             promote: prior.promote.or(Some(false)),
             topology,
@@ -330,8 +387,10 @@ mod tests {
             upstream: Some(Upstream::Service { name: "main".into() }),
             failover_priority: None,
             sentinel_password: "s".into(),
+            sentinel_auth_password: "a".into(),
             failover: Default::default(),
             sentinels: Vec::new(),
+            suspended_primary: None,
             creating_pid: None,
         };
         assert_eq!(primary_fields(&record), (Some("main".into()), None));

@@ -55,7 +55,8 @@ pub struct ReadReplicaModel {
     /// Makes this replica the primary of its replication group with a coordinated switchover
     /// (writes pause briefly; no acknowledged write is lost). The former primary becomes a
     /// replica of this one, and keeps following it while this stays true. Needs failover
-    /// enabled on the primary service.
+    /// enabled on the primary service. Destroying a replica that is the group's primary first
+    /// hands the group over, the same way, to the member with the lowest failover_priority.
     #[schemars(extend("default" = false))]
     pub promote: Option<bool>,
 
@@ -64,8 +65,10 @@ pub struct ReadReplicaModel {
     #[schemars(extend("x-block" = true))]
     pub valkey_user_config: Option<UserConfigModel>,
 
-    /// Whether the node runs. A node that stopped outside Terraform reads as false, so the
-    /// next apply restarts it.
+    /// Whether the node runs. False stops it and keeps its data. Powering off never moves the
+    /// group's primary: when this replica is the primary (after a failover or `promote`), the
+    /// group's Sentinels stop with it and start again once it is back on. A node that stopped
+    /// outside Terraform reads as false, so the next apply restarts it.
     #[schemars(extend("default" = true))]
     pub powered: Option<bool>,
 
@@ -80,9 +83,15 @@ pub struct ReadReplicaModel {
     #[schemars(extend("x-computed" = true))]
     pub role: Option<String>,
 
-    /// `up` when the replication link to the primary works, else `down`.
+    /// `up` when the replication link to the group's primary works, `down` when it does not,
+    /// `none` while this replica is itself the group's primary (it replicates from no one).
     #[schemars(extend("x-computed" = true))]
     pub replication_status: Option<String>,
+
+    /// `host:port` of the node the replica replicates from, as it reports it: the group's
+    /// current primary when all is well; empty while it replicates from no one.
+    #[schemars(extend("x-computed" = true))]
+    pub replicates_from: Option<String>,
 
     /// How far the replica is behind, in bytes of the replication stream (the primary's
     /// offset minus the replica's), when refreshed. Null when the primary cannot be reached.

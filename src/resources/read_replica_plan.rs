@@ -12,7 +12,7 @@ use crate::valkey::{NodeClient, uri};
 
 use super::Context;
 use super::plan_rules::{self, PlanShape};
-use super::planned::over_replica_limit;
+use super::planned::{over_replica_limit, refused_replicas};
 use super::validate;
 
 /// Checks every known value that needs no provider configuration.
@@ -53,18 +53,18 @@ pub fn validate_config(config: &Value) -> Diagnostics {
     d
 }
 
-const SHAPE: PlanShape = PlanShape {
+pub const SHAPE: PlanShape = PlanShape {
     kind: "read replica",
     observed: &[
-        "state",
-        "role",
-        "replication_status",
-        "replication_lag_bytes",
-        "sentinel_addresses",
-        "current_primary",
+        ("state", &["powered"]),
+        ("role", &["powered", "promote"]),
+        ("replication_status", &["powered", "promote"]),
+        ("replicates_from", &["powered", "promote"]),
+        ("sentinel_addresses", &[]),
+        ("current_primary", &["promote"]),
     ],
+    volatile: &["replication_lag_bytes"],
     created: &["host", "port", "password", "service_uri", "sentinel_password"],
-    changes_nodes: &["powered", "valkey_user_config", "failover_priority", "promote"],
 };
 
 pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
@@ -74,9 +74,7 @@ pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Valu
         return response;
     }
     if needs_role_change(prior, planned) {
-        for name in SHAPE.observed {
-            planned.set_attr(name, Value::Unknown);
-        }
+        plan_rules::plan_repair(&SHAPE, planned);
     }
     response
 }
@@ -89,12 +87,21 @@ fn needs_role_change(prior: &Value, planned: &Value) -> bool {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         _ => return false,
     };
-    let is_group_primary = prior.attr("current_primary").as_str() == Some(own.as_str());
-    let promote = planned.attr("promote").as_bool() == Some(true);
-    let acts_as_primary = prior.attr("role").as_str() == Some("primary");
+    let current = prior.attr("current_primary").as_str();
+    let is_group_primary = current == Some(own.as_str());
+    // A replica powered off is promoted once it runs again, not before.
+    let promote = planned.attr("promote").as_bool() == Some(true) && planned.attr("powered").as_bool() != Some(false);
     let running = prior.attr("powered").as_bool() == Some(true);
-    // Promotion wanted, or replication lost without a failover behind it.
-    !is_group_primary && (promote || (acts_as_primary && running))
+    // Promotion wanted, or the node out of place in its group (replication stopped or
+    // pointed elsewhere without a failover behind it).
+    (promote && !is_group_primary)
+        || (running
+            && plan_rules::out_of_place(
+                &own,
+                prior.attr("role").as_str(),
+                prior.attr("replicates_from").as_str(),
+                current,
+            ))
 }
 
 /// Refuses a server that is not Valkey: read replicas replicate the same service type only.
@@ -159,14 +166,17 @@ pub async fn check_new_replica(ctx: &Context, config: &Value) -> Diagnostics {
             ),
         }
         if let Some(name) = config.attr("name").as_str() {
-            let planned = ctx.planned.plan_replica(primary, name);
-            if let Some(all) = over_replica_limit(&existing, &planned, catalog::MAX_READ_REPLICAS) {
+            ctx.planned.plan_replica(primary, name);
+            let planned = ctx.planned.replicas_once_settled(primary).await;
+            if refused_replicas(&existing, &planned, catalog::MAX_READ_REPLICAS).contains(name)
+                && let Some(all) = over_replica_limit(&existing, &planned, catalog::MAX_READ_REPLICAS)
+            {
                 d.push(
                     Diagnostic::error(
                         "Too many read replicas",
                         format!(
                             "primary service {primary:?} would have {} read replicas ({}), counting existing ones and those in this plan; \
-                             a primary can have at most {}",
+                             a primary can have at most {}. Those past the limit, in name order, are refused.",
                             all.len(),
                             all.join(", "),
                             catalog::MAX_READ_REPLICAS
@@ -270,6 +280,10 @@ mod tests {
             ("current_primary", s(current_primary)),
             ("state", s("RUNNING")),
             ("replication_status", s(if role == "replica" { "up" } else { "down" })),
+            (
+                "replicates_from",
+                s(if role == "replica" { current_primary } else { "" }),
+            ),
         ]);
         v.set_attr("powered", Value::Bool(true));
         v.set_attr("promote", Value::Bool(false));
@@ -304,6 +318,48 @@ mod tests {
         );
         let healthy = applied("replica", "127.0.1.1:6000");
         assert_eq!(plan_change(&block(), &healthy, &healthy, &c).planned_state, healthy);
+        let mut misdirected = healthy.clone();
+        misdirected.set_attr("replicates_from", s("127.0.9.1:6000"));
+        let r = plan_change(&block(), &misdirected, &misdirected, &c);
+        assert!(
+            r.planned_state.attr("replicates_from").is_unknown(),
+            "a replica following another node than the group's primary plans a re-link"
+        );
+    }
+
+    #[test]
+    fn an_update_keeps_what_it_does_not_change_and_never_the_lag() {
+        let mut c = config(&[
+            ("name", s("r")),
+            ("plan", s("startup-4")),
+            ("primary_service", s("p")),
+            ("region", s("local-2")),
+            ("failover_priority", Value::Number(crate::tfplug::Number::Int(5))),
+        ]);
+        let mut prior = applied("replica", "127.0.1.1:6000");
+        prior.set_attr("replication_lag_bytes", Value::Number(crate::tfplug::Number::Int(0)));
+        prior.set_attr("sentinel_addresses", Value::List(vec![s("127.0.2.1:1")]));
+        let mut proposed = prior.clone();
+        proposed.set_attr("failover_priority", Value::Number(crate::tfplug::Number::Int(5)));
+        let planned = plan_change(&block(), &prior, &proposed, &c).planned_state;
+        for kept in [
+            "state",
+            "role",
+            "replication_status",
+            "current_primary",
+            "sentinel_addresses",
+        ] {
+            assert_eq!(
+                planned.attr(kept),
+                prior.attr(kept),
+                "{kept} should keep its prior value"
+            );
+        }
+        assert!(planned.attr("replication_lag_bytes").is_unknown());
+        proposed.set_attr("powered", Value::Bool(false));
+        c.set_attr("powered", Value::Bool(false));
+        let planned = plan_change(&block(), &prior, &proposed, &c).planned_state;
+        assert!(planned.attr("state").is_unknown() && planned.attr("role").is_unknown());
     }
 
     #[test]

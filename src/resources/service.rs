@@ -4,11 +4,11 @@ use tonic::async_trait;
 
 use super::Context;
 use super::common_model::TimeoutsModel;
-use super::failover;
 use super::lifecycle::{CreateResult, Lifecycle};
 use super::nodes::{self, error};
 use super::service_model::ServiceModel;
 use super::service_model::TopologyModel;
+use super::{converge, failover, switchover};
 use crate::catalog;
 use crate::runtime::{FailoverSettings, NodeRecord, ServiceRecord};
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
@@ -88,6 +88,10 @@ impl Lifecycle for ServiceResource {
         self.value_type.clone()
     }
 
+    fn plan_shape(&self) -> &'static super::plan_rules::PlanShape {
+        &super::service_plan::SHAPE
+    }
+
     fn name<'m>(&self, model: &'m ServiceModel) -> &'m str {
         &model.name
     }
@@ -123,10 +127,12 @@ impl Lifecycle for ServiceResource {
             termination_protection: planned.termination_protection.unwrap_or(false),
             nodes: node_records,
             sentinel_password: nodes::generate_secret(),
+            sentinel_auth_password: nodes::generate_secret(),
             upstream: None,
             failover_priority: None,
             failover: failover_settings(planned),
             sentinels: Vec::new(),
+            suspended_primary: None,
             creating_pid: Some(std::process::id()),
         };
         nodes::create_record(ctx, &record).await.map_err(|e| {
@@ -165,6 +171,9 @@ impl Lifecycle for ServiceResource {
                 port,
             });
         }
+        let surplus: Vec<usize> = record.nodes.iter().skip(plan.nodes).map(|n| n.index).collect();
+        // A standby that is the group's primary (after a failover) hands over first.
+        switchover::hand_over(ctx, &record, &surplus).await?;
         while record.nodes.len() > plan.nodes {
             if let Some(node) = record.nodes.pop() {
                 ctx.runtime
@@ -177,16 +186,7 @@ impl Lifecycle for ServiceResource {
             .save_record(&record)
             .await
             .map_err(|e| error("Could not save the service record", e))?;
-        let powered = planned.powered != Some(false);
-        // Sentinels first: restarting or re-linking nodes asks them where the primary is. A
-        // powered-off service stops its Sentinels too, so they do not fail it over.
-        if powered {
-            failover::ensure_group(ctx, &record.name).await?;
-        } else {
-            failover::stop_group(ctx, &record).await?;
-        }
-        let mut record = nodes::load_existing(ctx, &planned.name, "service").await?;
-        nodes::reconcile(ctx, &mut record, powered).await?;
+        let record = converge::power(ctx, &record.name, "service", planned.powered != Some(false)).await?;
         Ok(self.state_of(ctx, &record, planned).await)
     }
 
@@ -215,7 +215,7 @@ impl Lifecycle for ServiceResource {
             }
         };
         let topology = topology(record).await;
-        let sentinels_running = failover::sentinels_running(ctx, record);
+        let sentinels_running = failover::sentinels_as_declared(ctx, record);
         model_from(record, &statuses, replicas, topology, sentinels_running, prior)
     }
 
@@ -251,5 +251,19 @@ mod tests {
         assert!(s.block.attribute("name").unwrap().force_new);
         assert!(s.block.attribute("read_replicas").unwrap().computed);
         assert!(s.block.nested_block("valkey_user_config").is_some());
+        // The user sets nothing inside the computed node list.
+        match &s.block.attribute("nodes").unwrap().kind {
+            crate::tfplug::schema::AttributeType::Nested(n) => {
+                assert!(!n.attributes.is_empty());
+                for a in &n.attributes {
+                    assert!(
+                        a.computed && !a.required && !a.optional,
+                        "nodes.{} must be computed only",
+                        a.name
+                    );
+                }
+            }
+            other => panic!("nodes should be a nested attribute, got {other:?}"),
+        }
     }
 }

@@ -45,10 +45,13 @@ pub struct ServiceModel {
     #[schemars(extend("default" = false))]
     pub termination_protection: Option<bool>,
 
-    /// Whether the nodes (and the Sentinels watching them) run. False stops them and keeps
-    /// their data; the Sentinels stop too, so powering a primary off does not fail it over to
-    /// a replica. True starts them again. A node or Sentinel that stopped outside Terraform
-    /// reads as false, so the next apply restarts it.
+    /// Whether the nodes run. False stops them and keeps their data (with `persistence =
+    /// "rdb"`). Powering off never moves the group's primary: when a node of this service is
+    /// the primary, the group's Sentinels stop with it and start again once it is back on, so
+    /// no replica is promoted meanwhile (the group takes no writes while its primary is off).
+    /// True starts the nodes again, as replicas of the group's primary where they are not it.
+    /// A node or Sentinel that stopped outside Terraform reads as false, so the next apply
+    /// restarts it.
     #[schemars(extend("default" = true))]
     pub powered: Option<bool>,
 
@@ -59,7 +62,8 @@ pub struct ServiceModel {
     #[schemars(extend("x-computed" = true))]
     pub state: Option<String>,
 
-    /// Role of the service's first node as Valkey reports it: `primary` or `replica`.
+    /// Role of the service's first node as Valkey reports it: `primary`, or `replica` after a
+    /// failover or switchover to another member of the group.
     #[schemars(extend("x-computed" = true))]
     pub role: Option<String>,
 

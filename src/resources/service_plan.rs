@@ -24,23 +24,55 @@ pub fn validate_config(config: &Value) -> Diagnostics {
     d
 }
 
-const SHAPE: PlanShape = PlanShape {
+pub const SHAPE: PlanShape = PlanShape {
     kind: "service",
     observed: &[
-        "state",
-        "role",
-        "nodes",
-        "read_replicas",
-        "sentinel_addresses",
-        "current_primary",
+        ("state", &["plan", "powered"]),
+        ("role", &["powered"]),
+        ("nodes", &["plan", "powered"]),
+        // Other resources add and remove read replicas.
+        ("read_replicas", &[]),
+        ("sentinel_addresses", &["failover"]),
+        // Powering off or on never moves the primary.
+        ("current_primary", &["failover"]),
     ],
+    volatile: &[],
     created: &["host", "port", "password", "service_uri", "sentinel_password"],
-    changes_nodes: &["plan", "powered", "valkey_user_config", "failover"],
 };
 
-/// Plans a create, update or destroy of a service from Terraform's proposed state.
+/// Plans a create, update or destroy of a service from Terraform's proposed state. A node out
+/// of place in its replication group (a second writable primary, a node replicating from
+/// anything but the group's primary) plans the update that re-links it.
 pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
-    plan_rules::plan_change(&SHAPE, block, prior, proposed, config)
+    let mut response = plan_rules::plan_change(&SHAPE, block, prior, proposed, config);
+    if prior.is_null() || response.planned_state.is_null() || !response.requires_replace.is_empty() {
+        return response;
+    }
+    if any_node_out_of_place(prior) {
+        plan_rules::plan_repair(&SHAPE, &mut response.planned_state);
+    }
+    response
+}
+
+fn any_node_out_of_place(prior: &Value) -> bool {
+    let current = prior.attr("current_primary").as_str();
+    let Value::List(nodes) = prior.attr("nodes") else {
+        return false;
+    };
+    nodes.iter().any(|n| {
+        let addr = format!(
+            "{}:{}",
+            n.attr("host").as_str().unwrap_or_default(),
+            n.attr("port").as_i64().unwrap_or(0)
+        );
+        n.attr("state").as_str() == Some("running")
+            && plan_rules::out_of_place(
+                &addr,
+                n.attr("role").as_str(),
+                n.attr("replicates_from").as_str(),
+                current,
+            )
+    })
 }
 
 #[cfg(test)]
@@ -183,6 +215,69 @@ mod tests {
         let same = config(&[("name", s("a")), ("plan", s("startup-4")), ("region", s("local-1"))]);
         let r = plan_change(&block(), &prior, &prior, &same);
         assert_eq!(r.planned_state, prior);
+    }
+
+    fn node(port: i64, role: &str, replicates_from: &str) -> Value {
+        let mut n = Value::Object(BTreeMap::new());
+        for (k, v) in [
+            ("name", s("a-0")),
+            ("host", s("127.0.1.1")),
+            ("role", s(role)),
+            ("state", s("running")),
+            ("replicates_from", s(replicates_from)),
+        ] {
+            n.set_attr(k, v);
+        }
+        n.set_attr("port", Value::Number(crate::tfplug::Number::Int(port)));
+        n
+    }
+
+    #[test]
+    fn an_update_keeps_what_it_does_not_change_and_a_node_out_of_place_plans_a_repair() {
+        let mut prior = applied();
+        prior.set_attr("current_primary", s("127.0.1.1:7000"));
+        prior.set_attr("read_replicas", Value::List(vec![s("r")]));
+        prior.set_attr("sentinel_addresses", Value::List(vec![s("127.0.2.1:1")]));
+        prior.set_attr(
+            "nodes",
+            Value::List(vec![node(7000, "primary", ""), node(7001, "replica", "127.0.1.1:7000")]),
+        );
+        let c = config(&[("name", s("a")), ("plan", s("startup-4")), ("region", s("local-1"))]);
+        let mut proposed = prior.clone();
+        proposed.set_attr("termination_protection", Value::Bool(true));
+        let planned = plan_change(&block(), &prior, &proposed, &c).planned_state;
+        for kept in [
+            "nodes",
+            "read_replicas",
+            "sentinel_addresses",
+            "role",
+            "current_primary",
+            "state",
+        ] {
+            assert_eq!(
+                planned.attr(kept),
+                prior.attr(kept),
+                "{kept} should keep its prior value"
+            );
+        }
+        assert_eq!(plan_change(&block(), &prior, &prior, &c).planned_state, prior);
+        // A standby that became a second writable primary, or follows another node.
+        for bad in [node(7001, "primary", ""), node(7001, "replica", "127.0.9.1:1")] {
+            let mut drifted = prior.clone();
+            drifted.set_attr("nodes", Value::List(vec![node(7000, "primary", ""), bad]));
+            let planned = plan_change(&block(), &drifted, &drifted, &c).planned_state;
+            assert!(
+                planned.attr("nodes").is_unknown(),
+                "a node out of place must plan a repair"
+            );
+        }
+        // A hung node (role unknown) is left alone.
+        let mut hung = prior.clone();
+        hung.set_attr(
+            "nodes",
+            Value::List(vec![node(7000, "unknown", ""), node(7001, "replica", "127.0.1.1:7000")]),
+        );
+        assert_eq!(plan_change(&block(), &hung, &hung, &c).planned_state, hung);
     }
 
     #[test]

@@ -355,6 +355,10 @@ impl Runtime for LocalRuntime {
         write_private_file(&path, &json)
     }
 
+    fn is_interrupted_create(&self, record: &ServiceRecord) -> bool {
+        record.creating_pid.is_some_and(|pid| !process::is_live_provider(pid))
+    }
+
     async fn load_record(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError> {
         read_record(&self.record_path(name))
     }
@@ -428,6 +432,7 @@ mod tests {
             password: "p".into(),
             replication_password: "r".into(),
             sentinel_password: "s".into(),
+            sentinel_auth_password: "a".into(),
             user_config: UserConfigValues::default(),
             termination_protection: false,
             nodes: vec![NodeRecord { index: 0, port: 1 }],
@@ -435,6 +440,7 @@ mod tests {
             failover_priority: None,
             failover: FailoverSettings::default(),
             sentinels: Vec::new(),
+            suspended_primary: None,
             creating_pid: None,
         }
     }

@@ -91,10 +91,15 @@ pub struct ServiceRecord {
     /// Password of the replication ACL user, shared by every member of a replication group
     /// so that any member can follow whichever one is promoted.
     pub replication_password: String,
-    /// Password of the Sentinel ACL user on the group's nodes, and of the Sentinels
-    /// themselves; shared by the group like the replication password.
+    /// Password clients give the group's Sentinels (their `default` user, which may only ask
+    /// where the primary is and watch events). It grants nothing on data nodes.
     #[serde(default)]
     pub sentinel_password: String,
+    /// What the Sentinels authenticate with, to data nodes (ACL user `sentinel`) and to each
+    /// other (ACL user `sentinel-peer`); the provider administers Sentinels with it too. It
+    /// never leaves the provider: no state attribute holds it. Shared by the group.
+    #[serde(default)]
+    pub sentinel_auth_password: String,
     pub user_config: UserConfigValues,
     pub termination_protection: bool,
     /// Node 0 is created as the primary (or, on a read replica, replicates from `upstream`);
@@ -116,6 +121,11 @@ pub struct ServiceRecord {
     /// On a primary service with read replicas: the Sentinels watching it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sentinels: Vec<SentinelRecord>,
+    /// On a primary service whose group's primary was powered off on purpose: that primary's
+    /// `host:port`. The Sentinels are stopped meanwhile (so the power-off is not a failure to
+    /// fail over) and start again once that node answers as the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_primary: Option<String>,
 }
 
 impl ServiceRecord {
@@ -126,6 +136,19 @@ impl ServiceRecord {
             Some(Upstream::Service { name }) => Some(name),
             Some(Upstream::External { .. }) => None,
         }
+    }
+
+    /// `host:port` of node `index`.
+    pub fn node_address(&self, index: usize) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.index == index)
+            .map(|n| format!("{}:{}", self.bind, n.port))
+    }
+
+    /// `host:port` of every node, in `nodes` order.
+    pub fn node_addresses(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| format!("{}:{}", self.bind, n.port)).collect()
     }
 }
 

@@ -153,14 +153,14 @@ fn block_from(schema: &Json, root: &Json) -> Result<Block, String> {
             });
             continue;
         }
+        let computed = flag(prop, "x-computed");
         let kind = match object {
             Some(object) => AttributeType::Nested(NestedObject {
-                attributes: block_from(object, root)?.attributes,
+                attributes: nested_attributes(block_from(object, root)?, computed),
                 nesting,
             }),
             None => AttributeType::Plain(plain_type(prop, root)?),
         };
-        let computed = flag(prop, "x-computed");
         let default = match prop.get("default") {
             Some(json) => Some(
                 Value::from_serde_json(json, &plain_type(prop, root)?).map_err(|e| format!("{name}: default: {e}"))?,
@@ -182,6 +182,20 @@ fn block_from(schema: &Json, root: &Json) -> Result<Block, String> {
         });
     }
     Ok(block)
+}
+
+/// The attributes of a nested attribute; inside a computed one every attribute is computed
+/// too, since the user sets none of them.
+fn nested_attributes(block: Block, computed: bool) -> Vec<Attribute> {
+    let mut attributes = block.attributes;
+    if computed {
+        for a in &mut attributes {
+            a.required = false;
+            a.optional = false;
+            a.computed = true;
+        }
+    }
+    attributes
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ pub struct NodeConfig {
     pub password: String,
     /// Password of the replication user.
     pub replication_password: String,
-    /// Password of the Sentinel user; no Sentinel user when empty.
-    pub sentinel_password: String,
+    /// Password of the Sentinel user (what Sentinels authenticate with, never a client);
+    /// no Sentinel user when empty.
+    pub sentinel_auth_password: String,
     pub maxmemory_bytes: u64,
     pub maxmemory_policy: String,
     pub timeout_seconds: i64,
@@ -119,10 +120,10 @@ impl NodeConfig {
             "user {REPLICATION_USER} on >{} -@all +psync +replconf +ping",
             self.replication_password
         ));
-        if !self.sentinel_password.is_empty() {
+        if !self.sentinel_auth_password.is_empty() {
             line(format!(
                 "user {SENTINEL_USER} on >{} {SENTINEL_PERMISSIONS}",
-                self.sentinel_password
+                self.sentinel_auth_password
             ));
         }
         for (name, value) in self.runtime_settings() {
@@ -194,7 +195,7 @@ mod tests {
             dir: "/data/svc/node-0".into(),
             password: "secretpw".into(),
             replication_password: "replpw".into(),
-            sentinel_password: "sentpw".into(),
+            sentinel_auth_password: "sentpw".into(),
             maxmemory_bytes: 1024,
             maxmemory_policy: "allkeys-lru".into(),
             timeout_seconds: 300,

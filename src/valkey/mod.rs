@@ -10,4 +10,4 @@ pub mod uri;
 pub use client::{NodeClient, ValkeyError};
 pub use config_file::{NodeConfig, REPLICATION_USER, SENTINEL_USER, UpstreamAuth};
 pub use info::Info;
-pub use sentinel_config::SentinelConfig;
+pub use sentinel_config::{SENTINEL_PEER_USER, SentinelConfig};

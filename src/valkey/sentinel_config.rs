@@ -6,6 +6,18 @@ use std::path::PathBuf;
 
 use super::config_file::SENTINEL_USER;
 
+/// The ACL user Sentinels of a group authenticate to each other as, and the provider
+/// administers them as (SENTINEL SET, FAILOVER, RESET).
+pub const SENTINEL_PEER_USER: &str = "sentinel-peer";
+
+/// What a client holding the Sentinel password may do: find the primary and the replicas,
+/// and watch Sentinel's events. Nothing that changes the group (SENTINEL SET, FAILOVER,
+/// RESET, REMOVE, MONITOR, CONFIG, DEBUG), and nothing on data nodes, whose passwords differ.
+const CLIENT_PERMISSIONS: &str = "resetchannels allchannels -@all +ping +auth +hello +client|setname \
++client|getname +client|setinfo +client|id +role +info +subscribe +psubscribe +unsubscribe +punsubscribe \
++sentinel|get-master-addr-by-name +sentinel|get-primary-addr-by-name +sentinel|masters +sentinel|primaries \
++sentinel|master +sentinel|primary +sentinel|replicas +sentinel|slaves +sentinel|sentinels";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentinelConfig {
     pub bind: IpAddr,
@@ -18,9 +30,11 @@ pub struct SentinelConfig {
     pub primary_port: u16,
     pub quorum: usize,
     pub down_after_ms: i64,
-    /// Clients and peer Sentinels authenticate with it; Sentinels also use it, as the
-    /// Sentinel ACL user, on the group's nodes.
-    pub password: String,
+    /// What clients authenticate with (the `default` user, read-only).
+    pub client_password: String,
+    /// What Sentinels authenticate with: to each other as [`SENTINEL_PEER_USER`], to the
+    /// group's nodes as their Sentinel ACL user. The provider uses it too.
+    pub auth_password: String,
 }
 
 impl SentinelConfig {
@@ -40,8 +54,10 @@ impl SentinelConfig {
             format!("dir {}", self.dir.display()),
             format!("pidfile {}", self.dir.join("valkey.pid").display()),
             format!("logfile {}", self.dir.join("valkey.log").display()),
-            format!("requirepass {}", self.password),
-            format!("sentinel sentinel-pass {}", self.password),
+            format!("user default on >{} {CLIENT_PERMISSIONS}", self.client_password),
+            format!("user {SENTINEL_PEER_USER} on >{} allchannels +@all", self.auth_password),
+            format!("sentinel sentinel-user {SENTINEL_PEER_USER}"),
+            format!("sentinel sentinel-pass {}", self.auth_password),
             "sentinel resolve-hostnames no".into(),
             // Peers must reach this Sentinel at its region's address.
             format!("sentinel announce-ip {}", self.bind),
@@ -50,7 +66,7 @@ impl SentinelConfig {
                 self.primary_host, self.primary_port, self.quorum
             ),
             format!("sentinel auth-user {g} {SENTINEL_USER}"),
-            format!("sentinel auth-pass {g} {}", self.password),
+            format!("sentinel auth-pass {g} {}", self.auth_password),
             format!("sentinel down-after-milliseconds {g} {}", self.down_after_ms),
             format!("sentinel failover-timeout {g} {}", self.failover_timeout_ms()),
             // Read replicas live in other regions; let them all resync at once.
@@ -66,7 +82,7 @@ impl SentinelConfig {
             port: self.port,
             dir: self.dir.clone(),
             config_text: self.render(),
-            password: self.password.clone(),
+            password: self.client_password.clone(),
             sentinel: true,
         }
     }
@@ -87,14 +103,21 @@ mod tests {
             primary_port: 7000,
             quorum: 2,
             down_after_ms: 1000,
-            password: "spw".into(),
+            client_password: "cpw".into(),
+            auth_password: "apw".into(),
         };
         let text = c.render();
         assert!(text.contains("sentinel monitor main 127.0.1.1 7000 2\n"));
-        assert!(text.contains("sentinel auth-user main sentinel\nsentinel auth-pass main spw\n"));
+        assert!(text.contains("sentinel auth-user main sentinel\nsentinel auth-pass main apw\n"));
+        assert!(text.contains("sentinel sentinel-user sentinel-peer\nsentinel sentinel-pass apw\n"));
         assert!(text.contains("sentinel down-after-milliseconds main 1000\n"));
         assert!(text.contains("sentinel failover-timeout main 10000\n"));
-        assert!(text.contains("requirepass spw\n"));
         assert!(text.contains("bind 127.0.2.1\n"));
+        // Clients get the read-only default user; the internal password is the peer user's.
+        let default_user = text.lines().find(|l| l.starts_with("user default ")).unwrap();
+        assert!(default_user.contains(">cpw -@all") || default_user.contains(">cpw resetchannels"));
+        assert!(!default_user.contains("apw") && !default_user.contains("+@all"));
+        assert!(!default_user.contains("sentinel|failover") && !default_user.contains("sentinel|set"));
+        assert!(text.contains("user sentinel-peer on >apw allchannels +@all\n"));
     }
 }

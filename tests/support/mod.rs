@@ -2,6 +2,8 @@
 //! filesystem mirror in a CLI config file the harness writes itself.
 #![allow(dead_code)]
 
+pub mod group;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 

@@ -1,0 +1,36 @@
+//! Brings one member of a replication group (a service or a read replica) to its declared
+//! power state without moving the group's primary: Sentinels are asked before nodes restart,
+//! and a member that is the group's primary is powered off only after the group's failover
+//! is suspended, so that stopping it on purpose is not taken for a failure.
+
+use super::Context;
+use super::{failover, nodes};
+use crate::runtime::ServiceRecord;
+use crate::tfplug::Diagnostics;
+
+/// Applies `powered` to the member recorded as `name` and returns its record as it is now.
+/// `kind` names the resource in errors ("service", "read replica").
+pub async fn power(ctx: &Context, name: &str, kind: &str, powered: bool) -> Result<ServiceRecord, Diagnostics> {
+    let record = nodes::load_existing(ctx, name, kind).await?;
+    let group = record.group().map(str::to_string);
+    if !powered {
+        failover::suspend_if_primary(ctx, &record).await?;
+        let mut record = nodes::load_existing(ctx, name, kind).await?;
+        nodes::reconcile(ctx, &mut record, false).await?;
+        return Ok(record);
+    }
+    // Sentinels first: restarting or re-linking nodes asks them where the primary is (a
+    // suspended group keeps them stopped until its primary is back).
+    if let Some(group) = &group {
+        failover::ensure_group(ctx, group).await?;
+    }
+    let mut record = nodes::load_existing(ctx, name, kind).await?;
+    nodes::reconcile(ctx, &mut record, true).await?;
+    // This member may have been the suspended primary: now that it answers, resume the group.
+    if let Some(group) = &group
+        && failover::suspended_primary(ctx, &record).await.is_some()
+    {
+        failover::ensure_group(ctx, group).await?;
+    }
+    nodes::load_existing(ctx, name, kind).await
+}

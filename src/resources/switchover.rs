@@ -1,0 +1,349 @@
+//! Planned changes of a replication group's primary: `promote = true` on a read replica, and
+//! the hand-over that comes before the group's current primary is destroyed or scaled away.
+//! Both are coordinated failovers through the Sentinels (the primary pauses writes until the
+//! target has every acknowledged write), so no acknowledged write is lost.
+
+use std::time::Duration;
+
+use super::Context;
+use super::failover::{
+    connect_sentinel, current_primary, group_primary_record, replica_records, setting, settled_primary,
+};
+use super::nodes::error;
+use crate::catalog;
+use crate::runtime::ServiceRecord;
+use crate::tfplug::Diagnostics;
+use crate::valkey::NodeClient;
+
+/// One data node of a replication group.
+#[derive(Debug, Clone, PartialEq)]
+struct Member {
+    addr: (String, u16),
+    /// The group's application password (every member has it).
+    password: String,
+    /// failover_priority of the member's resource: lower is promoted first, 0 never.
+    priority: i64,
+    /// Node 0 of the primary service: where the group began, preferred among equals.
+    home: bool,
+    /// Name of the member (service or read replica) the node belongs to.
+    member: String,
+}
+
+/// Every data node of the group of `primary` (the primary service's record).
+async fn group_members(ctx: &Context, primary: &ServiceRecord) -> Result<Vec<Member>, Diagnostics> {
+    let mut all = vec![primary.clone()];
+    all.extend(replica_records(ctx, &primary.name).await?);
+    Ok(all
+        .iter()
+        .flat_map(|r| {
+            let priority = r.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY);
+            let home_service = r.name == primary.name;
+            r.nodes.iter().map(move |n| Member {
+                addr: (r.bind.to_string(), n.port),
+                password: r.password.clone(),
+                priority,
+                home: home_service && n.index == 0,
+                member: r.name.clone(),
+            })
+        })
+        .collect())
+}
+
+/// `promote = true`: makes `target` (a read replica's record) its group's primary.
+pub async fn promote(ctx: &Context, target: &ServiceRecord) -> Result<(), Diagnostics> {
+    let _serialised = ctx.group_lock.lock().await;
+    let primary = group_primary_record(ctx, target).await.ok_or_else(|| {
+        error(
+            "Cannot promote",
+            "a replica of a server this provider does not manage cannot be promoted",
+        )
+    })?;
+    if primary.sentinels.is_empty() {
+        return Err(error(
+            "Cannot promote",
+            format!(
+                "failover is disabled on primary service {:?}; enable it to promote a replica",
+                primary.name
+            ),
+        ));
+    }
+    if target.failover_priority == Some(0) {
+        return Err(error(
+            "Cannot promote",
+            "failover_priority 0 means this replica is never promoted; raise it",
+        ));
+    }
+    if let Some(off) = &primary.suspended_primary {
+        return Err(error(
+            "Cannot promote",
+            format!(
+                "the group's primary ({off}) is powered off, and a switchover needs it running to hand over every \
+                 acknowledged write; power it on (powered = true), apply, then promote"
+            ),
+        ));
+    }
+    let target_port = target.nodes.first().map_or(0, |n| n.port);
+    switch_to(ctx, &primary, (target.bind.to_string(), target_port)).await
+}
+
+/// Before nodes `indices` of `leaving` are destroyed: when one of them is the group's primary,
+/// switches the group over to the best other member (lowest failover_priority above 0, node 0
+/// of the primary service among equals) that runs and replicates. An error, saying what to
+/// do, when no member can take over; nothing to do when none of them is the primary.
+pub async fn hand_over(ctx: &Context, leaving: &ServiceRecord, indices: &[usize]) -> Result<(), Diagnostics> {
+    let _serialised = ctx.group_lock.lock().await;
+    let Some(primary) = group_primary_record(ctx, leaving).await else {
+        return Ok(());
+    };
+    if primary.sentinels.is_empty() {
+        return Ok(());
+    }
+    let leaving_addrs: Vec<String> = indices.iter().filter_map(|&i| leaving.node_address(i)).collect();
+    let refuse = |why: String| {
+        error(
+            "The group's primary cannot be handed over",
+            format!(
+                "{} is the primary of replication group {:?}, and {why}. Destroying it now would leave the group \
+                 without a writable primary.",
+                leaving.name, primary.name
+            ),
+        )
+    };
+    if let Some(suspended) = &primary.suspended_primary {
+        if leaving_addrs.contains(suspended) {
+            return Err(refuse(format!(
+                "it is powered off ({suspended}); set powered = true and apply, so it can hand over, then destroy it"
+            )));
+        }
+        return Ok(());
+    }
+    let Some(current) = current_primary(&primary).await else {
+        return Ok(());
+    };
+    let current_text = format!("{}:{}", current.0, current.1);
+    if !leaving_addrs.contains(&current_text) {
+        return Ok(());
+    }
+    let also_leaving = ctx.leaving.lock().map(|set| set.clone()).unwrap_or_default();
+    let mut candidates = Vec::new();
+    for member in group_members(ctx, &primary).await? {
+        let addr_text = format!("{}:{}", member.addr.0, member.addr.1);
+        if leaving_addrs.contains(&addr_text)
+            || (member.member != leaving.name && also_leaving.contains(&member.member))
+        {
+            continue;
+        }
+        let healthy = follows(&member, &current).await;
+        candidates.push((member, healthy));
+    }
+    let Some(target) = choose_successor(&candidates) else {
+        return Err(refuse(
+            "no other member can take over (each is stopped, not replicating it, or has failover_priority 0). \
+             Apply to start the stopped members, or give one failover_priority above 0, then destroy again"
+                .to_string(),
+        ));
+    };
+    switch_to(ctx, &primary, target.addr.clone()).await
+}
+
+/// Whether `member` answers and replicates from `primary` with its link up.
+async fn follows(member: &Member, primary: &(String, u16)) -> bool {
+    let Ok(mut client) =
+        NodeClient::connect(&member.addr.0, member.addr.1, &member.password, Duration::from_secs(2)).await
+    else {
+        return false;
+    };
+    let Ok(info) = client.info(&["replication"]).await else {
+        return false;
+    };
+    let following = (
+        info.get("master_host"),
+        info.get("master_port").and_then(|p| p.parse::<u16>().ok()),
+    );
+    info.role() == Some("replica") && info.primary_link_up() && following == (Some(primary.0.as_str()), Some(primary.1))
+}
+
+/// The member to hand the group to: healthy, eligible (priority above 0), lowest priority,
+/// the primary service's node 0 among equals, then by address so the choice is stable.
+fn choose_successor(candidates: &[(Member, bool)]) -> Option<&Member> {
+    candidates
+        .iter()
+        .filter(|(m, healthy)| *healthy && m.priority > 0)
+        .map(|(m, _)| m)
+        .min_by(|a, b| (a.priority, !a.home, &a.addr).cmp(&(b.priority, !b.home, &b.addr)))
+}
+
+/// A coordinated switchover that makes `target` the group's primary: the other members are
+/// made ineligible for a moment, the Sentinels are asked for a COORDINATED failover (the
+/// primary pauses writes until the target has every acknowledged write), then eligibility
+/// is restored. The caller holds the group lock.
+async fn switch_to(ctx: &Context, primary: &ServiceRecord, target_addr: (String, u16)) -> Result<(), Diagnostics> {
+    if current_primary(primary).await.as_ref() == Some(&target_addr) {
+        return Ok(());
+    }
+    let members = group_members(ctx, primary).await?;
+    let set_priority = |addr: (String, u16), password: String, priority: i64| async move {
+        let set = async {
+            let mut c = NodeClient::connect(&addr.0, addr.1, &password, Duration::from_secs(2)).await?;
+            c.config_set(&[("replica-priority", priority.to_string())]).await
+        };
+        if let Err(e) = set.await {
+            tracing::warn!(node = %format!("{}:{}", addr.0, addr.1), error = %e, "could not set replica-priority");
+        }
+    };
+    for m in &members {
+        let priority = if m.addr == target_addr { 1 } else { 0 };
+        set_priority(m.addr.clone(), m.password.clone(), priority).await;
+    }
+    let result = run_coordinated_failover(primary, &target_addr).await;
+    for m in members {
+        set_priority(m.addr, m.password, m.priority).await;
+    }
+    result
+}
+
+async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16)) -> Result<(), Diagnostics> {
+    let timeout = Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut requested = false;
+    while tokio::time::Instant::now() < deadline {
+        for s in &primary.sentinels {
+            let Some(mut client) = connect_sentinel(primary, s).await else {
+                continue;
+            };
+            if !requested {
+                // Sentinel reads replica priorities from INFO every few seconds: wait until it
+                // sees the target as the only candidate before asking.
+                let replicas: Vec<Vec<String>> = client
+                    .command(&["SENTINEL", "REPLICAS", &primary.name])
+                    .await
+                    .unwrap_or_default();
+                if !only_candidate(&replicas, target) {
+                    tracing::debug!(
+                        ?replicas,
+                        "waiting for Sentinel to see the switchover target as the only candidate"
+                    );
+                    break;
+                }
+                // The failover needs a majority of votes: wait until this Sentinel knows its
+                // peers (a new or reset Sentinel hears of them within 2 s).
+                let fields: Vec<String> = client
+                    .command(&["SENTINEL", "MASTER", &primary.name])
+                    .await
+                    .unwrap_or_default();
+                let peers = setting(&fields, "num-other-sentinels").and_then(|n| n.parse::<usize>().ok());
+                if peers.unwrap_or(0) + 1 < primary.sentinels.len() {
+                    tracing::debug!(?peers, "waiting for Sentinel to know its peers before a switchover");
+                    break;
+                }
+                match client
+                    .command::<String>(&["SENTINEL", "FAILOVER", &primary.name, "COORDINATED"])
+                    .await
+                {
+                    Ok(_) => requested = true,
+                    Err(e) => tracing::debug!(error = %e, "Sentinel refused the failover request; retrying"),
+                }
+            }
+            break;
+        }
+        // Done when every Sentinel that answers has finished: Sentinel already names the target
+        // while it still reconfigures the other replicas.
+        if requested && settled_primary(primary).await.ok().flatten().as_ref() == Some(target) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(error(
+        "Switchover did not complete",
+        format!(
+            "the Sentinels did not make {}:{} the primary within {timeout:?}; see the Sentinel logs",
+            target.0, target.1
+        ),
+    ))
+}
+
+/// Whether, in a SENTINEL REPLICAS reply, `target` is the only replica with a non-zero
+/// priority (replicas Sentinel sees as down or disconnected are never chosen, so they do not
+/// count).
+fn only_candidate(replicas: &[Vec<String>], target: &(String, u16)) -> bool {
+    let mut saw_target = false;
+    let unreachable = |r: &Vec<String>| {
+        setting(r, "flags").is_some_and(|f| f.split(',').any(|f| f == "s_down" || f == "disconnected"))
+    };
+    for r in replicas {
+        if unreachable(r) && setting(r, "ip") != Some(target.0.as_str()) {
+            continue;
+        }
+        let is_target =
+            setting(r, "ip") == Some(target.0.as_str()) && setting(r, "port") == Some(target.1.to_string().as_str());
+        let priority = setting(r, "slave-priority")
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(0);
+        match (is_target, priority) {
+            (true, p) if p > 0 => saw_target = true,
+            (true, _) => return false,
+            (false, 0) => {}
+            (false, _) => return false,
+        }
+    }
+    saw_target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_candidate_needs_the_target_alone_eligible() {
+        let r = |ip: &str, port: &str, p: &str| -> Vec<String> {
+            ["ip", ip, "port", port, "slave-priority", p]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let target = ("127.0.2.1".to_string(), 7000);
+        assert!(only_candidate(
+            &[r("127.0.2.1", "7000", "1"), r("127.0.3.1", "7001", "0")],
+            &target
+        ));
+        assert!(!only_candidate(
+            &[r("127.0.2.1", "7000", "1"), r("127.0.3.1", "7001", "100")],
+            &target
+        ));
+        assert!(!only_candidate(&[r("127.0.3.1", "7001", "0")], &target));
+        let mut gone = r("127.0.4.1", "7002", "100");
+        gone.extend(["flags".to_string(), "slave,s_down,disconnected".to_string()]);
+        assert!(
+            only_candidate(&[r("127.0.2.1", "7000", "1"), gone], &target),
+            "a replica Sentinel sees as down is never chosen, whatever its priority"
+        );
+    }
+
+    fn member(port: u16, priority: i64, home: bool) -> Member {
+        Member {
+            addr: ("127.0.0.1".into(), port),
+            password: "pw".into(),
+            priority,
+            home,
+            member: format!("m{port}"),
+        }
+    }
+
+    #[test]
+    fn the_successor_is_the_healthy_eligible_member_with_the_lowest_priority() {
+        let candidates = [
+            (member(1, 100, true), true),
+            (member(2, 10, false), false),
+            (member(3, 50, false), true),
+            (member(4, 0, false), true),
+        ];
+        assert_eq!(choose_successor(&candidates).unwrap().addr.1, 3);
+        // Among equals the primary service's node 0 goes first, then the lower address.
+        let equals = [(member(5, 100, false), true), (member(1, 100, true), true)];
+        assert_eq!(choose_successor(&equals).unwrap().addr.1, 1);
+        let equals = [(member(6, 100, false), true), (member(5, 100, false), true)];
+        assert_eq!(choose_successor(&equals).unwrap().addr.1, 5);
+        // Nobody healthy and eligible: nobody.
+        assert!(choose_successor(&[(member(2, 10, false), false), (member(4, 0, false), true)]).is_none());
+    }
+}

@@ -1,0 +1,283 @@
+//! A replication group as its users see it: a Sentinel-aware client library writing through
+//! it (tests/clients/sentinel_writer.py, valkey-py configured as the failover guide says), and
+//! the invariants every member must satisfy once an apply has finished.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::Terraform;
+
+/// Milliseconds since the Unix epoch, the clock the writer logs with.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// What a client needs to reach the group, read from the primary service's state.
+#[derive(Debug, Clone)]
+pub struct GroupAccess {
+    pub group: String,
+    pub sentinels: Vec<String>,
+    pub sentinel_password: String,
+    pub password: String,
+}
+
+impl GroupAccess {
+    /// From the state of `address` (a valkey_service), after a refresh.
+    pub fn of(tf: &Terraform, address: &str) -> GroupAccess {
+        let state = tf.state_attributes(address);
+        GroupAccess {
+            group: state["name"].as_str().unwrap().to_string(),
+            sentinels: state["sentinel_addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect(),
+            sentinel_password: state["sentinel_password"].as_str().unwrap().to_string(),
+            password: state["password"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// The primary the first Sentinel that answers names.
+    pub fn sentinel_primary(&self) -> Option<String> {
+        self.sentinels.iter().find_map(|s| self.ask(s))
+    }
+
+    /// What each Sentinel names as the primary (None where it does not answer).
+    pub fn sentinel_views(&self) -> Vec<Option<String>> {
+        self.sentinels.iter().map(|s| self.ask(s)).collect()
+    }
+
+    fn ask(&self, sentinel: &str) -> Option<String> {
+        let mut conn = self.sentinel_connection(sentinel)?;
+        let reply: Vec<String> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&self.group)
+            .query(&mut conn)
+            .ok()?;
+        Some(format!("{}:{}", reply.first()?, reply.get(1)?))
+    }
+
+    fn sentinel_connection(&self, sentinel: &str) -> Option<redis::Connection> {
+        let uri = format!("redis://:{}@{sentinel}", self.sentinel_password);
+        redis::Client::open(uri.as_str())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()
+    }
+
+    /// The replicas (host:port) each Sentinel that answers knows.
+    pub fn sentinel_replicas(&self) -> Vec<Vec<String>> {
+        self.sentinels
+            .iter()
+            .filter_map(|s| {
+                let mut conn = self.sentinel_connection(s)?;
+                let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg(&self.group)
+                    .query(&mut conn)
+                    .ok()?;
+                Some(replicas.iter().map(|r| format!("{}:{}", r["ip"], r["port"])).collect())
+            })
+            .collect()
+    }
+
+    /// A connection to one data node with the group's application password.
+    pub fn node(&self, addr: &str) -> redis::RedisResult<redis::Connection> {
+        let uri = format!("redis://:{}@{addr}", self.password);
+        redis::Client::open(uri.as_str())?.get_connection_with_timeout(Duration::from_secs(1))
+    }
+}
+
+/// How a data node reports its replication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    pub role: String,
+    /// host:port it replicates from (replicas only).
+    pub following: Option<String>,
+    pub link_up: bool,
+}
+
+pub fn replication(conn: &mut redis::Connection) -> redis::RedisResult<Replication> {
+    let info: String = redis::cmd("INFO").arg("replication").query(conn)?;
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .map(|v| v.trim().to_string())
+    };
+    let following = match (field("master_host"), field("master_port")) {
+        (Some(h), Some(p)) => Some(format!("{h}:{p}")),
+        _ => None,
+    };
+    Ok(Replication {
+        role: field("role").unwrap_or_default(),
+        following,
+        link_up: field("master_link_status").as_deref() == Some("up"),
+    })
+}
+
+/// One acknowledged write of the Sentinel client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub n: u64,
+    pub at_ms: u64,
+}
+
+/// The Sentinel-aware client, writing `PREFIX:N` keys through the group until stopped.
+pub struct SentinelWriter {
+    child: Child,
+    log: PathBuf,
+    pub prefix: String,
+}
+
+impl SentinelWriter {
+    pub fn start(access: &GroupAccess, log: PathBuf, prefix: &str) -> SentinelWriter {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sentinel_writer.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .args(["--sentinels", &access.sentinels.join(",")])
+            .args(["--sentinel-password", &access.sentinel_password])
+            .args(["--group", &access.group])
+            .args(["--password", &access.password])
+            .args(["--prefix", prefix])
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with valkey-py (pip install valkey) runs the Sentinel client");
+        let writer = SentinelWriter {
+            child,
+            log,
+            prefix: prefix.to_string(),
+        };
+        writer.wait_for_acks_after(now_ms(), Duration::from_secs(10));
+        writer
+    }
+
+    /// Every acknowledged write so far.
+    pub fn acks(&self) -> Vec<Ack> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split(' ');
+                (words.next()? == "A").then_some(())?;
+                Some(Ack {
+                    n: words.next()?.parse().ok()?,
+                    at_ms: words.next()?.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The errors the client saw, as logged.
+    pub fn errors(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("E "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The first write acknowledged after `since_ms`, waiting up to `limit` for one.
+    pub fn wait_for_acks_after(&self, since_ms: u64, limit: Duration) -> Option<Ack> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(ack) = self.acks().into_iter().find(|a| a.at_ms > since_ms) {
+                return Some(ack);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Stops the client and returns everything it had acknowledged.
+    pub fn stop(mut self) -> Vec<Ack> {
+        self.terminate();
+        self.acks()
+    }
+
+    fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SentinelWriter {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
+/// The acknowledged writes of `prefix` that the node behind `conn` does not have.
+pub fn missing(conn: &mut redis::Connection, prefix: &str, acks: &[Ack]) -> Vec<Ack> {
+    let mut missing = Vec::new();
+    for chunk in acks.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for a in chunk {
+            pipe.cmd("EXISTS").arg(format!("{prefix}:{}", a.n));
+        }
+        let found: Vec<i64> = pipe.query(conn).expect("EXISTS on the primary");
+        missing.extend(chunk.iter().zip(found).filter(|(_, f)| *f == 0).map(|(a, _)| *a));
+    }
+    missing
+}
+
+/// What a group looks like when it is consistent: one writable primary, every other running
+/// node replicating from it with its link up, every Sentinel naming it. `nodes` are the
+/// running data nodes (host:port). Returns the primary.
+pub fn consistent(access: &GroupAccess, nodes: &[String], expected_primary: Option<&str>) -> Result<String, String> {
+    let mut primaries = Vec::new();
+    let mut reports = Vec::new();
+    for addr in nodes {
+        let mut conn = access
+            .node(addr)
+            .map_err(|e| format!("{addr} refuses the group's password: {e}"))?;
+        let r = replication(&mut conn).map_err(|e| format!("{addr}: {e}"))?;
+        if r.role == "master" {
+            primaries.push(addr.clone());
+        }
+        reports.push((addr.clone(), r));
+    }
+    let [primary] = primaries.as_slice() else {
+        return Err(format!("{} writable primaries: {reports:?}", primaries.len()));
+    };
+    if let Some(expected) = expected_primary
+        && expected != primary
+    {
+        return Err(format!("the primary is {primary}, expected {expected}"));
+    }
+    for (addr, r) in &reports {
+        if addr != primary && (r.role != "slave" || r.following.as_deref() != Some(primary) || !r.link_up) {
+            return Err(format!("{addr} does not replicate from {primary}: {r:?}"));
+        }
+    }
+    let views = access.sentinel_views();
+    if views.iter().any(|v| v.as_deref() != Some(primary.as_str())) {
+        return Err(format!("Sentinels name {views:?}, the primary is {primary}"));
+    }
+    Ok(primary.clone())
+}
+
+/// Waits until `consistent` holds (Sentinel reconfigures replicas asynchronously).
+pub fn wait_consistent(
+    access: &GroupAccess,
+    nodes: &[String],
+    expected_primary: Option<&str>,
+    limit: Duration,
+) -> String {
+    let start = Instant::now();
+    loop {
+        match consistent(access, nodes, expected_primary) {
+            Ok(primary) => return primary,
+            Err(e) if start.elapsed() > limit => panic!("the group is not consistent after {limit:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
