@@ -2,9 +2,11 @@
 """Failover time and acknowledged writes lost, through the real provider and Terraform.
 
 For each down_after_ms setting, applies a primary with two read replicas, then RUNS times:
-starts a steady writer on the current primary, kill -9s it, and measures the time from the
-kill to the first write accepted by the promoted replica, and how many writes the old primary
-had acknowledged that the new primary does not have (asynchronous replication loses the last
+starts a steady writer on the current primary and a Sentinel-aware client (valkey-py's
+Sentinel, configured as docs/guides/failover.md says), kill -9s the primary, and measures the
+time from the kill to the first write accepted by the promoted replica, the time to the first
+write the Sentinel client gets acknowledged, and how many writes the old primary had
+acknowledged that the new primary does not have (asynchronous replication loses the last
 moment's writes on a crash; a switchover loses none). `terraform apply` then restarts the
 killed node as a replica before the next run.
 
@@ -22,6 +24,7 @@ import threading
 import time
 
 import valkey
+from valkey.sentinel import Sentinel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TERRAFORM = os.environ.get("TERRAFORM", "/usr/local/bin/terraform")
@@ -53,6 +56,14 @@ resource "valkey_read_replica" "r" {
 }
 output "uris" {
   value     = concat([valkey_service.primary.service_uri], valkey_read_replica.r[*].service_uri)
+  sensitive = true
+}
+output "group" {
+  value = {
+    sentinels         = valkey_read_replica.r[0].sentinel_addresses
+    sentinel_password = valkey_read_replica.r[0].sentinel_password
+    password          = valkey_service.primary.password
+  }
   sensitive = true
 }
 """
@@ -120,7 +131,18 @@ def settle(data, down_after):
     time.sleep(max(10.0, 4 * down_after / 1000))
 
 
-def one_run(data, uris):
+def sentinel_client(group):
+    """The client as the failover guide configures it."""
+    sentinel = Sentinel(
+        [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in group["sentinels"]],
+        sentinel_kwargs={"password": group["sentinel_password"], "socket_timeout": 0.5},
+        password=group["password"],
+        socket_timeout=0.5,
+    )
+    return sentinel.master_for("primary")
+
+
+def one_run(data, uris, group):
     masters = [u for u in uris if role(u) == "master"]
     if len(masters) != 1:
         roles = {u.rsplit("@", 1)[1]: role(u) for u in uris}
@@ -140,8 +162,23 @@ def one_run(data, uris):
                 return
             time.sleep(0.0002)
 
+    client_acks = []
+
+    def through_sentinel():
+        client = sentinel_client(group)
+        i = 0
+        while not stop.is_set():
+            try:
+                client.set(f"s:{i}", i)
+                client_acks.append(time.perf_counter())
+                i += 1
+            except Exception:
+                time.sleep(0.002)
+
     thread = threading.Thread(target=writer)
     thread.start()
+    follower = threading.Thread(target=through_sentinel)
+    follower.start()
     time.sleep(1.0)
     os.kill(pid_of(data, primary), 9)
     killed = time.perf_counter()
@@ -158,14 +195,19 @@ def one_run(data, uris):
                 pass
         time.sleep(0.005)
     took = time.perf_counter() - killed
+    deadline = time.perf_counter() + 60
+    while not any(t > killed for t in client_acks) and time.perf_counter() < deadline:
+        time.sleep(0.005)
+    client_took = next((t - killed for t in client_acks if t > killed), float("nan"))
     stop.set()
     thread.join()
+    follower.join()
     check = valkey.from_url(new_primary)
     present = check.pipeline(transaction=False)
     for i in acked:
         present.exists(f"w:{i}")
     lost = sum(1 for found in present.execute() if not found)
-    return took, len(acked), lost
+    return took, client_took, len(acked), lost
 
 
 def main():
@@ -182,17 +224,22 @@ def main():
                 f.write(CONFIG % {"data": data, "down_after": down_after})
             terraform(workdir, env, "init", "-input=false")
             terraform(workdir, env, "apply", "-auto-approve", "-input=false")
+            terraform(workdir, env, "apply", "-refresh-only", "-auto-approve", "-input=false")
             uris = json.loads(terraform(workdir, env, "output", "-json", "uris"))
-            times = []
+            group = json.loads(terraform(workdir, env, "output", "-json", "group"))
+            times, client_times = [], []
             for run in range(1, args.runs + 1):
                 settle(data, down_after)
-                took, acked, lost = one_run(data, uris)
+                took, client_took, acked, lost = one_run(data, uris, group)
                 times.append(took)
-                print(f"down_after_ms={down_after} run {run}: kill -> first accepted write {took:.2f} s; "
+                client_times.append(client_took)
+                print(f"down_after_ms={down_after} run {run}: kill -> first write the promoted node accepts "
+                      f"{took:.2f} s, -> first write the Sentinel client gets acknowledged {client_took:.2f} s; "
                       f"{acked} writes acknowledged by the old primary, {lost} lost")
                 terraform(workdir, env, "apply", "-auto-approve", "-input=false")  # restart the killed node
-            print(f"down_after_ms={down_after}: min {min(times):.2f} s, median {statistics.median(times):.2f} s, "
-                  f"max {max(times):.2f} s over {len(times)} runs")
+            for what, values in (("promoted node", times), ("Sentinel client", client_times)):
+                print(f"down_after_ms={down_after} {what}: min {min(values):.2f} s, "
+                      f"median {statistics.median(values):.2f} s, max {max(values):.2f} s over {len(values)} runs")
         finally:
             if os.environ.get("KEEP"):
                 continue

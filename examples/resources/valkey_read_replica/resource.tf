@@ -26,5 +26,6 @@ output "replica_uri" {
 }
 
 output "replication" {
-  value = "${valkey_read_replica.eu.replication_status}, ${valkey_read_replica.eu.replication_lag_bytes} bytes behind"
+  # "up from 127.0.1.1:PORT"; replication_lag_bytes tells how far behind it is at each refresh.
+  value = "${valkey_read_replica.eu.replication_status} from ${valkey_read_replica.eu.replicates_from}"
 }
