@@ -468,6 +468,8 @@ fn every_provider_argument_rejects_bad_values_at_plan() {
         "{ r9 = \"127.0.9.1:80\" }".into(),
         "{ r9 = [\"x\"] }".into(),
         format!("{{ r9 = {} }}", hcl(&"1".repeat(5000))),
+        // A built-in region keeps its address.
+        "{ \"local-1\" = \"127.0.9.1\" }".into(),
     ];
     for value in bad_regions {
         let attributes = format!("  data_dir = {data_dir}\n  regions = {value}\n");

@@ -384,7 +384,7 @@ fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them
         flat.contains("# valkey_service.primary will be updated in-place"),
         "{plan}"
     );
-    assert!(flat.contains("powered = false -> true"), "{plan}");
+    assert!(flat.contains(r#"sentinel_status = "degraded" -> "running""#), "{plan}");
     assert!(
         flat.contains("# valkey_read_replica.us will be updated in-place"),
         "{plan}"

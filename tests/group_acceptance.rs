@@ -222,40 +222,33 @@ fn powering_members_off_and_on_in_any_order_never_moves_the_primary() {
     };
 
     // The primary service off, then on.
-    tf.write_config(&config("startup-4", false, &members(false, true)));
-    tf.apply();
+    tf.apply_config(&config("startup-4", false, &members(false, true)));
     outlast_down_after();
     assert_nobody_promoted(&[&eu, &us], &main);
     assert_plan_empty(&tf, "with the primary powered off");
-    tf.write_config(&config("startup-4", true, &members(false, true)));
-    tf.apply();
+    tf.apply_config(&config("startup-4", true, &members(false, true)));
     wait_consistent(&access, &all, Some(&main), Duration::from_secs(10));
     refresh(&tf);
     assert_state_agrees(&tf, &["valkey_service.main", "valkey_read_replica.eu"], &main);
     assert_plan_empty(&tf, "after powering the primary back on");
 
     // eu promoted, then powered off and on while it is the primary.
-    tf.write_config(&config("startup-4", true, &members(true, true)));
-    tf.apply();
+    tf.apply_config(&config("startup-4", true, &members(true, true)));
     wait_consistent(&access, &all, Some(&eu), Duration::from_secs(10));
-    tf.write_config(&config("startup-4", true, &members(true, false)));
-    tf.apply();
+    tf.apply_config(&config("startup-4", true, &members(true, false)));
     outlast_down_after();
     assert_nobody_promoted(&[&main, &us], &eu);
     assert_plan_empty(&tf, "with the promoted replica powered off");
 
     // Now the service off too, then both on in the other order: the service first (it comes
     // back as a replica of eu, although eu is still off), then eu.
-    tf.write_config(&config("startup-4", false, &members(true, false)));
-    tf.apply();
+    tf.apply_config(&config("startup-4", false, &members(true, false)));
     assert_plan_empty(&tf, "with both powered off");
-    tf.write_config(&config("startup-4", true, &members(true, false)));
-    tf.apply();
+    tf.apply_config(&config("startup-4", true, &members(true, false)));
     outlast_down_after();
     assert_nobody_promoted(&[&main, &us], &eu);
     assert_plan_empty(&tf, "with the service back on and eu still off");
-    tf.write_config(&config("startup-4", true, &members(true, true)));
-    tf.apply();
+    tf.apply_config(&config("startup-4", true, &members(true, true)));
     wait_consistent(&access, &all, Some(&eu), Duration::from_secs(10));
     refresh(&tf);
     assert_state_agrees(
@@ -295,8 +288,7 @@ fn destroying_the_current_primary_hands_over_without_losing_acknowledged_writes(
     std::thread::sleep(Duration::from_millis(500));
 
     // us leaves the configuration: it hands over to eu (the best failover_priority), then goes.
-    tf.write_config(&config("startup-4", true, &[replica("eu", 2, 10)]));
-    tf.apply();
+    tf.apply_config(&config("startup-4", true, &[replica("eu", 2, 10)]));
     std::thread::sleep(Duration::from_millis(500));
     let acks = writer.stop();
     let remaining = [main.clone(), eu.clone()];
@@ -384,8 +376,7 @@ fn scaling_the_primary_down_makes_the_sentinels_forget_the_removed_standby() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    tf.write_config(&config("startup-4", true, &[replica("eu", 2, 10)]));
-    tf.apply();
+    tf.apply_config(&config("startup-4", true, &[replica("eu", 2, 10)]));
     for known in access.sentinel_replicas() {
         assert!(
             !known.contains(&standby),
@@ -393,4 +384,120 @@ fn scaling_the_primary_down_makes_the_sentinels_forget_the_removed_standby() {
         );
     }
     assert_plan_empty(&tf, "after scaling down");
+}
+
+#[test]
+fn drift_on_a_standby_is_seen_and_repaired() {
+    // Settings are compared when the configuration declares them.
+    let declared = config("business-4", true, &[replica("eu", 2, 10)]).replace(
+        "  failover {",
+        "  valkey_user_config {\n    maxmemory_policy = \"noeviction\"\n  }\n  failover {",
+    );
+    let tf = Terraform::new(&declared);
+    tf.apply();
+    refresh(&tf);
+    let access = GroupAccess::of(&tf, "valkey_service.main");
+    let nodes = tf.state_attributes("valkey_service.main")["nodes"].clone();
+    let (primary, standby) = (
+        format!("{}:{}", nodes[0]["host"].as_str().unwrap(), nodes[0]["port"]),
+        format!("{}:{}", nodes[1]["host"].as_str().unwrap(), nodes[1]["port"]),
+    );
+    assert_eq!(nodes[1]["replicates_from"].as_str(), Some(primary.as_str()));
+
+    // A setting changed on the standby only.
+    let mut conn = access.node(&standby).unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .exec(&mut conn)
+        .unwrap();
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes, "a setting changed on a standby must show:\n{plan}");
+    assert!(
+        support::flatten(&plan).contains(r#"maxmemory_policy = "allkeys-lru" -> "noeviction""#),
+        "{plan}"
+    );
+    tf.apply();
+    let policy: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(policy[1], "noeviction");
+
+    // The standby detached: a second writable node in the group.
+    redis::cmd("REPLICAOF").arg("NO").arg("ONE").exec(&mut conn).unwrap();
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes, "a detached standby must show:\n{plan}");
+    assert!(support::flatten(&plan).contains("nodes = ["), "{plan}");
+    tf.apply();
+    let eu = addr(&tf, "valkey_read_replica.eu");
+    wait_consistent(
+        &access,
+        &[primary.clone(), standby, eu],
+        Some(&primary),
+        Duration::from_secs(10),
+    );
+    assert_plan_empty(&tf, "after the repair");
+}
+
+#[test]
+fn an_update_shows_only_what_it_changes() {
+    let tf = Terraform::new(&config("startup-4", true, &[replica("eu", 2, 10)]));
+    tf.apply();
+    refresh(&tf);
+    let changed = config("startup-4", true, &[replica("eu", 2, 10)])
+        .replace("  failover {", "  termination_protection = true\n  failover {")
+        .replace("failover_priority = 10", "failover_priority = 15");
+    tf.write_config(&changed);
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes, "{plan}");
+    let flat = support::flatten(&plan);
+    assert!(flat.contains("termination_protection = false -> true"), "{plan}");
+    assert!(flat.contains("failover_priority = 10 -> 15"), "{plan}");
+    // Only the lag, which changes on every read, may be recomputed.
+    let unknown: Vec<&str> = plan.lines().filter(|l| l.contains("(known after apply)")).collect();
+    assert!(
+        unknown.iter().all(|l| l.contains("replication_lag_bytes")),
+        "an update must keep the computed values it does not change:\n{plan}"
+    );
+    tf.apply();
+    assert_plan_empty(&tf, "after the update");
+    tf.apply_config(&changed.replace("termination_protection = true", "termination_protection = false"));
+}
+
+#[test]
+fn a_sentinel_that_dies_while_the_service_is_powered_off_is_restarted() {
+    let members = |powered: bool| {
+        let promoted = Member {
+            promote: true,
+            ..replica("eu", 2, 10)
+        };
+        config("startup-4", powered, &[promoted])
+    };
+    let tf = Terraform::new(&members(true));
+    tf.apply();
+    // eu is the primary; the service, only a replica now, is powered off.
+    tf.apply_config(&members(false));
+    refresh(&tf);
+    let access = GroupAccess::of(&tf, "valkey_service.main");
+    assert_eq!(tf.state_attributes("valkey_service.main")["sentinel_status"], "running");
+    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/main/sentinel-0/valkey.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill9(pid);
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes, "{plan}");
+    assert!(
+        support::flatten(&plan).contains(r#"sentinel_status = "degraded" -> "running""#),
+        "{plan}"
+    );
+    tf.apply();
+    let eu = addr(&tf, "valkey_read_replica.eu");
+    let views = access.sentinel_views();
+    assert!(views.iter().all(|v| v.as_deref() == Some(eu.as_str())), "{views:?}");
+    assert_plan_empty(&tf, "after the Sentinel's restart");
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::group::{Ack, GroupAccess, SentinelWriter, missing, now_ms, replication, wait_consistent};
+use support::group::{
+    Ack, GroupAccess, SentinelWriter, log_tails, missing, now_ms, replication, try_wait_consistent, wait_consistent,
+};
 use support::{Terraform, kill9};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,8 +142,7 @@ struct Group {
 
 impl Group {
     fn apply(&self) {
-        self.tf.write_config(&self.declared.render());
-        self.tf.apply();
+        self.tf.apply_config(&self.declared.render());
     }
 
     fn refresh(&self) {
@@ -430,7 +431,13 @@ fn random_sequences_of_group_events_keep_the_group_consistent_and_lose_no_acknow
             if expected.as_ref().is_some_and(|e| !running.contains(e)) {
                 expected = None;
             }
-            let primary = wait_consistent(&group.access, &running, expected.as_deref(), Duration::from_secs(20));
+            let primary = try_wait_consistent(&group.access, &running, expected.as_deref(), Duration::from_secs(20))
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "step {step} ({event:?}), seed {seed}: {e}\n{}",
+                        log_tails(&group.tf.data_dir(), 25)
+                    )
+                });
             eprintln!("  consistent; primary {primary}");
         }
         group.refresh();
@@ -438,6 +445,12 @@ fn random_sequences_of_group_events_keep_the_group_consistent_and_lose_no_acknow
         assert!(
             !changes,
             "step {step} ({event:?}): the plan after apply must be empty (seed {seed}):\n{plan}"
+        );
+        let status = group.tf.state_attributes("valkey_service.main")["sentinel_status"].clone();
+        let expected_status = if suspended.is_some() { "paused" } else { "running" };
+        assert_eq!(
+            status, expected_status,
+            "step {step}: the group's Sentinels (seed {seed})"
         );
         if suspended.is_none() {
             let primary = group.access.sentinel_primary().unwrap();

@@ -171,12 +171,7 @@ fn each_password_a_user_can_read_opens_only_what_it_is_for() {
     );
     assert_ne!(app_password, sentinel_password);
     let data_nodes = [addr(&primary), addr(&replica)];
-    let sentinels: Vec<String> = primary["sentinel_addresses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
+    let sentinels = support::group::GroupAccess::of(&tf, "valkey_service.primary").sentinels;
     assert_eq!(sentinels.len(), 3);
 
     // The Sentinel password opens no data node, as any user the provider makes there.

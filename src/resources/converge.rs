@@ -14,6 +14,11 @@ pub async fn power(ctx: &Context, name: &str, kind: &str, powered: bool) -> Resu
     let record = nodes::load_existing(ctx, name, kind).await?;
     let group = record.group().map(str::to_string);
     if !powered {
+        // The group's other members go on: its Sentinels keep running, unless this member is
+        // the primary, which pauses them (before its nodes stop, so that is not a failure).
+        if let Some(group) = &group {
+            failover::ensure_group(ctx, group).await?;
+        }
         failover::suspend_if_primary(ctx, &record).await?;
         let mut record = nodes::load_existing(ctx, name, kind).await?;
         nodes::reconcile(ctx, &mut record, false).await?;

@@ -7,8 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::Context;
-use super::nodes::error;
+use super::{Context, error};
 use crate::catalog;
 use crate::runtime::{NodeId, SentinelRecord, ServiceRecord};
 use crate::tfplug::Diagnostics;
@@ -205,14 +204,23 @@ pub async fn replica_records(ctx: &Context, primary: &str) -> Result<Vec<Service
     Ok(records)
 }
 
-/// Whether the group's Sentinels run as they should: every one of them, or none while the
-/// group is suspended (its primary powered off on purpose).
-pub fn sentinels_as_declared(ctx: &Context, primary: &ServiceRecord) -> bool {
-    primary.suspended_primary.is_some()
-        || primary
-            .sentinels
-            .iter()
-            .all(|s| ctx.runtime.is_running(&sentinel_id(primary, s)))
+/// How the group's Sentinels are: `none` (no group: no read replica, or failover disabled),
+/// `paused` (stopped on purpose while the group's primary is powered off), `running` (every
+/// one runs) or `degraded` (one or more stopped outside Terraform).
+pub fn sentinel_status(ctx: &Context, primary: &ServiceRecord) -> &'static str {
+    if primary.sentinels.is_empty() {
+        "none"
+    } else if primary.suspended_primary.is_some() {
+        "paused"
+    } else if primary
+        .sentinels
+        .iter()
+        .all(|s| ctx.runtime.is_running(&sentinel_id(primary, s)))
+    {
+        "running"
+    } else {
+        "degraded"
+    }
 }
 
 /// Sentinel's periods, set after every start (they are not kept in its config file). It reads

@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::common_model::TimeoutsModel;
-use super::nodes::{bounded, error, timeout_of};
+use super::error;
+use super::nodes::{bounded, timeout_of};
 use super::plan_rules::PlanShape;
 use super::validate;
 use crate::runtime::ServiceRecord;

@@ -22,6 +22,12 @@ use std::sync::Arc;
 
 use crate::catalog::Regions;
 use crate::runtime::Runtime;
+use crate::tfplug::{Diagnostic, Diagnostics};
+
+/// A diagnostic without an attribute path: what failed, and the detail (an error message).
+pub fn error(summary: &str, detail: impl std::fmt::Display) -> Diagnostics {
+    Diagnostic::error(summary, detail.to_string()).into()
+}
 
 /// What a configured provider hands its resources.
 #[derive(Clone)]

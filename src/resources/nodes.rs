@@ -9,8 +9,8 @@ use rand::distr::Alphanumeric;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Context;
 use super::common_model::{EndpointModel, NodeModel, TimeoutsModel, UserConfigModel};
+use super::{Context, error};
 use super::{failover, validate};
 use crate::catalog;
 use crate::runtime::{NodeId, RuntimeError, ServiceRecord, Upstream, UserConfigValues};
@@ -24,10 +24,6 @@ const PORT_RETRIES: usize = 3;
 const LINK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The settings read back from nodes for drift detection.
 const SETTINGS: &[&str] = &["maxmemory-policy", "timeout", "save", "io-threads", "repl-timeout"];
-
-pub fn error(summary: &str, detail: impl std::fmt::Display) -> Diagnostics {
-    Diagnostic::error(summary, detail.to_string()).into()
-}
 
 pub fn generate_secret() -> String {
     rand::rng()

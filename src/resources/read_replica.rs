@@ -7,8 +7,9 @@ use tonic::async_trait;
 
 use super::Context;
 use super::common_model::TimeoutsModel;
+use super::error;
 use super::lifecycle::{CreateResult, Lifecycle};
-use super::nodes::{self, NodeStatus, error};
+use super::nodes::{self, NodeStatus};
 use super::read_replica_model::ReadReplicaModel;
 use super::read_replica_model::TopologyModel;
 use super::read_replica_plan;

@@ -4,8 +4,9 @@ use tonic::async_trait;
 
 use super::Context;
 use super::common_model::TimeoutsModel;
+use super::error;
 use super::lifecycle::{CreateResult, Lifecycle};
-use super::nodes::{self, error};
+use super::nodes;
 use super::service_model::ServiceModel;
 use super::service_model::TopologyModel;
 use super::{converge, failover, switchover};
@@ -57,7 +58,7 @@ fn model_from(
     statuses: &[nodes::NodeStatus],
     replicas: Vec<String>,
     topology: TopologyModel,
-    sentinels_running: bool,
+    sentinel_status: &str,
     prior: &ServiceModel,
 ) -> ServiceModel {
     ServiceModel {
@@ -68,13 +69,14 @@ fn model_from(
         region: record.region.clone(),
         valkey_user_config: nodes::observed_user_config(prior.valkey_user_config.as_ref(), statuses),
         termination_protection: Some(prior.termination_protection.unwrap_or(record.termination_protection)),
-        powered: Some(nodes::all_running(statuses) && sentinels_running),
+        powered: Some(nodes::all_running(statuses)),
         endpoint: nodes::endpoint(record),
         state: Some(nodes::overall_state(statuses).to_string()),
         role: Some(statuses.first().and_then(|s| s.role).unwrap_or("unknown").to_string()),
         nodes: Some(nodes::node_models(record, statuses)),
         read_replicas: Some(replicas),
         failover: prior.failover.clone(),
+        sentinel_status: Some(sentinel_status.to_string()),
         topology,
         timeouts: prior.timeouts.clone(),
     }
@@ -215,8 +217,8 @@ impl Lifecycle for ServiceResource {
             }
         };
         let topology = topology(record).await;
-        let sentinels_running = failover::sentinels_as_declared(ctx, record);
-        model_from(record, &statuses, replicas, topology, sentinels_running, prior)
+        let sentinel_status = failover::sentinel_status(ctx, record);
+        model_from(record, &statuses, replicas, topology, sentinel_status, prior)
     }
 
     fn imported(&self, record: &ServiceRecord) -> Result<ServiceModel, String> {

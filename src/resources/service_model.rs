@@ -50,8 +50,8 @@ pub struct ServiceModel {
     /// the primary, the group's Sentinels stop with it and start again once it is back on, so
     /// no replica is promoted meanwhile (the group takes no writes while its primary is off).
     /// True starts the nodes again, as replicas of the group's primary where they are not it.
-    /// A node or Sentinel that stopped outside Terraform reads as false, so the next apply
-    /// restarts it.
+    /// A node that stopped outside Terraform reads as false, so the next apply restarts it
+    /// (a Sentinel that stopped shows in `sentinel_status`).
     #[schemars(extend("default" = true))]
     pub powered: Option<bool>,
 
@@ -78,6 +78,12 @@ pub struct ServiceModel {
     /// Automatic failover to a read replica when the primary fails.
     #[schemars(extend("x-block" = true))]
     pub failover: Option<FailoverModel>,
+
+    /// The replication group's Sentinels: `running`, `degraded` (one or more stopped outside
+    /// Terraform: the next plan puts them back), `paused` (stopped on purpose while the group's
+    /// primary is powered off) or `none` (no read replica, or failover disabled).
+    #[schemars(extend("x-computed" = true))]
+    pub sentinel_status: Option<String>,
 
     #[serde(flatten)]
     pub topology: TopologyModel,

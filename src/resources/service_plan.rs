@@ -35,6 +35,7 @@ pub const SHAPE: PlanShape = PlanShape {
         ("sentinel_addresses", &["failover"]),
         // Powering off or on never moves the primary.
         ("current_primary", &["failover"]),
+        ("sentinel_status", &["powered", "failover"]),
     ],
     volatile: &[],
     created: &["host", "port", "password", "service_uri", "sentinel_password"],
@@ -50,6 +51,11 @@ pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Valu
     }
     if any_node_out_of_place(prior) {
         plan_rules::plan_repair(&SHAPE, &mut response.planned_state);
+    }
+    // Sentinels that stopped outside Terraform are started again.
+    let planned = &mut response.planned_state;
+    if planned.attr("sentinel_status").as_str() == Some("degraded") {
+        planned.set_attr("sentinel_status", Value::String("running".into()));
     }
     response
 }
@@ -278,6 +284,17 @@ mod tests {
             Value::List(vec![node(7000, "unknown", ""), node(7001, "replica", "127.0.1.1:7000")]),
         );
         assert_eq!(plan_change(&block(), &hung, &hung, &c).planned_state, hung);
+    }
+
+    #[test]
+    fn stopped_sentinels_plan_their_restart_and_paused_ones_do_not() {
+        let mut prior = applied();
+        let c = config(&[("name", s("a")), ("plan", s("startup-4")), ("region", s("local-1"))]);
+        prior.set_attr("sentinel_status", s("degraded"));
+        let r = plan_change(&block(), &prior, &prior, &c);
+        assert_eq!(r.planned_state.attr("sentinel_status"), &s("running"));
+        prior.set_attr("sentinel_status", s("paused"));
+        assert_eq!(plan_change(&block(), &prior, &prior, &c).planned_state, prior);
     }
 
     #[test]

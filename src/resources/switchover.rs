@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use super::Context;
 use super::failover::{
     connect_sentinel, current_primary, group_primary_record, replica_records, setting, settled_primary,
 };
-use super::nodes::error;
+use super::{Context, error};
 use crate::catalog;
 use crate::runtime::ServiceRecord;
 use crate::tfplug::Diagnostics;
@@ -225,15 +224,15 @@ async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16
                     );
                     break;
                 }
-                // The failover needs a majority of votes: wait until this Sentinel knows its
-                // peers (a new or reset Sentinel hears of them within 2 s).
-                let fields: Vec<String> = client
-                    .command(&["SENTINEL", "MASTER", &primary.name])
+                // The failover needs a majority of votes, asked for once when it starts: wait
+                // until this Sentinel knows its peers and its links to them work (a new or reset
+                // Sentinel hears of them within a second, then connects and pings them).
+                let peers: Vec<Vec<String>> = client
+                    .command(&["SENTINEL", "SENTINELS", &primary.name])
                     .await
                     .unwrap_or_default();
-                let peers = setting(&fields, "num-other-sentinels").and_then(|n| n.parse::<usize>().ok());
-                if peers.unwrap_or(0) + 1 < primary.sentinels.len() {
-                    tracing::debug!(?peers, "waiting for Sentinel to know its peers before a switchover");
+                if !peers_ready(&peers, primary.sentinels.len() - 1) {
+                    tracing::debug!(?peers, "waiting for Sentinel's links to its peers before a switchover");
                     break;
                 }
                 match client
@@ -260,6 +259,18 @@ async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16
             target.0, target.1
         ),
     ))
+}
+
+/// Whether a `SENTINEL SENTINELS` reply lists `expected` peers, each connected and answering
+/// pings within the last second (so a vote request reaches it).
+fn peers_ready(peers: &[Vec<String>], expected: usize) -> bool {
+    peers.len() >= expected
+        && peers.iter().all(|p| {
+            setting(p, "flags") == Some("sentinel")
+                && setting(p, "last-ok-ping-reply")
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .is_some_and(|ms| ms < 1000)
+        })
 }
 
 /// Whether, in a SENTINEL REPLICAS reply, `target` is the only replica with a non-zero
@@ -316,6 +327,23 @@ mod tests {
         assert!(
             only_candidate(&[r("127.0.2.1", "7000", "1"), gone], &target),
             "a replica Sentinel sees as down is never chosen, whatever its priority"
+        );
+    }
+
+    #[test]
+    fn peers_are_ready_once_all_are_linked_and_answer_pings() {
+        let peer = |flags: &str, ping: &str| -> Vec<String> {
+            ["flags", flags, "last-ok-ping-reply", ping].map(String::from).into()
+        };
+        assert!(peers_ready(&[peer("sentinel", "120"), peer("sentinel", "900")], 2));
+        assert!(!peers_ready(&[peer("sentinel", "120")], 2), "a peer not known yet");
+        assert!(!peers_ready(
+            &[peer("sentinel", "120"), peer("sentinel,disconnected", "120")],
+            2
+        ));
+        assert!(
+            !peers_ready(&[peer("sentinel", "120"), peer("sentinel", "5000")], 2),
+            "no pong yet"
         );
     }
 

@@ -355,10 +355,6 @@ impl Runtime for LocalRuntime {
         write_private_file(&path, &json)
     }
 
-    fn is_interrupted_create(&self, record: &ServiceRecord) -> bool {
-        record.creating_pid.is_some_and(|pid| !process::is_live_provider(pid))
-    }
-
     async fn load_record(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError> {
         read_record(&self.record_path(name))
     }

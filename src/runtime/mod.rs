@@ -175,17 +175,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// The record of a service, or None if no such service exists.
     async fn load_record(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError>;
 
-    /// Whether a service or read replica of that name exists. The leftover of an interrupted
-    /// create does not count: the next create removes it.
+    /// Whether a service or read replica of that name exists, its create finished. A create
+    /// still under way, or the leftover of one that was interrupted, does not count here:
+    /// `create_record` tells them apart, atomically (a provider killed a moment ago may not
+    /// have exited yet).
     async fn name_in_use(&self, name: &str) -> Result<bool, RuntimeError> {
-        Ok(self
-            .load_record(name)
-            .await?
-            .is_some_and(|r| !self.is_interrupted_create(&r)))
+        Ok(self.load_record(name).await?.is_some_and(|r| r.creating_pid.is_none()))
     }
-
-    /// Whether the record is what an interrupted create left (its creator process is gone).
-    fn is_interrupted_create(&self, record: &ServiceRecord) -> bool;
 
     /// Stops every node of the service and removes its files and record; refuses while read
     /// replicas still replicate from it.

@@ -272,12 +272,48 @@ pub fn wait_consistent(
     expected_primary: Option<&str>,
     limit: Duration,
 ) -> String {
+    try_wait_consistent(access, nodes, expected_primary, limit).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `wait_consistent`, with what was wrong at the end as the error.
+pub fn try_wait_consistent(
+    access: &GroupAccess,
+    nodes: &[String],
+    expected_primary: Option<&str>,
+    limit: Duration,
+) -> Result<String, String> {
     let start = Instant::now();
     loop {
         match consistent(access, nodes, expected_primary) {
-            Ok(primary) => return primary,
-            Err(e) if start.elapsed() > limit => panic!("the group is not consistent after {limit:?}: {e}"),
+            Ok(primary) => return Ok(primary),
+            Err(e) if start.elapsed() > limit => {
+                return Err(format!("the group is not consistent after {limit:?}: {e}"));
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// The last lines of every node's and Sentinel's log under `data_dir`, to tell why a group
+/// went wrong.
+pub fn log_tails(data_dir: &std::path::Path, lines: usize) -> String {
+    let mut out = String::new();
+    let Ok(services) = std::fs::read_dir(data_dir.join("services")) else {
+        return out;
+    };
+    for service in services.flatten() {
+        for node in std::fs::read_dir(service.path()).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read_to_string(node.path().join("valkey.log")) else {
+                continue;
+            };
+            let all: Vec<&str> = text.lines().collect();
+            out += &format!(
+                "--- {}/{}\n{}\n",
+                service.file_name().to_string_lossy(),
+                node.file_name().to_string_lossy(),
+                all[all.len().saturating_sub(lines)..].join("\n")
+            );
+        }
+    }
+    out
 }

@@ -177,6 +177,12 @@ impl Terraform {
         self.ok(&["apply", "-auto-approve", "-input=false", "-no-color"])
     }
 
+    /// Writes main.tf with `body` (see `write_config`) and applies it.
+    pub fn apply_config(&self, body: &str) -> String {
+        self.write_config(body);
+        self.apply()
+    }
+
     /// `terraform plan -detailed-exitcode`: true when changes are planned. Panics on errors.
     pub fn plan_has_changes(&self) -> (bool, String) {
         let out = self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
