@@ -229,7 +229,11 @@ pub async fn start_nodes(
             return Err(diagnostics);
         }
         if retry.is_empty() {
-            return Ok(());
+            return if attempt == 0 {
+                Ok(())
+            } else {
+                relink_started(ctx, record, indices).await
+            };
         }
         for &index in &retry {
             let port = ctx
@@ -245,6 +249,38 @@ pub async fn start_nodes(
             .await
             .map_err(|e| error("Could not save the service record", e))?;
         pending = retry;
+    }
+    Ok(())
+}
+
+/// After a node had to move to another port, the nodes started before it replicate from its
+/// old port, where another process may listen now: point each at its upstream as it is now
+/// (config file and running node alike).
+async fn relink_started(ctx: &Context, record: &ServiceRecord, started: &[usize]) -> Result<(), Diagnostics> {
+    for config in configs(ctx, record).await? {
+        let index = record.nodes.iter().find(|n| n.port == config.port).map(|n| n.index);
+        let (Some(index), Some(up)) = (index, &config.upstream) else {
+            continue;
+        };
+        if !started.contains(&index) {
+            continue;
+        }
+        ctx.runtime
+            .write_config(&node_id(record, index), &config.process_spec())
+            .await
+            .map_err(|e| error("Could not write a node's config", e))?;
+        let mut client = NodeClient::connect(
+            &config.bind.to_string(),
+            config.port,
+            &config.password,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| error("Node unreachable", e))?;
+        client
+            .replicate(Some((&up.host, up.port, &up.user, &up.password)))
+            .await
+            .map_err(|e| error("Could not re-link a replica", e))?;
     }
     Ok(())
 }

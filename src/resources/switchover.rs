@@ -266,7 +266,8 @@ async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16
 fn peers_ready(peers: &[Vec<String>], expected: usize) -> bool {
     peers.len() >= expected
         && peers.iter().all(|p| {
-            setting(p, "flags") == Some("sentinel")
+            // `master_down` only remembers the peer's answer to the last vote request.
+            setting(p, "flags").is_some_and(|f| f.split(',').all(|f| f == "sentinel" || f == "master_down"))
                 && setting(p, "last-ok-ping-reply")
                     .and_then(|ms| ms.parse::<u64>().ok())
                     .is_some_and(|ms| ms < 1000)
