@@ -486,7 +486,7 @@ fn random_sequences_of_group_events_keep_the_group_consistent_and_lose_no_acknow
     let unexplained: Vec<&Ack> = lost.iter().filter(|a| !in_window(a)).collect();
     eprintln!(
         "group random test, seed {seed}: {steps} steps, {faults} faults, {} primary failures; {} writes acknowledged, \
-         {} lost in the asynchronous window before a primary failure, {} lost otherwise",
+         {} lost in the asynchronous window of an unplanned primary failure, {} lost otherwise",
         primary_failures.len(),
         acks.len(),
         lost.len() - unexplained.len(),
