@@ -162,7 +162,7 @@ def one_run(data, uris, group):
                 return
             time.sleep(0.0002)
 
-    client_acks = []
+    client_acks, client_errors = [], []
 
     def through_sentinel():
         client = sentinel_client(group)
@@ -173,6 +173,7 @@ def one_run(data, uris, group):
                 client_acks.append(time.perf_counter())
                 i += 1
             except Exception:
+                client_errors.append(time.perf_counter())
                 time.sleep(0.002)
 
     thread = threading.Thread(target=writer)
@@ -195,10 +196,17 @@ def one_run(data, uris, group):
                 pass
         time.sleep(0.005)
     took = time.perf_counter() - killed
+    # The client's recovery: its first acknowledged write after the first error the kill caused
+    # (a write the old primary answered just before dying may be counted a moment after it).
     deadline = time.perf_counter() + 60
-    while not any(t > killed for t in client_acks) and time.perf_counter() < deadline:
+
+    def recovered():
+        broke = next((t for t in client_errors if t > killed), None)
+        return broke is not None and next((t for t in client_acks if t > broke), None)
+
+    while not recovered() and time.perf_counter() < deadline:
         time.sleep(0.005)
-    client_took = next((t - killed for t in client_acks if t > killed), float("nan"))
+    client_took = (recovered() or float("nan")) - killed
     stop.set()
     thread.join()
     follower.join()

@@ -66,6 +66,15 @@ fn replica(name: &str, region: u8, priority: u32) -> Member<'_> {
     }
 }
 
+/// Once the group is consistent with `primary` as its primary, the Sentinel client starts
+/// writing through it.
+fn start_writing(tf: &Terraform, access: &GroupAccess, members: &[String], primary: &str) -> SentinelWriter {
+    wait_consistent(access, members, Some(primary), Duration::from_secs(10));
+    let writer = SentinelWriter::start(access, tf.dir.path().join("writer.log"), "w");
+    std::thread::sleep(Duration::from_millis(500));
+    writer
+}
+
 fn refresh(tf: &Terraform) {
     tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
 }
@@ -123,14 +132,7 @@ fn a_sentinel_client_configured_as_documented_follows_a_kill_of_the_primary() {
         let mut conn = access.node(member).unwrap();
         redis::cmd("PING").exec(&mut conn).unwrap();
     }
-    wait_consistent(
-        &access,
-        &[main.clone(), eu.clone(), us.clone()],
-        Some(&main),
-        Duration::from_secs(10),
-    );
-    let writer = SentinelWriter::start(&access, tf.dir.path().join("writer.log"), "w");
-    std::thread::sleep(Duration::from_millis(500));
+    let writer = start_writing(&tf, &access, &[main.clone(), eu.clone(), us.clone()], &main);
 
     kill9(pid_of(&tf, "main"));
     let killed = now_ms();
@@ -278,14 +280,7 @@ fn destroying_the_current_primary_hands_over_without_losing_acknowledged_writes(
         addr(&tf, "valkey_read_replica.eu"),
         addr(&tf, "valkey_read_replica.us"),
     );
-    wait_consistent(
-        &access,
-        &[main.clone(), eu.clone(), us.clone()],
-        Some(&us),
-        Duration::from_secs(10),
-    );
-    let writer = SentinelWriter::start(&access, tf.dir.path().join("writer.log"), "w");
-    std::thread::sleep(Duration::from_millis(500));
+    let writer = start_writing(&tf, &access, &[main.clone(), eu.clone(), us.clone()], &us);
 
     // us leaves the configuration: it hands over to eu (the best failover_priority), then goes.
     tf.apply_config(&config("startup-4", true, &[replica("eu", 2, 10)]));

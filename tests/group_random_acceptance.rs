@@ -482,7 +482,11 @@ fn random_sequences_of_group_events_keep_the_group_consistent_and_lose_no_acknow
     std::thread::sleep(Duration::from_millis(500));
     let acks = writer.stop();
     let lost = missing(&mut group.access.node(&primary).unwrap(), "w", &acks);
-    let in_window = |a: &Ack| primary_failures.iter().any(|(from, to)| (*from..=*to).contains(&a.at_ms));
+    let in_window = |a: &Ack| {
+        primary_failures
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&a.at_ms))
+    };
     let unexplained: Vec<&Ack> = lost.iter().filter(|a| !in_window(a)).collect();
     eprintln!(
         "group random test, seed {seed}: {steps} steps, {faults} faults, {} primary failures; {} writes acknowledged, \

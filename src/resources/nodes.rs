@@ -253,6 +253,18 @@ pub async fn start_nodes(
     Ok(())
 }
 
+/// A connection to the node a config describes, as the default user.
+async fn connect_node(config: &NodeConfig) -> Result<NodeClient, Diagnostics> {
+    NodeClient::connect(
+        &config.bind.to_string(),
+        config.port,
+        &config.password,
+        Duration::from_secs(5),
+    )
+    .await
+    .map_err(|e| error("Node unreachable", e))
+}
+
 /// After a node had to move to another port, the nodes started before it replicate from its
 /// old port, where another process may listen now: point each at its upstream as it is now
 /// (config file and running node alike).
@@ -269,14 +281,7 @@ async fn relink_started(ctx: &Context, record: &ServiceRecord, started: &[usize]
             .write_config(&node_id(record, index), &config.process_spec())
             .await
             .map_err(|e| error("Could not write a node's config", e))?;
-        let mut client = NodeClient::connect(
-            &config.bind.to_string(),
-            config.port,
-            &config.password,
-            Duration::from_secs(5),
-        )
-        .await
-        .map_err(|e| error("Node unreachable", e))?;
+        let mut client = connect_node(&config).await?;
         client
             .replicate(Some((&up.host, up.port, &up.user, &up.password)))
             .await
@@ -610,14 +615,7 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
             to_start.push(node.index);
             continue;
         }
-        let mut client = NodeClient::connect(
-            &config.bind.to_string(),
-            config.port,
-            &config.password,
-            Duration::from_secs(5),
-        )
-        .await
-        .map_err(|e| error("Node unreachable", e))?;
+        let mut client = connect_node(config).await?;
         client
             .config_set(&config.runtime_settings())
             .await
