@@ -97,6 +97,20 @@ fn assert_plan_empty(tf: &Terraform, when: &str) {
     assert!(!changes, "{when}: the plan should be empty:\n{plan}");
 }
 
+/// Once the group is consistent with `primary` as its primary (see `wait_consistent`), a
+/// refresh shows it in every resource's state.
+fn assert_group_settled_on(
+    tf: &Terraform,
+    access: &GroupAccess,
+    members: &[String],
+    primary: &str,
+    resources: &[&str],
+) {
+    wait_consistent(access, members, Some(primary), Duration::from_secs(10));
+    refresh(tf);
+    assert_state_agrees(tf, resources, primary);
+}
+
 /// Every resource's state names `primary` as the current primary, and the roles match.
 fn assert_state_agrees(tf: &Terraform, resources: &[&str], primary: &str) {
     for resource in resources {
@@ -158,21 +172,16 @@ fn a_sentinel_client_configured_as_documented_follows_a_kill_of_the_primary() {
 
     // Apply brings the old primary back as a replica; the group is consistent, the plan empty.
     tf.apply();
-    refresh(&tf);
-    wait_consistent(
+    assert_group_settled_on(
+        &tf,
         &access,
         &[main.clone(), eu.clone(), us.clone()],
-        Some(&eu),
-        Duration::from_secs(10),
-    );
-    assert_state_agrees(
-        &tf,
+        &eu,
         &[
             "valkey_service.main",
             "valkey_read_replica.eu",
             "valkey_read_replica.us",
         ],
-        &eu,
     );
     assert_plan_empty(&tf, "after the failover and the apply");
     std::thread::sleep(Duration::from_millis(300));
@@ -229,9 +238,13 @@ fn powering_members_off_and_on_in_any_order_never_moves_the_primary() {
     assert_nobody_promoted(&[&eu, &us], &main);
     assert_plan_empty(&tf, "with the primary powered off");
     tf.apply_config(&config("startup-4", true, &members(false, true)));
-    wait_consistent(&access, &all, Some(&main), Duration::from_secs(10));
-    refresh(&tf);
-    assert_state_agrees(&tf, &["valkey_service.main", "valkey_read_replica.eu"], &main);
+    assert_group_settled_on(
+        &tf,
+        &access,
+        &all,
+        &main,
+        &["valkey_service.main", "valkey_read_replica.eu"],
+    );
     assert_plan_empty(&tf, "after powering the primary back on");
 
     // eu promoted, then powered off and on while it is the primary.
@@ -251,16 +264,16 @@ fn powering_members_off_and_on_in_any_order_never_moves_the_primary() {
     assert_nobody_promoted(&[&main, &us], &eu);
     assert_plan_empty(&tf, "with the service back on and eu still off");
     tf.apply_config(&config("startup-4", true, &members(true, true)));
-    wait_consistent(&access, &all, Some(&eu), Duration::from_secs(10));
-    refresh(&tf);
-    assert_state_agrees(
+    assert_group_settled_on(
         &tf,
+        &access,
+        &all,
+        &eu,
         &[
             "valkey_service.main",
             "valkey_read_replica.eu",
             "valkey_read_replica.us",
         ],
-        &eu,
     );
     assert_plan_empty(&tf, "after powering everything back on");
 }
