@@ -249,7 +249,7 @@ pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> 
         return dissolve(ctx, &mut primary).await;
     }
     if let Some(suspended) = primary.suspended_primary.clone() {
-        if !answers_as_primary(&primary, &replicas, &suspended).await {
+        if !answers_as_primary(&primary, &suspended).await {
             return Ok(());
         }
         // The primary is back where it was: the Sentinels may watch it again.
@@ -343,18 +343,13 @@ async fn save(ctx: &Context, record: &ServiceRecord) -> Result<(), Diagnostics> 
         .map_err(|e| error("Could not save the record", e))
 }
 
-/// Whether the group member at `addr` runs and answers as a primary.
-async fn answers_as_primary(primary: &ServiceRecord, replicas: &[ServiceRecord], addr: &str) -> bool {
-    let Some(member) = std::iter::once(primary)
-        .chain(replicas)
-        .find(|r| r.node_addresses().iter().any(|a| a == addr))
-    else {
-        return false;
-    };
+/// Whether the group member at `addr` runs and answers as a primary (every member has the
+/// group's password).
+async fn answers_as_primary(primary: &ServiceRecord, addr: &str) -> bool {
     let Some((host, port)) = split_address(addr) else {
         return false;
     };
-    let Ok(mut client) = NodeClient::connect(&host, port, &member.password, Duration::from_secs(2)).await else {
+    let Ok(mut client) = NodeClient::connect(&host, port, &primary.password, Duration::from_secs(2)).await else {
         return false;
     };
     client

@@ -33,6 +33,36 @@ pub fn generate_secret() -> String {
         .collect()
 }
 
+/// The secrets a replication group shares: every member has the same ones.
+pub struct GroupSecrets {
+    pub password: String,
+    pub replication_password: String,
+    pub sentinel_password: String,
+    pub sentinel_auth_password: String,
+}
+
+impl GroupSecrets {
+    /// Fresh secrets, for a new group.
+    pub fn generate() -> Self {
+        GroupSecrets {
+            password: generate_secret(),
+            replication_password: generate_secret(),
+            sentinel_password: generate_secret(),
+            sentinel_auth_password: generate_secret(),
+        }
+    }
+
+    /// The secrets of the group `record` belongs to.
+    pub fn of(record: ServiceRecord) -> Self {
+        GroupSecrets {
+            password: record.password,
+            replication_password: record.replication_password,
+            sentinel_password: record.sentinel_password,
+            sentinel_auth_password: record.sentinel_auth_password,
+        }
+    }
+}
+
 /// The settings a user config asks for, defaults filled in.
 pub fn effective_user_config(model: Option<&UserConfigModel>) -> UserConfigValues {
     let d = UserConfigValues::default();

@@ -9,7 +9,7 @@ use super::Context;
 use super::common_model::TimeoutsModel;
 use super::error;
 use super::lifecycle::{CreateResult, Lifecycle};
-use super::nodes::{self, NodeStatus};
+use super::nodes::{self, GroupSecrets, NodeStatus};
 use super::read_replica_model::ReadReplicaModel;
 use super::read_replica_model::TopologyModel;
 use super::read_replica_plan;
@@ -44,7 +44,7 @@ impl ReadReplicaResource {
 /// does not count as lag: an idle, healthy link reads 0.
 async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus, record: &ServiceRecord) -> Option<i64> {
     let up = upstream?;
-    replica.offset.filter(|_| replica.role == Some("replica"))?;
+    (replica.role == Some("replica")).then_some(())?;
     let mut primary = NodeClient::connect_as(&up.host, up.port, Some(&up.user), &up.password, Duration::from_secs(2))
         .await
         .ok()?;
@@ -96,14 +96,6 @@ async fn topology(ctx: &Context, record: &ServiceRecord) -> TopologyModel {
             }
         }
     }
-}
-
-/// Secrets a new replica takes from its group (or makes, for a primary given by URI).
-struct GroupSecrets {
-    password: String,
-    replication_password: String,
-    sentinel_password: String,
-    sentinel_auth_password: String,
 }
 
 /// `up` or `down` for a node that should replicate; `none` for the group's primary, which
@@ -202,12 +194,7 @@ impl Lifecycle for ReadReplicaResource {
         // passwords, so that each member can follow whichever one is promoted.
         let secrets = match &upstream {
             Upstream::Service { name } => match ctx.runtime.load_record(name).await {
-                Ok(Some(primary)) => GroupSecrets {
-                    password: primary.password,
-                    replication_password: primary.replication_password,
-                    sentinel_password: primary.sentinel_password,
-                    sentinel_auth_password: primary.sentinel_auth_password,
-                },
+                Ok(Some(primary)) => GroupSecrets::of(primary),
                 _ => {
                     return Err(fail(
                         "Primary service not found",
@@ -216,12 +203,8 @@ impl Lifecycle for ReadReplicaResource {
                     ));
                 }
             },
-            Upstream::External { .. } => GroupSecrets {
-                password: nodes::generate_secret(),
-                replication_password: nodes::generate_secret(),
-                sentinel_password: nodes::generate_secret(),
-                sentinel_auth_password: nodes::generate_secret(),
-            },
+            // A primary this provider does not manage: the replica is a group of its own.
+            Upstream::External { .. } => GroupSecrets::generate(),
         };
         let mut record = ServiceRecord {
             name: planned.name.clone(),

@@ -117,19 +117,20 @@ impl Lifecycle for ServiceResource {
             let port = nodes::port_in_region(ctx, bind, &planned.region).map_err(|d| (d, None))?;
             node_records.push(NodeRecord { index, port });
         }
+        let secrets = nodes::GroupSecrets::generate();
         let mut record = ServiceRecord {
             name: planned.name.clone(),
             plan: plan.name.to_string(),
             cloud,
             region: planned.region.clone(),
             bind,
-            password: nodes::generate_secret(),
-            replication_password: nodes::generate_secret(),
+            password: secrets.password,
+            replication_password: secrets.replication_password,
             user_config: nodes::effective_user_config(planned.valkey_user_config.as_ref()),
             termination_protection: planned.termination_protection.unwrap_or(false),
             nodes: node_records,
-            sentinel_password: nodes::generate_secret(),
-            sentinel_auth_password: nodes::generate_secret(),
+            sentinel_password: secrets.sentinel_password,
+            sentinel_auth_password: secrets.sentinel_auth_password,
             upstream: None,
             failover_priority: None,
             failover: failover_settings(planned),
