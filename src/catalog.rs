@@ -1,8 +1,5 @@
-//! The catalog: plans, clouds and regions, and every limit that goes with them. This is the
+//! The catalog: plans, clouds, and every limit that goes with them. This is the
 //! one place limits live; validation and the runtime read them from here.
-
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 
 /// A service plan: how many nodes a service gets and how much memory each may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,17 +45,6 @@ pub const PLANS: &[Plan] = &[
 /// The cloud whose nodes are processes on the machine running Terraform.
 pub const LOCAL_CLOUD: &str = "local";
 pub const CLOUDS: &[&str] = &[LOCAL_CLOUD];
-
-/// Regions of the local cloud. Each binds its nodes to its own loopback address, so nodes of
-/// different regions never share an address.
-pub const LOCAL_REGIONS: &[(&str, Ipv4Addr)] = &[
-    ("local-1", Ipv4Addr::new(127, 0, 1, 1)),
-    ("local-2", Ipv4Addr::new(127, 0, 2, 1)),
-    ("local-3", Ipv4Addr::new(127, 0, 3, 1)),
-    ("local-4", Ipv4Addr::new(127, 0, 4, 1)),
-    ("local-5", Ipv4Addr::new(127, 0, 5, 1)),
-    ("local-6", Ipv4Addr::new(127, 0, 6, 1)),
-];
 
 /// Eviction policies valkey-server accepts for `maxmemory-policy`.
 pub const MAXMEMORY_POLICIES: &[&str] = &[
@@ -126,22 +112,6 @@ pub fn cloud(name: &str) -> Result<&'static str, String> {
         .ok_or_else(|| format!("unknown cloud {name:?}; choose one of {}", one_of(CLOUDS)))
 }
 
-/// The bind address of a region of `cloud`.
-pub fn region(cloud: &str, name: &str) -> Result<Ipv4Addr, String> {
-    let _ = self::cloud(cloud)?;
-    LOCAL_REGIONS
-        .iter()
-        .find(|(r, _)| *r == name)
-        .map(|(_, addr)| *addr)
-        .ok_or_else(|| {
-            let names: Vec<&str> = LOCAL_REGIONS.iter().map(|(r, _)| *r).collect();
-            format!(
-                "unknown region {name:?} in cloud {cloud:?}; choose one of {}",
-                one_of(&names)
-            )
-        })
-}
-
 /// A plan read replicas may use.
 pub fn read_replica_plan(name: &str) -> Result<(), String> {
     let plan = plan(name)?;
@@ -151,35 +121,6 @@ pub fn read_replica_plan(name: &str) -> Result<(), String> {
         Err(format!(
             "read replicas are offered only on plan {READ_REPLICA_PLAN:?}, not {name:?}; set plan = {READ_REPLICA_PLAN:?}"
         ))
-    }
-}
-
-/// The regions of the local cloud: the built-in ones plus those the provider block declares
-/// (under names of their own: a built-in region keeps its address).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Regions {
-    declared: BTreeMap<String, IpAddr>,
-}
-
-impl Regions {
-    pub fn new(declared: BTreeMap<String, IpAddr>) -> Self {
-        Regions { declared }
-    }
-
-    /// The bind address of region `name` of `cloud`.
-    pub fn address(&self, cloud_name: &str, name: &str) -> Result<IpAddr, String> {
-        cloud(cloud_name)?;
-        if let Some(addr) = self.declared.get(name) {
-            return Ok(*addr);
-        }
-        region(cloud_name, name).map(IpAddr::V4).map_err(|_| {
-            let mut names: Vec<&str> = LOCAL_REGIONS.iter().map(|(r, _)| *r).collect();
-            names.extend(self.declared.keys().map(String::as_str));
-            format!(
-                "unknown region {name:?} in cloud {cloud_name:?}; choose one of {}",
-                one_of(&names)
-            )
-        })
     }
 }
 
@@ -235,32 +176,8 @@ mod tests {
         let err = plan("startup-8").unwrap_err();
         assert!(err.contains("\"startup-8\"") && err.contains("\"premium-4\""), "{err}");
         assert!(cloud("aws").unwrap_err().contains("\"local\""));
-        assert!(region("local", "eu-west-1").unwrap_err().contains("\"local-1\""));
         assert!(maxmemory_policy("lru").is_err());
         assert!(persistence("aof").is_err());
-    }
-
-    #[test]
-    fn regions_have_distinct_loopback_addresses() {
-        let mut addrs: Vec<Ipv4Addr> = LOCAL_REGIONS.iter().map(|(_, a)| *a).collect();
-        assert!(addrs.iter().all(|a| a.is_loopback()));
-        addrs.dedup();
-        assert_eq!(addrs.len(), LOCAL_REGIONS.len());
-        assert_eq!(region("local", "local-2").unwrap(), Ipv4Addr::new(127, 0, 2, 1));
-    }
-
-    #[test]
-    fn declared_regions_add_to_and_override_the_built_in_ones() {
-        let regions = Regions::new(BTreeMap::from([
-            ("eu-west".to_string(), "127.0.10.1".parse().unwrap()),
-            ("local-1".to_string(), "127.0.99.1".parse().unwrap()),
-        ]));
-        assert_eq!(regions.address("local", "eu-west").unwrap().to_string(), "127.0.10.1");
-        assert_eq!(regions.address("local", "local-1").unwrap().to_string(), "127.0.99.1");
-        assert_eq!(regions.address("local", "local-2").unwrap().to_string(), "127.0.2.1");
-        let err = regions.address("local", "mars").unwrap_err();
-        assert!(err.contains("\"eu-west\"") && err.contains("\"local-6\""), "{err}");
-        assert!(regions.address("aws", "local-1").is_err());
     }
 
     #[test]

@@ -4,13 +4,15 @@
 //! Layers, each allowed to use only those below it:
 //! - [`tfplug`]: the plugin protocol (knows Terraform, not Valkey);
 //! - [`provider`] and [`resources`]: the provider, its resources and their plan rules;
-//! - [`catalog`]: plans, clouds, regions and every limit;
-//! - [`runtime`]: where nodes run (local processes today);
-//! - [`valkey`]: talking to nodes.
+//! - [`registry`]: the rules on service records (names, the replica limit), over any runtime;
+//! - [`runtime`]: where nodes run and records live, one folder per cloud (`local` today);
+//! - [`catalog`]: plans, clouds and every limit (data, no behaviour);
+//! - [`valkey`]: talking to nodes (knows Valkey, not Terraform or the runtime).
 
 pub mod catalog;
 pub mod docs;
 pub mod provider;
+pub mod registry;
 pub mod resources;
 pub mod runtime;
 pub mod tfplug;

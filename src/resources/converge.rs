@@ -4,14 +4,15 @@
 //! is suspended, so that stopping it on purpose is not taken for a failure.
 
 use super::Context;
-use super::{failover, nodes};
+use super::records::load_existing;
+use super::{failover, group_view, nodes};
 use crate::runtime::ServiceRecord;
 use crate::tfplug::Diagnostics;
 
 /// Applies `powered` to the member recorded as `name` and returns its record as it is now.
 /// `kind` names the resource in errors ("service", "read replica").
 pub async fn power(ctx: &Context, name: &str, kind: &str, powered: bool) -> Result<ServiceRecord, Diagnostics> {
-    let record = nodes::load_existing(ctx, name, kind).await?;
+    let record = load_existing(ctx, name, kind).await?;
     let group = record.group().map(str::to_string);
     if !powered {
         // The group's other members go on: its Sentinels keep running, unless this member is
@@ -20,7 +21,7 @@ pub async fn power(ctx: &Context, name: &str, kind: &str, powered: bool) -> Resu
             failover::ensure_group(ctx, group).await?;
         }
         failover::suspend_if_primary(ctx, &record).await?;
-        let mut record = nodes::load_existing(ctx, name, kind).await?;
+        let mut record = load_existing(ctx, name, kind).await?;
         nodes::reconcile(ctx, &mut record, false).await?;
         return Ok(record);
     }
@@ -29,13 +30,13 @@ pub async fn power(ctx: &Context, name: &str, kind: &str, powered: bool) -> Resu
     if let Some(group) = &group {
         failover::ensure_group(ctx, group).await?;
     }
-    let mut record = nodes::load_existing(ctx, name, kind).await?;
+    let mut record = load_existing(ctx, name, kind).await?;
     nodes::reconcile(ctx, &mut record, true).await?;
     // This member may have been the suspended primary: now that it answers, resume the group.
     if let Some(group) = &group
-        && failover::suspended_primary(ctx, &record).await.is_some()
+        && group_view::suspended_primary(ctx, &record).await.is_some()
     {
         failover::ensure_group(ctx, group).await?;
     }
-    nodes::load_existing(ctx, name, kind).await
+    load_existing(ctx, name, kind).await
 }

@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use super::common_model::TimeoutsModel;
 use super::error;
-use super::nodes::{bounded, timeout_of};
 use super::plan_rules::PlanShape;
+use super::records::load;
+use super::timeouts::{bounded, timeout_of};
 use super::validate;
 use crate::runtime::ServiceRecord;
 use crate::tfplug::provider::{ApplyResponse, ImportResponse, ReadResponse};
@@ -54,13 +55,6 @@ fn encode<R: Lifecycle>(r: &R, model: &R::Model) -> Result<Value, Diagnostics> {
 
 fn decode<R: Lifecycle>(value: &Value) -> Result<R::Model, Diagnostics> {
     to_model(value).map_err(|e| error("Invalid resource state", e))
-}
-
-async fn load(ctx: &Context, name: &str) -> Result<Option<ServiceRecord>, Diagnostics> {
-    ctx.runtime
-        .load_record(name)
-        .await
-        .map_err(|e| error("Could not read the service record", e))
 }
 
 pub async fn apply<R: Lifecycle>(
@@ -164,7 +158,7 @@ pub async fn import<R: Lifecycle>(r: &R, ctx: &Context, id: &str, kind: &str) ->
         let Some(record) = load(ctx, id).await? else {
             return Err(error(
                 "Not found",
-                format!("there is no {kind} named {id:?} in data_dir {}", ctx.data_dir.display()),
+                format!("there is no {kind} named {id:?} in {}", ctx.runtime.location()),
             ));
         };
         let prior = r.imported(&record).map_err(|e| error("Cannot import", e))?;

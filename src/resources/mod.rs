@@ -4,23 +4,28 @@
 pub mod common_model;
 pub mod converge;
 pub mod failover;
+pub mod group_view;
 pub mod lifecycle;
 pub mod nodes;
+pub mod observe;
 pub mod plan_rules;
 pub mod planned;
 pub mod read_replica;
 pub mod read_replica_model;
 pub mod read_replica_plan;
+pub mod records;
+pub mod secrets;
 pub mod service;
 pub mod service_model;
 pub mod service_plan;
 pub mod switchover;
+pub mod timeouts;
+pub mod upstreams;
+pub mod user_config;
 pub mod validate;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::catalog::Regions;
 use crate::runtime::Runtime;
 use crate::tfplug::{Diagnostic, Diagnostics};
 
@@ -29,12 +34,11 @@ pub fn error(summary: &str, detail: impl std::fmt::Display) -> Diagnostics {
     Diagnostic::error(summary, detail.to_string()).into()
 }
 
-/// What a configured provider hands its resources.
+/// What a configured provider hands its resources: the runtime of the resource's cloud, and
+/// what this provider process shares between resources.
 #[derive(Clone)]
 pub struct Context {
     pub runtime: Arc<dyn Runtime>,
-    pub data_dir: PathBuf,
-    pub regions: Regions,
     /// What this provider process has planned so far (one process serves one plan walk).
     pub planned: Arc<planned::PlannedTopology>,
     /// Serialises changes to failover groups (Sentinels) within this provider process.

@@ -7,16 +7,17 @@ use tonic::async_trait;
 
 use super::Context;
 use super::common_model::TimeoutsModel;
-use super::error;
 use super::lifecycle::{CreateResult, Lifecycle};
-use super::nodes::{self, GroupSecrets, NodeStatus};
+use super::observe::{self, NodeStatus};
 use super::read_replica_model::ReadReplicaModel;
 use super::read_replica_model::TopologyModel;
 use super::read_replica_plan;
-use super::service;
-use super::{converge, failover, switchover};
+use super::secrets::GroupSecrets;
+use super::timeouts::timeout_of;
+use super::{converge, failover, nodes, records, service, switchover, upstreams, user_config};
 use crate::catalog;
-use crate::runtime::{NodeRecord, ServiceRecord, Upstream};
+use crate::registry;
+use crate::runtime::{Endpoint, ServiceRecord, Upstream};
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
 use crate::valkey::{NodeClient, UpstreamAuth, uri};
 
@@ -53,8 +54,8 @@ async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus, record
         .await
         .ok()?
         .get_i64("master_repl_offset")?;
-    let port = record.nodes.first()?.port;
-    let mut own = NodeClient::connect(&record.bind.to_string(), port, &record.password, Duration::from_secs(2))
+    let at = record.endpoint()?;
+    let mut own = NodeClient::connect(&at.host, at.port, &record.password, Duration::from_secs(2))
         .await
         .ok()?;
     let replica_offset = own.info(&["replication"]).await.ok()?.get_i64("slave_repl_offset")?;
@@ -67,24 +68,24 @@ async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus, record
 async fn primary_reader(ctx: &Context, record: &ServiceRecord, topology: &TopologyModel) -> Option<UpstreamAuth> {
     match record.upstream.as_ref()? {
         Upstream::Service { .. } => {
-            let (host, port) = failover::split_address(topology.current_primary.as_deref()?)?;
+            let at = Endpoint::parse(topology.current_primary.as_deref()?)?;
             Some(UpstreamAuth {
-                host,
-                port,
+                host: at.host,
+                port: at.port,
                 user: "default".into(),
                 password: record.password.clone(),
             })
         }
-        Upstream::External { .. } => nodes::static_upstream(ctx, record).await.ok()?,
+        Upstream::External { .. } => upstreams::static_upstream(ctx, record).await.ok()?,
     }
 }
 
 /// The group's view for a replica: its primary service's Sentinels and current primary.
 async fn topology(ctx: &Context, record: &ServiceRecord) -> TopologyModel {
-    match failover::group_primary_record(ctx, record).await {
+    match records::group_primary_record(ctx, record).await {
         Some(primary) => service::topology(&primary).await,
         None => {
-            let current = nodes::static_upstream(ctx, record)
+            let current = upstreams::static_upstream(ctx, record)
                 .await
                 .ok()
                 .flatten()
@@ -161,10 +162,6 @@ impl Lifecycle for ReadReplicaResource {
             .cloud
             .clone()
             .unwrap_or_else(|| catalog::LOCAL_CLOUD.to_string());
-        let bind = ctx
-            .regions
-            .address(&cloud, &planned.region)
-            .map_err(|e| fail("Invalid region", "region", e))?;
         // Values unknown at plan time are checked now.
         let upstream = match (&planned.primary_service, &planned.primary_uri) {
             (Some(name), None) => Upstream::Service { name: name.clone() },
@@ -188,12 +185,14 @@ impl Lifecycle for ReadReplicaResource {
                 ));
             }
         };
-        let port = nodes::port_in_region(ctx, bind, &planned.region).map_err(|d| (d, None))?;
+        let node = service::place(ctx, &planned.name, 0, &planned.region)
+            .await
+            .map_err(|d| (d, None))?;
         // Members of a replication group share its secrets: one application password that
         // works on whichever member is the primary, and the replication and Sentinel
         // passwords, so that each member can follow whichever one is promoted.
         let secrets = match &upstream {
-            Upstream::Service { name } => match ctx.runtime.load_record(name).await {
+            Upstream::Service { name } => match ctx.runtime.store().load(name).await {
                 Ok(Some(primary)) => GroupSecrets::of(primary),
                 _ => {
                     return Err(fail(
@@ -211,30 +210,29 @@ impl Lifecycle for ReadReplicaResource {
             plan: catalog::READ_REPLICA_PLAN.to_string(),
             cloud,
             region: planned.region.clone(),
-            bind,
             password: secrets.password,
             replication_password: secrets.replication_password,
             sentinel_password: secrets.sentinel_password,
             sentinel_auth_password: secrets.sentinel_auth_password,
-            user_config: nodes::effective_user_config(planned.valkey_user_config.as_ref()),
+            user_config: user_config::effective_user_config(planned.valkey_user_config.as_ref()),
             termination_protection: false,
-            nodes: vec![NodeRecord { index: 0, port }],
+            nodes: vec![node],
             upstream: Some(upstream),
             failover_priority: Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY)),
-            failover: Default::default(),
-            sentinels: Vec::new(),
-            suspended_primary: None,
-            creating_pid: Some(std::process::id()),
+            ..Default::default()
         };
-        // The 5-replica limit is enforced here again, atomically, under the data_dir lock.
-        nodes::create_record(ctx, &record).await.map_err(|e| {
-            let path = if planned.primary_service.is_some() {
-                "primary_service"
-            } else {
-                "name"
-            };
-            fail("Could not create the read replica", path, e.to_string())
-        })?;
+        // The 5-replica limit is enforced here again, atomically, by the registry.
+        let lease_for = timeout_of(planned.timeouts.as_ref(), |t| t.create.as_ref());
+        registry::create(&ctx.runtime, &mut record, lease_for)
+            .await
+            .map_err(|e| {
+                let path = if planned.primary_service.is_some() {
+                    "primary_service"
+                } else {
+                    "name"
+                };
+                fail("Could not create the read replica", path, e.to_string())
+            })?;
         let mut started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
         if started.is_ok()
             && let Some(Upstream::Service { name }) = &record.upstream
@@ -245,7 +243,7 @@ impl Lifecycle for ReadReplicaResource {
                 started = switchover::promote(ctx, &record).await;
             }
         }
-        if let Err(d) = nodes::finish_create(ctx, &mut record).await {
+        if let Err(d) = records::finish_create(ctx, &mut record).await {
             started = started.and(Err(d));
         }
         let model = self.state_of(ctx, &record, planned).await;
@@ -258,18 +256,15 @@ impl Lifecycle for ReadReplicaResource {
         _prior: &ReadReplicaModel,
         planned: &ReadReplicaModel,
     ) -> Result<ReadReplicaModel, Diagnostics> {
-        let mut record = nodes::load_existing(ctx, &planned.name, "read replica").await?;
-        record.user_config = nodes::effective_user_config(planned.valkey_user_config.as_ref());
+        let mut record = records::load_existing(ctx, &planned.name, "read replica").await?;
+        record.user_config = user_config::effective_user_config(planned.valkey_user_config.as_ref());
         record.failover_priority = Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY));
-        ctx.runtime
-            .save_record(&record)
-            .await
-            .map_err(|e| error("Could not save the replica's record", e))?;
+        records::save(ctx, &record).await?;
         let mut record = converge::power(ctx, &record.name, "read replica", planned.powered != Some(false)).await?;
         // A powered-off replica cannot take over; it is promoted once it runs again.
         if planned.promote == Some(true) && planned.powered != Some(false) {
             switchover::promote(ctx, &record).await?;
-            record = nodes::load_existing(ctx, &planned.name, "read replica").await?;
+            record = records::load_existing(ctx, &planned.name, "read replica").await?;
         }
         Ok(self.state_of(ctx, &record, planned).await)
     }
@@ -277,16 +272,11 @@ impl Lifecycle for ReadReplicaResource {
     async fn delete(&self, ctx: &Context, prior: &ReadReplicaModel) -> Result<(), Diagnostics> {
         let _leaving = super::Leaving::mark(ctx, &prior.name);
         // A replica that is the group's primary (promoted, or failed over to) hands over first.
-        if let Some(record) = ctx
-            .runtime
-            .load_record(&prior.name)
-            .await
-            .map_err(|e| error("Could not read the read replica's record", e))?
-        {
+        if let Some(record) = records::load(ctx, &prior.name).await? {
             let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
             switchover::hand_over(ctx, &record, &indices).await?;
         }
-        nodes::remove(ctx, &prior.name, "read replica").await?;
+        records::remove(ctx, &prior.name, "read replica").await?;
         // The group's Sentinels forget the node; the last replica gone dissolves the group.
         match &prior.primary_service {
             Some(primary) => failover::ensure_group(ctx, primary).await,
@@ -295,7 +285,7 @@ impl Lifecycle for ReadReplicaResource {
     }
 
     async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ReadReplicaModel) -> ReadReplicaModel {
-        let statuses = nodes::observe(ctx, record).await;
+        let statuses = observe::observe(ctx, record).await;
         let node = statuses.first().cloned().unwrap_or_default();
         let topology = topology(ctx, record).await;
         let reader = primary_reader(ctx, record, &topology).await;
@@ -310,13 +300,16 @@ impl Lifecycle for ReadReplicaResource {
             cloud: Some(record.cloud.clone()),
             region: record.region.clone(),
             failover_priority: record.failover_priority.or(prior.failover_priority),
-            valkey_user_config: nodes::observed_user_config(prior.valkey_user_config.as_ref(), &statuses),
-            powered: Some(nodes::all_running(&statuses)),
-            endpoint: nodes::endpoint(record),
-            state: Some(nodes::overall_state(&statuses).to_string()),
+            valkey_user_config: user_config::observed_user_config(
+                prior.valkey_user_config.as_ref(),
+                &observe::reported_settings(&statuses),
+            ),
+            powered: Some(observe::all_running(&statuses)),
+            endpoint: observe::endpoint(record),
+            state: Some(observe::overall_state(&statuses).to_string()),
             role: Some(node.role.unwrap_or("unknown").to_string()),
             replication_status: Some(replication_status(&node, record, &topology).to_string()),
-            replicates_from: Some(nodes::replicates_from(&node)),
+            replicates_from: Some(observe::replicates_from(&node)),
             replication_lag_bytes: lag,
             promote: prior.promote.or(Some(false)),
             topology,
@@ -332,7 +325,7 @@ impl Lifecycle for ReadReplicaResource {
             ));
         }
         Ok(ReadReplicaModel {
-            valkey_user_config: nodes::imported_user_config(&record.user_config),
+            valkey_user_config: user_config::imported_user_config(&record.user_config),
             ..Default::default()
         })
     }
@@ -362,20 +355,9 @@ mod tests {
             plan: "startup-4".into(),
             cloud: "local".into(),
             region: "local-2".into(),
-            bind: "127.0.2.1".parse().unwrap(),
             password: "p".into(),
-            replication_password: "q".into(),
-            user_config: Default::default(),
-            termination_protection: false,
-            nodes: vec![],
             upstream: Some(Upstream::Service { name: "main".into() }),
-            failover_priority: None,
-            sentinel_password: "s".into(),
-            sentinel_auth_password: "a".into(),
-            failover: Default::default(),
-            sentinels: Vec::new(),
-            suspended_primary: None,
-            creating_pid: None,
+            ..Default::default()
         };
         assert_eq!(primary_fields(&record), (Some("main".into()), None));
         record.upstream = Some(Upstream::External {

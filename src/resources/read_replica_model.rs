@@ -14,7 +14,8 @@ pub struct ReadReplicaModel {
     #[schemars(extend("x-computed" = true))]
     pub id: Option<String>,
 
-    /// Name of the replica, unique within the provider's data_dir among services and replicas:
+    /// Name of the replica, unique among the services and replicas of its cloud's store (the
+    /// data_dir, for the local cloud):
     /// 1 to 63 lower-case letters, digits and hyphens, starting with a letter. Changing it
     /// replaces the replica.
     #[schemars(extend("x-force-new" = true))]

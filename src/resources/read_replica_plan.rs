@@ -1,10 +1,11 @@
 //! valkey_read_replica's plan-time rules: configuration checks, the topology checks that need
-//! the data_dir and the current run (primary exists, at most 5 replicas, same service type),
+//! the runtime's records and the current run (primary exists, at most 5 replicas, same service type),
 //! and what a change plans.
 
 use std::time::Duration;
 
 use crate::catalog;
+use crate::registry;
 use crate::tfplug::provider::PlanResponse;
 use crate::tfplug::schema::Block;
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
@@ -131,16 +132,18 @@ pub async fn probe_primary_uri(text: &str) -> Result<(), String> {
     ))
 }
 
-/// Plan-time checks of a new replica against the data_dir and the rest of this run.
+/// Plan-time checks of a new replica against the runtime's records and the rest of this run.
 pub async fn check_new_replica(ctx: &Context, config: &Value) -> Diagnostics {
     let mut d = Diagnostics::new();
     if let Some(primary) = config.attr("primary_service").as_str() {
         let (record, existing) = match (
-            ctx.runtime.load_record(primary).await,
-            ctx.runtime.replicas_of(primary).await,
+            ctx.runtime.store().load(primary).await,
+            registry::replicas_of(ctx.runtime.as_ref(), primary).await,
         ) {
             (Ok(r), Ok(names)) => (r, names),
-            (Err(e), _) | (_, Err(e)) => return Diagnostic::error("Could not read data_dir", e.to_string()).into(),
+            (Err(e), _) | (_, Err(e)) => {
+                return Diagnostic::error("Could not read the service records", e.to_string()).into();
+            }
         };
         let at = || AttrPath::root("primary_service");
         match &record {
@@ -159,7 +162,7 @@ pub async fn check_new_replica(ctx: &Context, config: &Value) -> Diagnostics {
                     format!(
                         "no valkey_service named {primary:?} exists in {} or is created in this configuration. \
                          Refer to the primary resource (primary_service = valkey_service.NAME.name) so Terraform creates it first.",
-                        ctx.data_dir.display()
+                        ctx.runtime.location()
                     ),
                 )
                 .at(at()),

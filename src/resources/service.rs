@@ -2,16 +2,18 @@
 
 use tonic::async_trait;
 
-use super::Context;
 use super::common_model::TimeoutsModel;
-use super::error;
 use super::lifecycle::{CreateResult, Lifecycle};
-use super::nodes;
+use super::observe::{self, NodeStatus};
+use super::secrets::GroupSecrets;
 use super::service_model::ServiceModel;
 use super::service_model::TopologyModel;
-use super::{converge, failover, switchover};
+use super::timeouts::timeout_of;
+use super::{Context, error};
+use super::{converge, group_view, nodes, records, switchover, user_config};
 use crate::catalog;
-use crate::runtime::{FailoverSettings, NodeRecord, ServiceRecord};
+use crate::registry;
+use crate::runtime::{FailoverSettings, NodeId, NodeRecord, RuntimeError, ServiceRecord};
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
 
 pub const TYPE_NAME: &str = "valkey_service";
@@ -43,10 +45,10 @@ fn failover_settings(model: &ServiceModel) -> FailoverSettings {
 
 /// The group's view: Sentinels, their password, and where the primary is now.
 pub async fn topology(record: &ServiceRecord) -> TopologyModel {
-    let own = format!("{}:{}", record.bind, record.nodes.first().map_or(0, |n| n.port));
-    let current = failover::current_primary(record).await.map(|(h, p)| format!("{h}:{p}"));
+    let own = record.endpoint().map(|at| at.to_string()).unwrap_or_default();
+    let current = group_view::current_primary(record).await.map(|at| at.to_string());
     TopologyModel {
-        sentinel_addresses: Some(failover::sentinel_addresses(record)),
+        sentinel_addresses: Some(group_view::sentinel_addresses(record)),
         sentinel_password: Some(record.sentinel_password.clone()),
         current_primary: Some(current.unwrap_or(own)),
     }
@@ -55,7 +57,7 @@ pub async fn topology(record: &ServiceRecord) -> TopologyModel {
 /// The state Terraform stores: the record's shape, overlaid with what the nodes report.
 fn model_from(
     record: &ServiceRecord,
-    statuses: &[nodes::NodeStatus],
+    statuses: &[NodeStatus],
     replicas: Vec<String>,
     topology: TopologyModel,
     sentinel_status: &str,
@@ -67,18 +69,39 @@ fn model_from(
         plan: record.plan.clone(),
         cloud: Some(record.cloud.clone()),
         region: record.region.clone(),
-        valkey_user_config: nodes::observed_user_config(prior.valkey_user_config.as_ref(), statuses),
+        valkey_user_config: user_config::observed_user_config(
+            prior.valkey_user_config.as_ref(),
+            &observe::reported_settings(statuses),
+        ),
         termination_protection: Some(prior.termination_protection.unwrap_or(record.termination_protection)),
-        powered: Some(nodes::all_running(statuses)),
-        endpoint: nodes::endpoint(record),
-        state: Some(nodes::overall_state(statuses).to_string()),
+        powered: Some(observe::all_running(statuses)),
+        endpoint: observe::endpoint(record),
+        state: Some(observe::overall_state(statuses).to_string()),
         role: Some(statuses.first().and_then(|s| s.role).unwrap_or("unknown").to_string()),
-        nodes: Some(nodes::node_models(record, statuses)),
+        nodes: Some(observe::node_models(record, statuses)),
         read_replicas: Some(replicas),
         failover: prior.failover.clone(),
         sentinel_status: Some(sentinel_status.to_string()),
         topology,
         timeouts: prior.timeouts.clone(),
+    }
+}
+
+/// Places data node `index` of service `name` in `region`; an error at `region` when the
+/// runtime cannot place a node there.
+pub async fn place(ctx: &Context, name: &str, index: usize, region: &str) -> Result<NodeRecord, Diagnostics> {
+    match ctx.runtime.place(&NodeId::data(name, index), region).await {
+        Ok(at) => Ok(NodeRecord {
+            index,
+            host: at.host,
+            port: at.port,
+        }),
+        Err(e @ RuntimeError::CannotPlace { .. }) => {
+            Err(Diagnostic::error("Cannot listen in this region", e.to_string())
+                .at(AttrPath::root("region"))
+                .into())
+        }
+        Err(e) => Err(error("Could not place a node", e)),
     }
 }
 
@@ -108,25 +131,22 @@ impl Lifecycle for ServiceResource {
             .clone()
             .unwrap_or_else(|| catalog::LOCAL_CLOUD.to_string());
         let plan = catalog::plan(&planned.plan).map_err(|e| (error("Invalid plan", e), None))?;
-        let bind = ctx
-            .regions
-            .address(&cloud, &planned.region)
-            .map_err(|e| (error("Invalid region", e), None))?;
         let mut node_records = Vec::with_capacity(plan.nodes);
         for index in 0..plan.nodes {
-            let port = nodes::port_in_region(ctx, bind, &planned.region).map_err(|d| (d, None))?;
-            node_records.push(NodeRecord { index, port });
+            let node = place(ctx, &planned.name, index, &planned.region)
+                .await
+                .map_err(|d| (d, None))?;
+            node_records.push(node);
         }
-        let secrets = nodes::GroupSecrets::generate();
+        let secrets = GroupSecrets::generate();
         let mut record = ServiceRecord {
             name: planned.name.clone(),
             plan: plan.name.to_string(),
             cloud,
             region: planned.region.clone(),
-            bind,
             password: secrets.password,
             replication_password: secrets.replication_password,
-            user_config: nodes::effective_user_config(planned.valkey_user_config.as_ref()),
+            user_config: user_config::effective_user_config(planned.valkey_user_config.as_ref()),
             termination_protection: planned.termination_protection.unwrap_or(false),
             nodes: node_records,
             sentinel_password: secrets.sentinel_password,
@@ -134,17 +154,18 @@ impl Lifecycle for ServiceResource {
             upstream: None,
             failover_priority: None,
             failover: failover_settings(planned),
-            sentinels: Vec::new(),
-            suspended_primary: None,
-            creating_pid: Some(std::process::id()),
+            ..Default::default()
         };
-        nodes::create_record(ctx, &record).await.map_err(|e| {
-            let d = Diagnostic::error("Could not create the service", e.to_string()).at(AttrPath::root("name"));
-            (d.into(), None)
-        })?;
+        let lease_for = timeout_of(planned.timeouts.as_ref(), |t| t.create.as_ref());
+        registry::create(&ctx.runtime, &mut record, lease_for)
+            .await
+            .map_err(|e| {
+                let d = Diagnostic::error("Could not create the service", e.to_string()).at(AttrPath::root("name"));
+                (d.into(), None)
+            })?;
         // From here on the service exists: failures return its state so Terraform tracks it.
         let mut started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
-        if let Err(d) = nodes::finish_create(ctx, &mut record).await {
+        if let Err(d) = records::finish_create(ctx, &mut record).await {
             started = started.and(Err(d));
         }
         let model = self.state_of(ctx, &record, planned).await;
@@ -157,22 +178,17 @@ impl Lifecycle for ServiceResource {
         _prior: &ServiceModel,
         planned: &ServiceModel,
     ) -> Result<ServiceModel, Diagnostics> {
-        let mut record = nodes::load_existing(ctx, &planned.name, "service").await?;
+        let mut record = records::load_existing(ctx, &planned.name, "service").await?;
         let plan = catalog::plan(&planned.plan).map_err(|e| error("Invalid plan", e))?;
         record.plan = plan.name.to_string();
-        record.user_config = nodes::effective_user_config(planned.valkey_user_config.as_ref());
+        record.user_config = user_config::effective_user_config(planned.valkey_user_config.as_ref());
         record.termination_protection = planned.termination_protection.unwrap_or(false);
         record.failover = failover_settings(planned);
-        // Resize: new standbys get fresh ports; surplus standbys (highest first) are removed.
+        // Resize: new standbys are placed in the region; surplus standbys (highest first) are
+        // removed.
         while record.nodes.len() < plan.nodes {
-            let port = ctx
-                .runtime
-                .free_port(record.bind)
-                .map_err(|e| error("No free port", e))?;
-            record.nodes.push(NodeRecord {
-                index: record.nodes.len(),
-                port,
-            });
+            let node = place(ctx, &record.name, record.nodes.len(), &record.region).await?;
+            record.nodes.push(node);
         }
         let surplus: Vec<usize> = record.nodes.iter().skip(plan.nodes).map(|n| n.index).collect();
         // A standby that is the group's primary (after a failover) hands over first.
@@ -180,15 +196,12 @@ impl Lifecycle for ServiceResource {
         while record.nodes.len() > plan.nodes {
             if let Some(node) = record.nodes.pop() {
                 ctx.runtime
-                    .remove_node(&nodes::node_id(&record, node.index))
+                    .remove(&nodes::node_id(&record, node.index))
                     .await
                     .map_err(|e| error("Could not remove a node", e))?;
             }
         }
-        ctx.runtime
-            .save_record(&record)
-            .await
-            .map_err(|e| error("Could not save the service record", e))?;
+        records::save(ctx, &record).await?;
         let record = converge::power(ctx, &record.name, "service", planned.powered != Some(false)).await?;
         Ok(self.state_of(ctx, &record, planned).await)
     }
@@ -205,20 +218,20 @@ impl Lifecycle for ServiceResource {
             .at(AttrPath::root("termination_protection"))
             .into());
         }
-        nodes::remove(ctx, &prior.name, "service").await
+        records::remove(ctx, &prior.name, "service").await
     }
 
     async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ServiceModel) -> ServiceModel {
-        let statuses = nodes::observe(ctx, record).await;
-        let replicas = match ctx.runtime.replicas_of(&record.name).await {
+        let statuses = observe::observe(ctx, record).await;
+        let replicas = match records::replica_names(ctx, &record.name).await {
             Ok(names) => names,
             Err(e) => {
-                tracing::warn!(error = %e, "could not list read replicas");
+                tracing::warn!(error = ?e, "could not list read replicas");
                 prior.read_replicas.clone().unwrap_or_default()
             }
         };
         let topology = topology(record).await;
-        let sentinel_status = failover::sentinel_status(ctx, record);
+        let sentinel_status = group_view::sentinel_status(ctx, record).await;
         model_from(record, &statuses, replicas, topology, sentinel_status, prior)
     }
 
@@ -236,7 +249,7 @@ impl Lifecycle for ServiceResource {
                 enabled: Some(record.failover.enabled),
                 down_after_ms: Some(record.failover.down_after_ms),
             }),
-            valkey_user_config: nodes::imported_user_config(&record.user_config),
+            valkey_user_config: user_config::imported_user_config(&record.user_config),
             ..Default::default()
         })
     }

@@ -14,7 +14,8 @@ pub struct ServiceModel {
     #[schemars(extend("x-computed" = true))]
     pub id: Option<String>,
 
-    /// Name of the service, unique within the provider's data_dir: 1 to 63 lower-case letters,
+    /// Name of the service, unique among the services and replicas of its cloud's store (the
+    /// data_dir, for the local cloud): 1 to 63 lower-case letters,
     /// digits and hyphens, starting with a letter. Changing it replaces the service.
     #[schemars(extend("x-force-new" = true))]
     pub name: String,

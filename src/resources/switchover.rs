@@ -5,19 +5,18 @@
 
 use std::time::Duration;
 
-use super::failover::{
-    connect_sentinel, current_primary, group_primary_record, replica_records, setting, settled_primary,
-};
+use super::group_view::{connect_sentinel, current_primary, settled_primary};
+use super::records::{group_primary_record, replica_records};
 use super::{Context, error};
 use crate::catalog;
-use crate::runtime::ServiceRecord;
+use crate::runtime::{Endpoint, ServiceRecord};
 use crate::tfplug::Diagnostics;
-use crate::valkey::NodeClient;
+use crate::valkey::{Fields, NodeClient};
 
 /// One data node of a replication group.
 #[derive(Debug, Clone, PartialEq)]
 struct Member {
-    addr: (String, u16),
+    addr: Endpoint,
     /// The group's application password (every member has it).
     password: String,
     /// failover_priority of the member's resource: lower is promoted first, 0 never.
@@ -38,7 +37,7 @@ async fn group_members(ctx: &Context, primary: &ServiceRecord) -> Result<Vec<Mem
             let priority = r.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY);
             let home_service = r.name == primary.name;
             r.nodes.iter().map(move |n| Member {
-                addr: (r.bind.to_string(), n.port),
+                addr: n.endpoint(),
                 password: r.password.clone(),
                 priority,
                 home: home_service && n.index == 0,
@@ -81,8 +80,10 @@ pub async fn promote(ctx: &Context, target: &ServiceRecord) -> Result<(), Diagno
             ),
         ));
     }
-    let target_port = target.nodes.first().map_or(0, |n| n.port);
-    switch_to(ctx, &primary, (target.bind.to_string(), target_port)).await
+    let target_at = target
+        .endpoint()
+        .ok_or_else(|| error("Cannot promote", "the replica has no node"))?;
+    switch_to(ctx, &primary, target_at).await
 }
 
 /// Before nodes `indices` of `leaving` are destroyed: when one of them is the group's primary,
@@ -119,15 +120,13 @@ pub async fn hand_over(ctx: &Context, leaving: &ServiceRecord, indices: &[usize]
     let Some(current) = current_primary(&primary).await else {
         return Ok(());
     };
-    let current_text = format!("{}:{}", current.0, current.1);
-    if !leaving_addrs.contains(&current_text) {
+    if !leaving_addrs.contains(&current.to_string()) {
         return Ok(());
     }
     let also_leaving = ctx.leaving.lock().map(|set| set.clone()).unwrap_or_default();
     let mut candidates = Vec::new();
     for member in group_members(ctx, &primary).await? {
-        let addr_text = format!("{}:{}", member.addr.0, member.addr.1);
-        if leaving_addrs.contains(&addr_text)
+        if leaving_addrs.contains(&member.addr.to_string())
             || (member.member != leaving.name && also_leaving.contains(&member.member))
         {
             continue;
@@ -146,9 +145,14 @@ pub async fn hand_over(ctx: &Context, leaving: &ServiceRecord, indices: &[usize]
 }
 
 /// Whether `member` answers and replicates from `primary` with its link up.
-async fn follows(member: &Member, primary: &(String, u16)) -> bool {
-    let Ok(mut client) =
-        NodeClient::connect(&member.addr.0, member.addr.1, &member.password, Duration::from_secs(2)).await
+async fn follows(member: &Member, primary: &Endpoint) -> bool {
+    let Ok(mut client) = NodeClient::connect(
+        &member.addr.host,
+        member.addr.port,
+        &member.password,
+        Duration::from_secs(2),
+    )
+    .await
     else {
         return false;
     };
@@ -159,7 +163,9 @@ async fn follows(member: &Member, primary: &(String, u16)) -> bool {
         info.get("master_host"),
         info.get("master_port").and_then(|p| p.parse::<u16>().ok()),
     );
-    info.role() == Some("replica") && info.primary_link_up() && following == (Some(primary.0.as_str()), Some(primary.1))
+    info.role() == Some("replica")
+        && info.primary_link_up()
+        && following == (Some(primary.host.as_str()), Some(primary.port))
 }
 
 /// The member to hand the group to: healthy, eligible (priority above 0), lowest priority,
@@ -176,18 +182,18 @@ fn choose_successor(candidates: &[(Member, bool)]) -> Option<&Member> {
 /// made ineligible for a moment, the Sentinels are asked for a COORDINATED failover (the
 /// primary pauses writes until the target has every acknowledged write), then eligibility
 /// is restored. The caller holds the group lock.
-async fn switch_to(ctx: &Context, primary: &ServiceRecord, target_addr: (String, u16)) -> Result<(), Diagnostics> {
+async fn switch_to(ctx: &Context, primary: &ServiceRecord, target_addr: Endpoint) -> Result<(), Diagnostics> {
     if current_primary(primary).await.as_ref() == Some(&target_addr) {
         return Ok(());
     }
     let members = group_members(ctx, primary).await?;
-    let set_priority = |addr: (String, u16), password: String, priority: i64| async move {
+    let set_priority = |addr: Endpoint, password: String, priority: i64| async move {
         let set = async {
-            let mut c = NodeClient::connect(&addr.0, addr.1, &password, Duration::from_secs(2)).await?;
+            let mut c = NodeClient::connect(&addr.host, addr.port, &password, Duration::from_secs(2)).await?;
             c.config_set(&[("replica-priority", priority.to_string())]).await
         };
         if let Err(e) = set.await {
-            tracing::warn!(node = %format!("{}:{}", addr.0, addr.1), error = %e, "could not set replica-priority");
+            tracing::warn!(node = %addr, error = %e, "could not set replica-priority");
         }
     };
     for m in &members {
@@ -201,7 +207,7 @@ async fn switch_to(ctx: &Context, primary: &ServiceRecord, target_addr: (String,
     result
 }
 
-async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16)) -> Result<(), Diagnostics> {
+async fn run_coordinated_failover(primary: &ServiceRecord, target: &Endpoint) -> Result<(), Diagnostics> {
     let timeout = Duration::from_secs(60);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut requested = false;
@@ -213,10 +219,7 @@ async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16
             if !requested {
                 // Sentinel reads replica priorities from INFO every few seconds: wait until it
                 // sees the target as the only candidate before asking.
-                let replicas: Vec<Vec<String>> = client
-                    .command(&["SENTINEL", "REPLICAS", &primary.name])
-                    .await
-                    .unwrap_or_default();
+                let replicas = client.replicas().await.unwrap_or_default();
                 if !only_candidate(&replicas, target) {
                     tracing::debug!(
                         ?replicas,
@@ -227,18 +230,12 @@ async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16
                 // The failover needs a majority of votes, asked for once when it starts: wait
                 // until this Sentinel knows its peers and its links to them work (a new or reset
                 // Sentinel hears of them within a second, then connects and pings them).
-                let peers: Vec<Vec<String>> = client
-                    .command(&["SENTINEL", "SENTINELS", &primary.name])
-                    .await
-                    .unwrap_or_default();
+                let peers = client.peers().await.unwrap_or_default();
                 if !peers_ready(&peers, primary.sentinels.len() - 1) {
                     tracing::debug!(?peers, "waiting for Sentinel's links to its peers before a switchover");
                     break;
                 }
-                match client
-                    .command::<String>(&["SENTINEL", "FAILOVER", &primary.name, "COORDINATED"])
-                    .await
-                {
+                match client.failover_coordinated().await {
                     Ok(_) => requested = true,
                     Err(e) => tracing::debug!(error = %e, "Sentinel refused the failover request; retrying"),
                 }
@@ -254,43 +251,35 @@ async fn run_coordinated_failover(primary: &ServiceRecord, target: &(String, u16
     }
     Err(error(
         "Switchover did not complete",
-        format!(
-            "the Sentinels did not make {}:{} the primary within {timeout:?}; see the Sentinel logs",
-            target.0, target.1
-        ),
+        format!("the Sentinels did not make {target} the primary within {timeout:?}; see the Sentinel logs"),
     ))
 }
 
 /// Whether a `SENTINEL SENTINELS` reply lists `expected` peers, each connected and answering
 /// pings within the last second (so a vote request reaches it).
-fn peers_ready(peers: &[Vec<String>], expected: usize) -> bool {
+fn peers_ready(peers: &[Fields], expected: usize) -> bool {
     peers.len() >= expected
         && peers.iter().all(|p| {
             // `master_down` only remembers the peer's answer to the last vote request.
-            setting(p, "flags").is_some_and(|f| f.split(',').all(|f| f == "sentinel" || f == "master_down"))
-                && setting(p, "last-ok-ping-reply")
-                    .and_then(|ms| ms.parse::<u64>().ok())
-                    .is_some_and(|ms| ms < 1000)
+            let flags = p.flags();
+            !flags.is_empty()
+                && flags.iter().all(|f| *f == "sentinel" || *f == "master_down")
+                && p.number("last-ok-ping-reply").is_some_and(|ms| (0..1000).contains(&ms))
         })
 }
 
 /// Whether, in a SENTINEL REPLICAS reply, `target` is the only replica with a non-zero
 /// priority (replicas Sentinel sees as down or disconnected are never chosen, so they do not
 /// count).
-fn only_candidate(replicas: &[Vec<String>], target: &(String, u16)) -> bool {
+fn only_candidate(replicas: &[Fields], target: &Endpoint) -> bool {
     let mut saw_target = false;
-    let unreachable = |r: &Vec<String>| {
-        setting(r, "flags").is_some_and(|f| f.split(',').any(|f| f == "s_down" || f == "disconnected"))
-    };
+    let unreachable = |r: &Fields| r.flags().iter().any(|f| *f == "s_down" || *f == "disconnected");
     for r in replicas {
-        if unreachable(r) && setting(r, "ip") != Some(target.0.as_str()) {
+        if unreachable(r) && r.get("ip") != Some(target.host.as_str()) {
             continue;
         }
-        let is_target =
-            setting(r, "ip") == Some(target.0.as_str()) && setting(r, "port") == Some(target.1.to_string().as_str());
-        let priority = setting(r, "slave-priority")
-            .and_then(|p| p.parse::<i64>().ok())
-            .unwrap_or(0);
+        let is_target = r.address().as_ref() == Some(&target.pair());
+        let priority = r.number("slave-priority").unwrap_or(0);
         match (is_target, priority) {
             (true, p) if p > 0 => saw_target = true,
             (true, _) => return false,
@@ -307,13 +296,9 @@ mod tests {
 
     #[test]
     fn only_candidate_needs_the_target_alone_eligible() {
-        let r = |ip: &str, port: &str, p: &str| -> Vec<String> {
-            ["ip", ip, "port", port, "slave-priority", p]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        };
-        let target = ("127.0.2.1".to_string(), 7000);
+        let r =
+            |ip: &str, port: &str, p: &str| -> Fields { Fields::from(["ip", ip, "port", port, "slave-priority", p]) };
+        let target = Endpoint::new("127.0.2.1", 7000);
         assert!(only_candidate(
             &[r("127.0.2.1", "7000", "1"), r("127.0.3.1", "7001", "0")],
             &target
@@ -323,8 +308,16 @@ mod tests {
             &target
         ));
         assert!(!only_candidate(&[r("127.0.3.1", "7001", "0")], &target));
-        let mut gone = r("127.0.4.1", "7002", "100");
-        gone.extend(["flags".to_string(), "slave,s_down,disconnected".to_string()]);
+        let gone = Fields::from([
+            "ip",
+            "127.0.4.1",
+            "port",
+            "7002",
+            "slave-priority",
+            "100",
+            "flags",
+            "slave,s_down,disconnected",
+        ]);
         assert!(
             only_candidate(&[r("127.0.2.1", "7000", "1"), gone], &target),
             "a replica Sentinel sees as down is never chosen, whatever its priority"
@@ -333,9 +326,7 @@ mod tests {
 
     #[test]
     fn peers_are_ready_once_all_are_linked_and_answer_pings() {
-        let peer = |flags: &str, ping: &str| -> Vec<String> {
-            ["flags", flags, "last-ok-ping-reply", ping].map(String::from).into()
-        };
+        let peer = |flags: &str, ping: &str| Fields::from(["flags", flags, "last-ok-ping-reply", ping]);
         assert!(peers_ready(&[peer("sentinel", "120"), peer("sentinel", "900")], 2));
         assert!(!peers_ready(&[peer("sentinel", "120")], 2), "a peer not known yet");
         assert!(!peers_ready(
@@ -350,7 +341,7 @@ mod tests {
 
     fn member(port: u16, priority: i64, home: bool) -> Member {
         Member {
-            addr: ("127.0.0.1".into(), port),
+            addr: Endpoint::new("127.0.0.1", port),
             password: "pw".into(),
             priority,
             home,
@@ -366,12 +357,12 @@ mod tests {
             (member(3, 50, false), true),
             (member(4, 0, false), true),
         ];
-        assert_eq!(choose_successor(&candidates).unwrap().addr.1, 3);
+        assert_eq!(choose_successor(&candidates).unwrap().addr.port, 3);
         // Among equals the primary service's node 0 goes first, then the lower address.
         let equals = [(member(5, 100, false), true), (member(1, 100, true), true)];
-        assert_eq!(choose_successor(&equals).unwrap().addr.1, 1);
+        assert_eq!(choose_successor(&equals).unwrap().addr.port, 1);
         let equals = [(member(6, 100, false), true), (member(5, 100, false), true)];
-        assert_eq!(choose_successor(&equals).unwrap().addr.1, 5);
+        assert_eq!(choose_successor(&equals).unwrap().addr.port, 5);
         // Nobody healthy and eligible: nobody.
         assert!(choose_successor(&[(member(2, 10, false), false), (member(4, 0, false), true)]).is_none());
     }

@@ -1,9 +1,11 @@
 //! Checks of single attributes that produce diagnostics pinned to the attribute. Unknown and
 //! null values are skipped here: unknown ones are checked again at apply, when known.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::catalog;
+use crate::runtime::RegionNames;
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
 
 /// Checks a string attribute with `check`, reporting "Invalid <label>" at `path`.
@@ -103,22 +105,18 @@ pub fn timeouts(diags: &mut Diagnostics, config: &Value) {
     }
 }
 
-/// The region, against the catalog and the provider's declared regions.
-pub fn region(diags: &mut Diagnostics, config: &Value, regions: &catalog::Regions) {
-    let cloud = config
-        .attr("cloud")
-        .as_str()
-        .unwrap_or(catalog::LOCAL_CLOUD)
-        .to_string();
-    if catalog::cloud(&cloud).is_ok() {
+/// The region, against the regions the resource's cloud offers (when they are known).
+pub fn region(diags: &mut Diagnostics, config: &Value, regions: &BTreeMap<String, RegionNames>) {
+    let cloud = config.attr("cloud").as_str().unwrap_or(catalog::LOCAL_CLOUD);
+    if let Some(names) = regions.get(cloud) {
         string(diags, config.attr("region"), AttrPath::root("region"), "region", |r| {
-            regions.address(&cloud, r).map(|_| ())
+            names.check(r)
         });
     }
 }
 
 /// Service and replica names become directory names and node names, so they are kept to a
-/// safe alphabet: no path separators, no dots, nothing that could leave data_dir.
+/// safe alphabet: no path separators, no dots, nothing that could leave the directory or object a runtime names after them.
 pub fn resource_name(name: &str) -> Result<(), String> {
     let valid_chars = name
         .chars()
@@ -180,7 +178,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_cannot_escape_data_dir_or_hold_odd_characters() {
+    fn names_cannot_escape_a_directory_or_hold_odd_characters() {
         for bad in [
             "",
             "../etc",

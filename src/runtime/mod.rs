@@ -1,31 +1,30 @@
-//! Where nodes run. The [`Runtime`] trait is what resources use; `local` (processes on this
-//! host) is the only implementation today, and a remote one (Kubernetes) would implement the
-//! same trait.
+//! Where nodes run: the boundary between the resources and the machines. Resources speak of
+//! nodes, regions and endpoints; a runtime owns everything host-specific behind it (processes
+//! or containers, ports, files, binaries, logs) and keeps the service records in its
+//! [`RecordStore`]. A runtime is one folder: `local/` runs nodes as processes on this host. The
+//! mapping of each call onto other runtimes is in docs/design/runtimes.md.
 
+pub mod clouds;
 pub mod local;
-mod process;
 pub mod record;
+pub mod store;
 
-use std::net::IpAddr;
-use std::path::PathBuf;
-
-pub use record::{FailoverSettings, NodeRecord, SentinelRecord, ServiceRecord, Upstream, UserConfigValues};
-
-use crate::valkey::ValkeyError;
+pub use record::{FailoverSettings, Lease, NodeRecord, SentinelRecord, ServiceRecord, Upstream, UserConfigValues};
+pub use store::RecordStore;
 
 /// A data node, or a Sentinel watching the service's replication group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessKind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeKind {
     Data,
     Sentinel,
 }
 
-/// One process of a service: data node `index`, or sentinel `index`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One node of a service: data node `index`, or Sentinel `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeId {
     pub service: String,
     pub index: usize,
-    pub kind: ProcessKind,
+    pub kind: NodeKind,
 }
 
 impl NodeId {
@@ -33,7 +32,7 @@ impl NodeId {
         NodeId {
             service: service.to_string(),
             index,
-            kind: ProcessKind::Data,
+            kind: NodeKind::Data,
         }
     }
 
@@ -41,7 +40,7 @@ impl NodeId {
         NodeId {
             service: service.to_string(),
             index,
-            kind: ProcessKind::Sentinel,
+            kind: NodeKind::Sentinel,
         }
     }
 }
@@ -49,141 +48,176 @@ impl NodeId {
 impl std::fmt::Display for NodeId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
-            ProcessKind::Data => write!(f, "{}-{}", self.service, self.index),
-            ProcessKind::Sentinel => write!(f, "{}-sentinel-{}", self.service, self.index),
+            NodeKind::Data => write!(f, "{}-{}", self.service, self.index),
+            NodeKind::Sentinel => write!(f, "{}-sentinel-{}", self.service, self.index),
         }
     }
 }
 
-/// What the runtime needs to run one valkey-server process.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProcessSpec {
-    pub bind: IpAddr,
+/// The address clients and the other nodes reach a node at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub host: String,
     pub port: u16,
-    pub dir: PathBuf,
-    /// The config file's contents.
-    pub config_text: String,
-    /// Password clients (and the readiness check) authenticate with.
-    pub password: String,
-    /// Runs `valkey-server --sentinel`, which keeps its own state in its config file: an
-    /// existing file is kept on restart.
-    pub sentinel: bool,
 }
 
-/// What to do when a write failed because the disk is full.
-fn disk_full_hint(error: &std::io::Error) -> &'static str {
-    if error.raw_os_error() == Some(nix::libc::ENOSPC) {
-        "; the disk that holds data_dir is full: free space on it, then apply again"
-    } else {
-        ""
+impl Endpoint {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Endpoint {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// A `host:port` text as an endpoint.
+    pub fn parse(text: &str) -> Option<Endpoint> {
+        let (host, port) = text.rsplit_once(':')?;
+        Some(Endpoint::new(host, port.parse().ok()?))
+    }
+
+    /// As a `(host, port)` pair.
+    pub fn pair(&self) -> (String, u16) {
+        (self.host.clone(), self.port)
     }
 }
 
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// What a node runs with, whatever the runtime: its config directives (the runtime adds those
+/// that depend on where it runs: address, port, announced address, paths) and the `default`
+/// user's password, with which the runtime checks it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub settings: String,
+    pub password: String,
+}
+
+/// What a runtime sees of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Its process or container runs (it may still not answer).
+    Running,
+    /// Placed and perhaps configured, not running.
+    Stopped,
+}
+
+/// The regions a cloud offers, in the order users see them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionNames {
+    pub cloud: String,
+    pub names: Vec<String>,
+}
+
+impl RegionNames {
+    /// Ok when the cloud offers `region`; else a message listing the choices.
+    pub fn check(&self, region: &str) -> Result<(), String> {
+        if self.names.iter().any(|n| n == region) {
+            return Ok(());
+        }
+        let choices: Vec<String> = self.names.iter().map(|n| format!("{n:?}")).collect();
+        Err(format!(
+            "unknown region {region:?} in cloud {:?}; choose one of {}",
+            self.cloud,
+            choices.join(", ")
+        ))
+    }
+}
+
+/// What can go wrong running nodes or keeping records. Each message says what to do; only a
+/// runtime that works on this host (`local`) names host paths in them.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("{action} {path}: {source}{}", disk_full_hint(source))]
+    /// A file or directory operation failed; `hint` says what to do about it.
+    #[error("{action} {path}: {source}{hint}")]
     Io {
         action: &'static str,
-        path: PathBuf,
+        path: String,
         source: std::io::Error,
+        hint: &'static str,
     },
-    #[error("could not start valkey-server ({binary}) for node {node}: {source}")]
-    Spawn {
-        node: String,
-        binary: PathBuf,
-        source: std::io::Error,
+    #[error("could not start node {node}: {detail}")]
+    Start { node: String, detail: String },
+    #[error("node {node} exited during start-up; {detail}")]
+    ExitedDuringStart { node: String, detail: String },
+    #[error("node {node} did not answer in time: {detail}")]
+    NotReady { node: String, detail: String },
+    #[error("node {node} did not stop: {detail}")]
+    WouldNotStop { node: String, detail: String },
+    /// A node that must keep its endpoint (clients know it) could not have it back.
+    #[error("{node} could not start: {detail}")]
+    EndpointTaken { node: String, detail: String },
+    /// No node can be placed in the region.
+    #[error("{detail}")]
+    CannotPlace { region: String, detail: String },
+    #[error(
+        "the service record {location} is unreadable ({reason}); restore it from a backup, or, to start that \
+         service over, {start_over}"
+    )]
+    BadRecord {
+        location: String,
+        reason: String,
+        start_over: String,
     },
-    #[error("node {node} exited during start-up; the end of its log says:\n{log_tail}")]
-    ExitedDuringStart {
-        node: String,
-        log_tail: String,
-        port_in_use: bool,
-    },
-    #[error("node {node} did not answer in time: {source}")]
-    NotReady { node: String, source: ValkeyError },
-    #[error("node {node} (pid {pid}) did not stop within {seconds} s, even after SIGKILL")]
-    WouldNotStop { node: String, pid: i32, seconds: u64 },
-    #[error(
-        "the service record {path} is unreadable ({reason}); restore it from a backup, or, to start \
-         that service over, stop its nodes, remove its directory and `terraform state rm` its resource"
-    )]
-    BadRecord { path: PathBuf, reason: String },
-    #[error(
-        "a service named {name:?} already exists in data_dir; choose another name, or bring it \
-         under Terraform with `terraform import`"
-    )]
-    AlreadyExists { name: String },
-    #[error(
-        "primary service {primary:?} already has {max} read replicas ({}); a primary can have at most {max}",
-        replicas.join(", ")
-    )]
-    ReplicaLimit {
-        primary: String,
-        replicas: Vec<String>,
-        max: usize,
-    },
-    #[error(
-        "service {name:?} still has read replicas ({}); destroy them first, or in the same run \
-         (Terraform orders that when each replica's primary_service refers to this service)",
-        replicas.join(", ")
-    )]
-    HasReplicas { name: String, replicas: Vec<String> },
-    #[error("primary service {0:?} does not exist in data_dir")]
-    PrimaryMissing(String),
-    #[error("a create of {:?} was interrupted before it finished", .0.name)]
-    InterruptedCreate(Box<ServiceRecord>),
-    #[error("no free TCP port on {0}: {1}")]
-    NoFreePort(IpAddr, std::io::Error),
+    #[error("{0}")]
+    Other(String),
 }
 
-/// Runs nodes and keeps each service's record (its desired shape and secrets).
+/// Places, runs and observes nodes, and keeps the service records. Every call may be
+/// cancelled by dropping its future (Terraform's stop request does): what it left half-done is
+/// finished or undone by the next call on the same node.
 #[tonic::async_trait]
 pub trait Runtime: Send + Sync + 'static {
-    /// Directory a node keeps its config, data, pid file and log in.
-    fn node_dir(&self, node: &NodeId) -> PathBuf;
+    /// The regions nodes can be placed in.
+    fn regions(&self) -> RegionNames;
 
-    /// A TCP port nothing listens on at `bind` right now.
-    fn free_port(&self, bind: IpAddr) -> Result<u16, RuntimeError>;
+    /// Where the records are kept, for messages (`data_dir /path` for local).
+    fn location(&self) -> String;
 
-    /// Writes the process's config and starts it; returns once it answers PING.
-    async fn start(&self, node: &NodeId, spec: &ProcessSpec) -> Result<(), RuntimeError>;
+    /// Where a user reads a node's log, for messages.
+    fn log_location(&self, node: &NodeId) -> String;
 
-    /// Rewrites a process's config file, so its next start uses the new settings (a
-    /// sentinel's existing file is kept).
-    async fn write_config(&self, node: &NodeId, spec: &ProcessSpec) -> Result<(), RuntimeError>;
+    /// The records of the services this runtime runs.
+    fn store(&self) -> &dyn RecordStore;
 
-    /// Stops the node and removes its files.
-    async fn remove_node(&self, node: &NodeId) -> Result<(), RuntimeError>;
+    /// The owner name for create leases taken by this provider process.
+    fn lease_owner(&self) -> String;
 
-    /// Stops the node, keeping its data. Stopping a stopped node is not an error.
-    async fn stop(&self, node: &NodeId) -> Result<(), RuntimeError>;
-
-    /// Whether the node's process is alive (it may still not answer).
-    fn is_running(&self, node: &NodeId) -> bool;
-
-    /// Writes the record of a new service; fails if one with that name exists (with
-    /// `InterruptedCreate` when its creator process is gone) or, for a read
-    /// replica, if its primary is missing or already has `max_replicas` replicas. Atomic
-    /// across concurrent Terraform runs sharing the data_dir.
-    async fn create_record(&self, record: &ServiceRecord, max_replicas: usize) -> Result<(), RuntimeError>;
-
-    /// Names of the read replicas of managed primary `primary`, sorted.
-    async fn replicas_of(&self, primary: &str) -> Result<Vec<String>, RuntimeError>;
-
-    async fn save_record(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
-
-    /// The record of a service, or None if no such service exists.
-    async fn load_record(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError>;
-
-    /// Whether a service or read replica of that name exists, its create finished. A create
-    /// still under way, or the leftover of one that was interrupted, does not count here:
-    /// `create_record` tells them apart, atomically (a provider killed a moment ago may not
-    /// have exited yet).
-    async fn name_in_use(&self, name: &str) -> Result<bool, RuntimeError> {
-        Ok(self.load_record(name).await?.is_some_and(|r| r.creating_pid.is_none()))
+    /// Whether the holder of a create lease is known to be gone before its lease expires (a
+    /// local provider process that no longer runs). False when the runtime cannot tell.
+    fn lease_holder_gone(&self, _owner: &str) -> bool {
+        false
     }
 
-    /// Stops every node of the service and removes its files and record; refuses while read
-    /// replicas still replicate from it.
-    async fn remove_service(&self, record: &ServiceRecord) -> Result<(), RuntimeError>;
+    /// Chooses where a new node of `node.service` in `region` runs and returns its endpoint.
+    /// Nothing runs yet.
+    async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError>;
+
+    /// Records what the node at `at` runs with at its next start; a Sentinel keeps the config
+    /// it already has (it writes what it learns into it).
+    async fn configure(&self, node: &NodeId, at: &Endpoint, spec: &NodeSpec) -> Result<(), RuntimeError>;
+
+    /// Configures and starts the node; returns once it answers, with the endpoint it answers
+    /// at. When `at` was taken meanwhile, a node that is not `pinned` moves to a new endpoint
+    /// in the same region (the caller records it); a pinned one fails with `EndpointTaken`.
+    async fn start(
+        &self,
+        node: &NodeId,
+        at: &Endpoint,
+        spec: &NodeSpec,
+        pinned: bool,
+    ) -> Result<Endpoint, RuntimeError>;
+
+    /// Stops the node keeping its data (saved first, when persistence is on). Stopping a
+    /// stopped node is not an error.
+    async fn stop(&self, node: &NodeId) -> Result<(), RuntimeError>;
+
+    /// Stops the node without saving and deletes it with its data.
+    async fn remove(&self, node: &NodeId) -> Result<(), RuntimeError>;
+
+    /// Whether the node runs.
+    async fn state(&self, node: &NodeId) -> NodeState;
 }

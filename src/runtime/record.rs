@@ -1,9 +1,9 @@
 //! The record a runtime keeps per service: what should run, where, and with which secrets.
 //! It is what `terraform import` reads, and what lets a restart rebuild a node exactly.
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
+
+use super::Endpoint;
 
 /// Effective user configuration: every setting with its value (defaults filled in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,17 +33,28 @@ impl Default for UserConfigValues {
     }
 }
 
+/// A data node and the endpoint its runtime placed it at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub index: usize,
+    /// Empty in records written before each node had its own host: `ServiceRecord::upgraded`
+    /// fills it in.
+    #[serde(default)]
+    pub host: String,
     pub port: u16,
+}
+
+impl NodeRecord {
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.host.clone(), self.port)
+    }
 }
 
 /// Where a read replica replicates from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Upstream {
-    /// A primary service managed by this provider, found by name in the same data_dir.
+    /// A primary service managed by this provider, found by name in the same store.
     Service { name: String },
     /// A Valkey server this provider does not manage, with the credentials to replicate it.
     External {
@@ -59,8 +70,46 @@ pub enum Upstream {
 pub struct SentinelRecord {
     pub index: usize,
     pub region: String,
-    pub bind: IpAddr,
+    #[serde(alias = "bind")]
+    pub host: String,
     pub port: u16,
+}
+
+impl SentinelRecord {
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.host.clone(), self.port)
+    }
+}
+
+/// A provider process's hold on a record while it creates or removes the service: a lease
+/// that has expired, or whose holder its runtime knows is gone, holds nothing any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The provider process that holds it, as its runtime names it.
+    pub owner: String,
+    /// Milliseconds since the Unix epoch after which the operation cannot still be running
+    /// (it is bounded by its timeout).
+    pub expires_unix_ms: u64,
+}
+
+impl Lease {
+    /// A lease for `owner` that ends `lasting` from now.
+    pub fn new(owner: String, lasting: std::time::Duration) -> Self {
+        Lease {
+            owner,
+            expires_unix_ms: unix_ms() + u64::try_from(lasting.as_millis()).unwrap_or(u64::MAX / 2),
+        }
+    }
+
+    pub fn expired(&self) -> bool {
+        unix_ms() >= self.expires_unix_ms
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How a primary's failover group detects failure.
@@ -79,14 +128,15 @@ impl Default for FailoverSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     pub name: String,
     pub plan: String,
     pub cloud: String,
     pub region: String,
-    /// Address the service's nodes bind to (the region's address).
-    pub bind: IpAddr,
+    /// The region address of records written before each node had its own host.
+    #[serde(default, rename = "bind", skip_serializing_if = "Option::is_none")]
+    pub legacy_host: Option<String>,
     pub password: String,
     /// Password of the replication ACL user, shared by every member of a replication group
     /// so that any member can follow whichever one is promoted.
@@ -114,10 +164,13 @@ pub struct ServiceRecord {
     /// On a primary service: how its failover group works.
     #[serde(default)]
     pub failover: FailoverSettings,
-    /// The provider process creating this service, until its nodes are up: a record that
-    /// still names a process that is gone is the leftover of an interrupted create.
+    /// Held while the service is being created: until its nodes are up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub creating_pid: Option<u32>,
+    pub creating: Option<Lease>,
+    /// Held while the service's record is being removed: a read replica created meanwhile
+    /// backs off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing: Option<Lease>,
     /// On a primary service with read replicas: the Sentinels watching it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sentinels: Vec<SentinelRecord>,
@@ -138,23 +191,55 @@ impl ServiceRecord {
         }
     }
 
+    /// The endpoint of node `index`.
+    pub fn node_endpoint(&self, index: usize) -> Option<Endpoint> {
+        self.nodes.iter().find(|n| n.index == index).map(NodeRecord::endpoint)
+    }
+
     /// `host:port` of node `index`.
     pub fn node_address(&self, index: usize) -> Option<String> {
-        self.nodes
-            .iter()
-            .find(|n| n.index == index)
-            .map(|n| format!("{}:{}", self.bind, n.port))
+        self.node_endpoint(index).map(|e| e.to_string())
     }
 
     /// `host:port` of every node, in `nodes` order.
     pub fn node_addresses(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| format!("{}:{}", self.bind, n.port)).collect()
+        self.nodes.iter().map(|n| n.endpoint().to_string()).collect()
+    }
+
+    /// The endpoint clients use: node 0's.
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.nodes.first().map(NodeRecord::endpoint)
+    }
+
+    /// The record in today's form: each node with its own host.
+    pub fn upgraded(mut self) -> Self {
+        if let Some(host) = self.legacy_host.take() {
+            for node in self.nodes.iter_mut().filter(|n| n.host.is_empty()) {
+                node.host = host.clone();
+            }
+        }
+        self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_written_with_one_bind_address_gives_each_node_that_host() {
+        let old = r#"{"name":"a","plan":"startup-4","cloud":"local","region":"local-1","bind":"127.0.1.1",
+            "password":"p","replication_password":"r","user_config":{"maxmemory_policy":"noeviction",
+            "timeout":0,"persistence":"off","io_threads":1},"termination_protection":false,
+            "nodes":[{"index":0,"port":7000}],"creating_pid":12,
+            "sentinels":[{"index":0,"region":"local-2","bind":"127.0.2.1","port":26379}]}"#;
+        let record: ServiceRecord = serde_json::from_str(old).unwrap();
+        let record = record.upgraded();
+        assert_eq!(record.node_address(0).as_deref(), Some("127.0.1.1:7000"));
+        assert_eq!(record.sentinels[0].endpoint().to_string(), "127.0.2.1:26379");
+        assert!(record.creating.is_none() && record.legacy_host.is_none());
+        assert!(!serde_json::to_string(&record).unwrap().contains("\"bind\""));
+    }
 
     #[test]
     fn a_user_config_recorded_before_repl_timeout_existed_reads_with_valkeys_default() {

@@ -2,8 +2,6 @@
 //! arguments, so `ps` shows none.
 
 use std::fmt::Write;
-use std::net::IpAddr;
-use std::path::PathBuf;
 
 /// The ACL user standbys and read replicas authenticate as: it may only replicate.
 pub const REPLICATION_USER: &str = "replicator";
@@ -13,13 +11,10 @@ const SENTINEL_PERMISSIONS: &str = "-@all allchannels +multi +exec +slaveof +rep
 +config|rewrite +role +publish +info +client|setname +client|setinfo +client|kill +client|pause +client|unpause \
 +script|kill +failover";
 
-/// Everything that goes into one node's config file.
+/// Everything in one node's config file that does not depend on where the node runs: the
+/// runtime adds the address, port and paths.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
-    pub bind: IpAddr,
-    pub port: u16,
-    /// Where the node keeps its data, pid file and log.
-    pub dir: PathBuf,
     /// Password of the `default` user, which clients use.
     pub password: String,
     /// Password of the replication user.
@@ -57,26 +52,6 @@ const PING_REPLICA_PERIOD_SECONDS: i64 = 1;
 const RDB_SAVE_POINTS: &str = "3600 1 300 100 60 10000";
 
 impl NodeConfig {
-    /// What the runtime needs to run this node.
-    pub fn process_spec(&self) -> crate::runtime::ProcessSpec {
-        crate::runtime::ProcessSpec {
-            bind: self.bind,
-            port: self.port,
-            dir: self.dir.clone(),
-            config_text: self.render(),
-            password: self.password.clone(),
-            sentinel: false,
-        }
-    }
-
-    pub fn pid_file(&self) -> PathBuf {
-        self.dir.join("valkey.pid")
-    }
-
-    pub fn log_file(&self) -> PathBuf {
-        self.dir.join("valkey.log")
-    }
-
     pub fn save_setting(&self) -> &'static str {
         if self.persistence == "rdb" { RDB_SAVE_POINTS } else { "" }
     }
@@ -103,18 +78,7 @@ impl NodeConfig {
         let mut line = |s: String| {
             let _ = writeln!(out, "{s}");
         };
-        line("# Written by terraform-provider-valkey; terraform apply rewrites it.".into());
-        line(format!("bind {}", self.bind));
-        line(format!("port {}", self.port));
         line("protected-mode yes".into());
-        // Peers and Sentinels must reach this node at its region's address, not at the
-        // source address of its outgoing connections.
-        line(format!("replica-announce-ip {}", self.bind));
-        line(format!("bind-source-addr {}", self.bind));
-        line("daemonize no".into());
-        line(format!("dir {}", self.dir.display()));
-        line(format!("pidfile {}", self.pid_file().display()));
-        line(format!("logfile {}", self.log_file().display()));
         line(format!("requirepass {}", self.password));
         line(format!(
             "user {REPLICATION_USER} on >{} -@all +psync +replconf +ping",
@@ -190,9 +154,6 @@ mod tests {
 
     fn config() -> NodeConfig {
         NodeConfig {
-            bind: "127.0.1.1".parse().unwrap(),
-            port: 7000,
-            dir: "/data/svc/node-0".into(),
             password: "secretpw".into(),
             replication_password: "replpw".into(),
             sentinel_auth_password: "sentpw".into(),
@@ -231,10 +192,9 @@ mod tests {
     }
 
     #[test]
-    fn primary_config_binds_its_address_and_disables_snapshots_when_persistence_is_off() {
+    fn primary_config_is_protected_and_disables_snapshots_when_persistence_is_off() {
         let text = config().render();
-        assert!(text.contains("bind 127.0.1.1\n"));
-        assert!(text.contains("port 7000\n"));
+        assert!(!text.contains("bind ") && !text.contains("port ") && !text.contains("dir "));
         assert!(text.contains("protected-mode yes\n"));
         assert!(text.contains("save \"\"\n"));
         assert!(text.contains("maxmemory-policy allkeys-lru\n"));

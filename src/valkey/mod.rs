@@ -4,10 +4,12 @@
 pub mod client;
 pub mod config_file;
 pub mod info;
+pub mod sentinel;
 pub mod sentinel_config;
 pub mod uri;
 
 pub use client::{NodeClient, ValkeyError};
 pub use config_file::{NodeConfig, REPLICATION_USER, SENTINEL_USER, UpstreamAuth};
 pub use info::Info;
+pub use sentinel::{Fields, SentinelClient};
 pub use sentinel_config::{SENTINEL_PEER_USER, SentinelConfig};

@@ -1,9 +1,6 @@
 //! The config a Sentinel starts from. Sentinel rewrites this file with what it learns (peers,
 //! replicas, epochs), so it is written once, at the Sentinel's creation.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
-
 use super::config_file::SENTINEL_USER;
 
 /// The ACL user Sentinels of a group authenticate to each other as, and the provider
@@ -19,10 +16,9 @@ const CLIENT_PERMISSIONS: &str = "resetchannels allchannels -@all +ping +auth +h
 +sentinel|master +sentinel|primary +sentinel|replicas +sentinel|slaves +sentinel|sentinels";
 
 #[derive(Debug, Clone, PartialEq)]
+/// Everything in a Sentinel's config file that does not depend on where it runs: the runtime
+/// adds the address, port, announced address and paths.
 pub struct SentinelConfig {
-    pub bind: IpAddr,
-    pub port: u16,
-    pub dir: PathBuf,
     /// The monitored group's name: the primary service's name.
     pub group: String,
     /// Where the group's primary is when this Sentinel is created.
@@ -47,20 +43,11 @@ impl SentinelConfig {
     pub fn render(&self) -> String {
         let g = &self.group;
         [
-            "# Written by terraform-provider-valkey; Sentinel appends its own state below.".to_string(),
-            format!("bind {}", self.bind),
-            format!("port {}", self.port),
-            "daemonize no".into(),
-            format!("dir {}", self.dir.display()),
-            format!("pidfile {}", self.dir.join("valkey.pid").display()),
-            format!("logfile {}", self.dir.join("valkey.log").display()),
             format!("user default on >{} {CLIENT_PERMISSIONS}", self.client_password),
             format!("user {SENTINEL_PEER_USER} on >{} allchannels +@all", self.auth_password),
             format!("sentinel sentinel-user {SENTINEL_PEER_USER}"),
             format!("sentinel sentinel-pass {}", self.auth_password),
             "sentinel resolve-hostnames no".into(),
-            // Peers must reach this Sentinel at its region's address.
-            format!("sentinel announce-ip {}", self.bind),
             format!(
                 "sentinel monitor {g} {} {} {}",
                 self.primary_host, self.primary_port, self.quorum
@@ -75,17 +62,6 @@ impl SentinelConfig {
         .join("\n")
             + "\n"
     }
-
-    pub fn process_spec(&self) -> crate::runtime::ProcessSpec {
-        crate::runtime::ProcessSpec {
-            bind: self.bind,
-            port: self.port,
-            dir: self.dir.clone(),
-            config_text: self.render(),
-            password: self.client_password.clone(),
-            sentinel: true,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -95,9 +71,6 @@ mod tests {
     #[test]
     fn monitors_the_group_as_the_sentinel_user_with_quorum_and_timeouts() {
         let c = SentinelConfig {
-            bind: "127.0.2.1".parse().unwrap(),
-            port: 26379,
-            dir: "/d/sentinel-0".into(),
             group: "main".into(),
             primary_host: "127.0.1.1".into(),
             primary_port: 7000,
@@ -112,7 +85,7 @@ mod tests {
         assert!(text.contains("sentinel sentinel-user sentinel-peer\nsentinel sentinel-pass apw\n"));
         assert!(text.contains("sentinel down-after-milliseconds main 1000\n"));
         assert!(text.contains("sentinel failover-timeout main 10000\n"));
-        assert!(text.contains("bind 127.0.2.1\n"));
+        assert!(!text.contains("bind ") && !text.contains("announce-ip"));
         // Clients get the read-only default user; the internal password is the peer user's.
         let default_user = text.lines().find(|l| l.starts_with("user default ")).unwrap();
         assert!(default_user.contains(">cpw -@all") || default_user.contains(">cpw resetchannels"));

@@ -1,0 +1,146 @@
+//! What the nodes of a record really are: each node's role, link, offset and settings, read
+//! concurrently, and how they sum up in state.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::Context;
+use super::common_model::{EndpointModel, NodeModel};
+use super::user_config::DRIFT_SETTINGS;
+use crate::runtime::{Endpoint, NodeId, NodeState, ServiceRecord};
+use crate::valkey::NodeClient;
+
+/// What one node really is right now.
+#[derive(Debug, Default, Clone)]
+pub struct NodeStatus {
+    pub running: bool,
+    pub role: Option<&'static str>,
+    pub settings: HashMap<String, String>,
+    /// For a replicating node: whether its link to its primary is up.
+    pub link_up: bool,
+    /// master_repl_offset on a primary, slave_repl_offset on a replica.
+    pub offset: Option<i64>,
+    /// For a replica: the primary it follows.
+    pub primary_addr: Option<(String, u16)>,
+}
+
+async fn observe_node(at: Endpoint, password: String, running: bool) -> NodeStatus {
+    if !running {
+        return NodeStatus::default();
+    }
+    let mut status = NodeStatus {
+        running: true,
+        ..Default::default()
+    };
+    if let Ok(mut client) = NodeClient::connect(&at.host, at.port, &password, Duration::from_secs(2)).await
+        && let Ok((info, settings)) = client.replication_and_settings(DRIFT_SETTINGS).await
+    {
+        status.role = info.role();
+        status.link_up = info.primary_link_up();
+        status.offset = match status.role {
+            Some("replica") => info.get_i64("slave_repl_offset"),
+            _ => info.get_i64("master_repl_offset"),
+        };
+        status.primary_addr = match (
+            info.get("master_host"),
+            info.get("master_port").and_then(|p| p.parse().ok()),
+        ) {
+            (Some(h), Some(p)) => Some((h.to_string(), p)),
+            _ => None,
+        };
+        status.settings = settings;
+    }
+    status
+}
+
+/// Reads every node concurrently, one round trip each.
+pub async fn observe(ctx: &Context, record: &ServiceRecord) -> Vec<NodeStatus> {
+    let mut set = JoinSet::new();
+    for (position, node) in record.nodes.iter().enumerate() {
+        let (runtime, id) = (ctx.runtime.clone(), NodeId::data(&record.name, node.index));
+        let (at, password) = (node.endpoint(), record.password.clone());
+        set.spawn(async move {
+            let running = runtime.state(&id).await == NodeState::Running;
+            (position, observe_node(at, password, running).await)
+        });
+    }
+    let mut statuses = vec![NodeStatus::default(); record.nodes.len()];
+    while let Some(Ok((position, status))) = set.join_next().await {
+        statuses[position] = status;
+    }
+    statuses
+}
+
+/// The settings of every node that answered, for drift detection.
+pub fn reported_settings(statuses: &[NodeStatus]) -> Vec<&HashMap<String, String>> {
+    statuses.iter().filter(|s| s.running).map(|s| &s.settings).collect()
+}
+
+/// `RUNNING` when every node answers, `POWEROFF` when none runs, `DEGRADED` in between.
+pub fn overall_state(statuses: &[NodeStatus]) -> &'static str {
+    match statuses.iter().filter(|s| s.running).count() {
+        0 => "POWEROFF",
+        n if n == statuses.len() && statuses.iter().all(|s| s.role.is_some()) => "RUNNING",
+        _ => "DEGRADED",
+    }
+}
+
+pub fn all_running(statuses: &[NodeStatus]) -> bool {
+    !statuses.is_empty() && statuses.iter().all(|s| s.running)
+}
+
+pub fn node_models(record: &ServiceRecord, statuses: &[NodeStatus]) -> Vec<NodeModel> {
+    record
+        .nodes
+        .iter()
+        .zip(statuses)
+        .map(|(n, s)| NodeModel {
+            name: format!("{}-{}", record.name, n.index),
+            host: n.host.clone(),
+            port: i64::from(n.port),
+            role: s.role.unwrap_or("unknown").to_string(),
+            state: if s.running { "running" } else { "stopped" }.to_string(),
+            replicates_from: replicates_from(s),
+        })
+        .collect()
+}
+
+/// `host:port` a node replicates from, as it reports it; empty for a primary or a silent node.
+pub fn replicates_from(status: &NodeStatus) -> String {
+    match (&status.primary_addr, status.role) {
+        (Some((host, port)), Some("replica")) => format!("{host}:{port}"),
+        _ => String::new(),
+    }
+}
+
+/// How clients reach the record's first node.
+pub fn endpoint(record: &ServiceRecord) -> EndpointModel {
+    let at = record.endpoint().unwrap_or_else(|| Endpoint::new("", 0));
+    EndpointModel {
+        host: Some(at.host.clone()),
+        port: Some(i64::from(at.port)),
+        password: Some(record.password.clone()),
+        service_uri: Some(format!("valkey://default:{}@{at}", record.password)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_summarises_node_liveness() {
+        let up = NodeStatus {
+            running: true,
+            role: Some("primary"),
+            ..Default::default()
+        };
+        let down = NodeStatus::default();
+        assert_eq!(overall_state(&[up.clone(), up.clone()]), "RUNNING");
+        assert_eq!(overall_state(&[up.clone(), down.clone()]), "DEGRADED");
+        assert_eq!(overall_state(std::slice::from_ref(&down)), "POWEROFF");
+        assert!(!all_running(&[up, down]));
+    }
+}

@@ -1,0 +1,63 @@
+//! The factory: which runtime serves which `cloud`, built from the provider block's settings.
+//! Adding a runtime means adding its folder, its settings here and its arm in [`configure`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::local::{self, LocalRuntime, LocalSettings};
+use super::{RegionNames, Runtime};
+
+/// Every cloud's settings in the provider block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CloudSettings {
+    #[serde(flatten)]
+    pub local: LocalSettings,
+}
+
+/// A problem with a provider setting: the attribute (and map key) it is at, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub attribute: &'static str,
+    pub key: Option<String>,
+    pub summary: String,
+    pub detail: String,
+}
+
+/// The runtimes of the configured clouds, by cloud name.
+#[derive(Clone, Default)]
+pub struct Clouds {
+    runtimes: BTreeMap<&'static str, Arc<dyn Runtime>>,
+}
+
+impl Clouds {
+    pub fn get(&self, cloud: &str) -> Option<Arc<dyn Runtime>> {
+        self.runtimes.get(cloud).cloned()
+    }
+
+    /// Every configured cloud with its runtime.
+    pub fn all(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn Runtime>)> {
+        self.runtimes.iter().map(|(c, r)| (*c, r))
+    }
+}
+
+/// What can be checked of the settings without touching any machine, and the regions each
+/// cloud offers when they are known.
+pub fn validate(settings: &CloudSettings) -> (BTreeMap<String, RegionNames>, Vec<SettingError>) {
+    let (regions, errors) = local::settings::validate(&settings.local);
+    let known = regions
+        .map(|r| (local::CLOUD.to_string(), r.names()))
+        .into_iter()
+        .collect();
+    (known, errors)
+}
+
+/// Builds the runtime of every cloud.
+pub fn configure(settings: &CloudSettings) -> Result<Clouds, Vec<SettingError>> {
+    let local = LocalRuntime::configure(&settings.local)?;
+    Ok(Clouds {
+        runtimes: BTreeMap::from([(local::CLOUD, Arc::new(local) as Arc<dyn Runtime>)]),
+    })
+}
