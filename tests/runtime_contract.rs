@@ -1,0 +1,330 @@
+//! The runtime contract: what every runtime must do, written against the `Runtime` boundary
+//! and the registry's rules over its store, never against one runtime's files or processes.
+//! Each runtime supplies a `Harness` and gets every test through `contract_tests!`; the local
+//! runtime is the first. Nodes are real valkey-server processes (or containers): the tests
+//! write through a client and read back what they wrote.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use terraform_provider_valkey::registry::{self, RecordError};
+use terraform_provider_valkey::runtime::local::{LocalRuntime, Regions};
+use terraform_provider_valkey::runtime::{
+    Endpoint, Lease, NodeId, NodeRecord, NodeSpec, NodeState, Runtime, RuntimeError, ServiceRecord, Upstream,
+};
+use terraform_provider_valkey::valkey::{NodeClient, NodeConfig};
+
+/// What a runtime under test provides besides the boundary itself.
+trait Harness: Send + Sync {
+    fn runtime(&self) -> Arc<dyn Runtime>;
+    /// A region nodes can be placed in.
+    fn region(&self) -> &str;
+    /// Keeps `at` taken by something that is not the node while the returned guard lives.
+    fn occupy(&self, at: &Endpoint) -> Box<dyn std::any::Any>;
+}
+
+struct Local {
+    _dir: tempfile::TempDir,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl Local {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime =
+            LocalRuntime::new(dir.path().to_path_buf(), support::valkey_server(), Regions::default()).unwrap();
+        Local {
+            _dir: dir,
+            runtime: Arc::new(runtime),
+        }
+    }
+}
+
+impl Harness for Local {
+    fn runtime(&self) -> Arc<dyn Runtime> {
+        self.runtime.clone()
+    }
+
+    fn region(&self) -> &str {
+        "local-3"
+    }
+
+    fn occupy(&self, at: &Endpoint) -> Box<dyn std::any::Any> {
+        Box::new(std::net::TcpListener::bind((at.host.as_str(), at.port)).unwrap())
+    }
+}
+
+const PASSWORD: &str = "contract-password";
+
+/// A data node's spec with snapshots on, so a stop saves what was written.
+fn spec() -> NodeSpec {
+    let config = NodeConfig {
+        password: PASSWORD.into(),
+        replication_password: "contract-replication".into(),
+        sentinel_auth_password: String::new(),
+        maxmemory_bytes: 64 * 1024 * 1024,
+        maxmemory_policy: "noeviction".into(),
+        timeout_seconds: 0,
+        persistence: "rdb".into(),
+        io_threads: 1,
+        repl_timeout_seconds: 60,
+        upstream: None,
+        replica_priority: None,
+    };
+    NodeSpec {
+        settings: config.render(),
+        password: PASSWORD.into(),
+    }
+}
+
+async fn client(at: &Endpoint) -> NodeClient {
+    NodeClient::connect(&at.host, at.port, PASSWORD, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+fn record(name: &str, upstream: Option<Upstream>) -> ServiceRecord {
+    ServiceRecord {
+        name: name.into(),
+        plan: "startup-4".into(),
+        cloud: "contract".into(),
+        region: "r".into(),
+        password: "p".into(),
+        nodes: vec![NodeRecord {
+            index: 0,
+            host: "h".into(),
+            port: 1,
+        }],
+        upstream,
+        ..Default::default()
+    }
+}
+
+fn replica_of(name: &str, primary: &str) -> ServiceRecord {
+    record(name, Some(Upstream::Service { name: primary.into() }))
+}
+
+const LEASE: Duration = Duration::from_secs(600);
+
+/// A node is placed, started, written to, stopped, started again at the same endpoint with
+/// its data, and removed; stopping or removing what is not running is no error.
+async fn nodes_keep_their_data_across_a_restart_and_go_with_remove(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let node = NodeId::data("keeper", 0);
+    let at = runtime.place(&node, h.region()).await.unwrap();
+    assert_eq!(runtime.state(&node).await, NodeState::Stopped);
+    let started = runtime.start(&node, &at, &spec(), true).await.unwrap();
+    assert_eq!(
+        started, at,
+        "a start where nothing else listens keeps the placed endpoint"
+    );
+    assert_eq!(runtime.state(&node).await, NodeState::Running);
+    let _: String = client(&at).await.command(&["SET", "contract", "kept"]).await.unwrap();
+    runtime.stop(&node).await.unwrap();
+    assert_eq!(runtime.state(&node).await, NodeState::Stopped);
+    assert!(
+        NodeClient::connect(&at.host, at.port, PASSWORD, Duration::from_millis(500))
+            .await
+            .is_err()
+    );
+    runtime.stop(&node).await.unwrap();
+    runtime.start(&node, &at, &spec(), true).await.unwrap();
+    let value: Option<String> = client(&at).await.command(&["GET", "contract"]).await.unwrap();
+    assert_eq!(value.as_deref(), Some("kept"));
+    runtime.remove(&node).await.unwrap();
+    assert_eq!(runtime.state(&node).await, NodeState::Stopped);
+    runtime.remove(&node).await.unwrap();
+    // A removed node starts over empty.
+    runtime.start(&node, &at, &spec(), false).await.unwrap();
+    let value: Option<String> = client(&at).await.command(&["GET", "contract"]).await.unwrap();
+    assert_eq!(value, None);
+    runtime.remove(&node).await.unwrap();
+}
+
+/// A node whose endpoint was taken while it was down: pinned, it fails and says so; not
+/// pinned, it moves and the runtime says where.
+async fn a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let node = NodeId::data("squatted", 0);
+    let at = runtime.place(&node, h.region()).await.unwrap();
+    let _squatter = h.occupy(&at);
+    match runtime.start(&node, &at, &spec(), true).await {
+        Err(RuntimeError::EndpointTaken { detail, .. }) => assert!(detail.contains(&at.to_string()), "{detail}"),
+        other => panic!("a pinned start on a taken endpoint gave {other:?}"),
+    }
+    let moved = runtime.start(&node, &at, &spec(), false).await.unwrap();
+    assert_ne!(moved, at);
+    assert_eq!(moved.host, at.host, "a moved node stays in its region");
+    client(&moved).await.ping().await.unwrap();
+    runtime.remove(&node).await.unwrap();
+}
+
+/// A start dropped half-way (Terraform's stop request) leaves a node that the next call
+/// finishes or removes, and nothing running after the removal.
+async fn a_cancelled_start_is_finished_or_removed_by_the_next_call(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let node = NodeId::data("cancelled", 0);
+    let at = runtime.place(&node, h.region()).await.unwrap();
+    let cut_short = tokio::time::timeout(Duration::from_millis(1), runtime.start(&node, &at, &spec(), true)).await;
+    assert!(cut_short.is_err(), "the start should not finish within a millisecond");
+    let at = runtime.start(&node, &at, &spec(), false).await.unwrap();
+    client(&at).await.ping().await.unwrap();
+    let cut_short = tokio::time::timeout(Duration::from_millis(1), runtime.remove(&node)).await;
+    drop(cut_short);
+    runtime.remove(&node).await.unwrap();
+    assert_eq!(runtime.state(&node).await, NodeState::Stopped);
+    assert!(
+        NodeClient::connect(&at.host, at.port, PASSWORD, Duration::from_millis(500))
+            .await
+            .is_err()
+    );
+}
+
+/// Records: a name is taken once, a record reads back as saved, and a removed one is gone.
+async fn a_record_is_created_once_saved_and_removed(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let mut main = record("main", None);
+    registry::create(&runtime, &mut main, LEASE).await.unwrap();
+    assert!(
+        !registry::name_in_use(runtime.as_ref(), "main").await.unwrap(),
+        "a create under way does not take the name yet"
+    );
+    registry::finish_create(runtime.as_ref(), &mut main).await.unwrap();
+    assert!(registry::name_in_use(runtime.as_ref(), "main").await.unwrap());
+    let err = registry::create(&runtime, &mut record("main", None), LEASE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecordError::AlreadyExists { .. }), "{err}");
+    main.termination_protection = true;
+    runtime.store().save(&main).await.unwrap();
+    assert_eq!(runtime.store().load("main").await.unwrap(), Some(main.clone()));
+    registry::remove(&runtime, &main).await.unwrap();
+    assert_eq!(runtime.store().load("main").await.unwrap(), None);
+}
+
+/// Eight replicas created at once: five get a slot, three are refused, and a primary with
+/// replicas is not removed.
+async fn concurrent_replica_creates_never_exceed_the_limit(h: &dyn Harness) {
+    let runtime = h.runtime();
+    registry::create(&runtime, &mut record("main", None), LEASE)
+        .await
+        .unwrap();
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let runtime = runtime.clone();
+        creates
+            .spawn(async move { registry::create(&runtime, &mut replica_of(&format!("r{i}"), "main"), LEASE).await });
+    }
+    let mut refused = 0;
+    while let Some(result) = creates.join_next().await {
+        match result.unwrap() {
+            Ok(()) => {}
+            Err(RecordError::ReplicaLimit { max: 5, .. }) => refused += 1,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(refused, 3);
+    let replicas = registry::replicas_of(runtime.as_ref(), "main").await.unwrap();
+    assert_eq!(replicas.len(), 5);
+    let err = registry::remove(&runtime, &record("main", None)).await.unwrap_err();
+    assert!(err.to_string().contains("still has read replicas"), "{err}");
+    // A replica gone frees its slot for another.
+    let gone = runtime.store().load(&replicas[0]).await.unwrap().unwrap();
+    registry::remove(&runtime, &gone).await.unwrap();
+    registry::create(&runtime, &mut replica_of("late", "main"), LEASE)
+        .await
+        .unwrap();
+    assert!(
+        registry::replicas_of(runtime.as_ref(), "main")
+            .await
+            .unwrap()
+            .contains(&"late".to_string())
+    );
+}
+
+/// A replica needs a primary that exists and is a primary; a refused one leaves its name free.
+async fn a_replica_of_a_missing_or_replica_primary_is_refused(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let err = registry::create(&runtime, &mut replica_of("orphan", "nowhere"), LEASE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecordError::PrimaryMissing { .. }), "{err}");
+    assert_eq!(runtime.store().load("orphan").await.unwrap(), None);
+    registry::create(&runtime, &mut record("main", None), LEASE)
+        .await
+        .unwrap();
+    registry::create(&runtime, &mut replica_of("r1", "main"), LEASE)
+        .await
+        .unwrap();
+    let err = registry::create(&runtime, &mut replica_of("r2", "r1"), LEASE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecordError::PrimaryMissing { .. }), "{err}");
+}
+
+/// A primary being removed takes no new replica, even one that got its slot first.
+async fn a_primary_being_removed_takes_no_new_replica(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let mut main = record("main", None);
+    registry::create(&runtime, &mut main, LEASE).await.unwrap();
+    main.removing = Some(Lease::new("another-run".into(), LEASE));
+    runtime.store().save(&main).await.unwrap();
+    let err = registry::create(&runtime, &mut replica_of("r1", "main"), LEASE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecordError::PrimaryMissing { .. }), "{err}");
+    assert!(runtime.store().slot_holders("main").await.unwrap().is_empty());
+}
+
+/// A create whose lease still holds keeps its name; one whose lease ran out is the leftover
+/// of an interrupted create and makes way.
+async fn an_interrupted_create_makes_way_once_its_lease_ends(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let mut held = record("held", None);
+    held.creating = Some(Lease::new("another-run".into(), LEASE));
+    assert_eq!(runtime.store().insert(&held).await.unwrap(), None);
+    let err = registry::create(&runtime, &mut record("held", None), LEASE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecordError::BeingCreated { .. }), "{err}");
+    let mut stale = record("stale", None);
+    stale.creating = Some(Lease::new("another-run".into(), Duration::ZERO));
+    stale.region = "left-over".into();
+    assert_eq!(runtime.store().insert(&stale).await.unwrap(), None);
+    registry::create(&runtime, &mut record("stale", None), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(runtime.store().load("stale").await.unwrap().unwrap().region, "r");
+}
+
+macro_rules! contract_tests {
+    ($runtime:ident, $harness:expr, [$($test:ident),* $(,)?]) => {
+        mod $runtime {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let harness = $harness;
+                    super::$test(&harness).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    local,
+    Local::new(),
+    [
+        nodes_keep_their_data_across_a_restart_and_go_with_remove,
+        a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one,
+        a_cancelled_start_is_finished_or_removed_by_the_next_call,
+        a_record_is_created_once_saved_and_removed,
+        concurrent_replica_creates_never_exceed_the_limit,
+        a_replica_of_a_missing_or_replica_primary_is_refused,
+        a_primary_being_removed_takes_no_new_replica,
+        an_interrupted_create_makes_way_once_its_lease_ends,
+    ]
+);
