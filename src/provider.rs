@@ -13,7 +13,8 @@ use crate::resources::read_replica::{self, ReadReplicaResource};
 use crate::resources::service::{self, ServiceResource};
 use crate::resources::{Context, planned::PlannedTopology, read_replica_plan, service_plan, validate};
 use crate::runtime::RegionNames;
-use crate::runtime::clouds::{self, CloudSettings, Clouds, SettingError};
+use crate::runtime::SettingError;
+use crate::runtime::clouds::{self, CloudSettings, Clouds};
 use crate::tfplug::provider::{
     ApplyRequest, ApplyResponse, ImportResponse, PlanRequest, PlanResponse, Provider, ProviderSchemas, ReadResponse,
 };

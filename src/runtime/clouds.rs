@@ -7,23 +7,16 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Runtime;
+use super::error::SettingError;
 use super::local::{self, LocalRuntime, LocalSettings};
-use super::{RegionNames, Runtime};
+use super::node::RegionNames;
 
 /// Every cloud's settings in the provider block.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CloudSettings {
     #[serde(flatten)]
     pub local: LocalSettings,
-}
-
-/// A problem with a provider setting: the attribute (and map key) it is at, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingError {
-    pub attribute: &'static str,
-    pub key: Option<String>,
-    pub summary: String,
-    pub detail: String,
 }
 
 /// The runtimes of the configured clouds, by cloud name.

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Endpoint;
+use super::node::Endpoint;
 
 /// Effective user configuration: every setting with its value (defaults filled in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

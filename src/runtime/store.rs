@@ -5,7 +5,8 @@
 //! create-if-absent operations (a file created exclusively; on a remote runtime, a uniquely
 //! named object).
 
-use super::{RuntimeError, ServiceRecord};
+use super::error::RuntimeError;
+use super::record::ServiceRecord;
 
 #[tonic::async_trait]
 pub trait RecordStore: Send + Sync {

@@ -18,16 +18,15 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use files::{create_private_dir, io_error, remove_dir_if_present, write_private_file};
-pub use settings::{LocalSettings, Regions};
+pub use settings::{CLOUD, LocalSettings, Regions};
 use store::LocalStore;
 
-use super::clouds::SettingError;
-use super::{Endpoint, NodeId, NodeKind, NodeSpec, NodeState, RecordStore, RegionNames, Runtime, RuntimeError};
+use crate::runtime::{
+    Endpoint, NodeId, NodeKind, NodeSpec, NodeState, RecordStore, RegionNames, Runtime, RuntimeError, SettingError,
+};
 use crate::valkey::NodeClient;
 use crate::valkey::config_file::redact_secrets;
 
-/// The cloud this runtime serves.
-pub const CLOUD: &str = "local";
 /// How long a node may take from spawn to answering PING (it loads its RDB file first).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to save and exit after SIGTERM.

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::RegionNames;
-use crate::runtime::clouds::SettingError;
+use crate::runtime::{RegionNames, SettingError};
 
 /// The provider block's attributes for the local cloud.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -27,6 +26,9 @@ pub struct LocalSettings {
 }
 
 pub const DEFAULT_DATA_DIR: &str = ".valkey";
+
+/// The cloud the local runtime serves.
+pub const CLOUD: &str = "local";
 
 /// Built-in regions. Each binds its nodes to its own loopback address, so nodes of different
 /// regions never share an address.
@@ -60,7 +62,7 @@ impl Regions {
         let mut names: Vec<String> = BUILT_IN_REGIONS.iter().map(|(r, _)| r.to_string()).collect();
         names.extend(self.declared.keys().cloned());
         RegionNames {
-            cloud: super::CLOUD.to_string(),
+            cloud: CLOUD.to_string(),
             names,
         }
     }

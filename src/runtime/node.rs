@@ -1,0 +1,116 @@
+//! What the boundary speaks of: nodes, their endpoints and specs, regions.
+
+/// A data node, or a Sentinel watching the service's replication group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeKind {
+    Data,
+    Sentinel,
+}
+
+/// One node of a service: data node `index`, or Sentinel `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeId {
+    pub service: String,
+    pub index: usize,
+    pub kind: NodeKind,
+}
+
+impl NodeId {
+    pub fn data(service: &str, index: usize) -> Self {
+        NodeId {
+            service: service.to_string(),
+            index,
+            kind: NodeKind::Data,
+        }
+    }
+
+    pub fn sentinel(service: &str, index: usize) -> Self {
+        NodeId {
+            service: service.to_string(),
+            index,
+            kind: NodeKind::Sentinel,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            NodeKind::Data => write!(f, "{}-{}", self.service, self.index),
+            NodeKind::Sentinel => write!(f, "{}-sentinel-{}", self.service, self.index),
+        }
+    }
+}
+
+/// The address clients and the other nodes reach a node at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Endpoint {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// A `host:port` text as an endpoint.
+    pub fn parse(text: &str) -> Option<Endpoint> {
+        let (host, port) = text.rsplit_once(':')?;
+        Some(Endpoint::new(host, port.parse().ok()?))
+    }
+
+    /// As a `(host, port)` pair.
+    pub fn pair(&self) -> (String, u16) {
+        (self.host.clone(), self.port)
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// What a node runs with, whatever the runtime: its config directives (the runtime adds those
+/// that depend on where it runs: address, port, announced address, paths) and the `default`
+/// user's password, with which the runtime checks it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub settings: String,
+    pub password: String,
+}
+
+/// What a runtime sees of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Its process or container runs (it may still not answer).
+    Running,
+    /// Placed and perhaps configured, not running.
+    Stopped,
+}
+
+/// The regions a cloud offers, in the order users see them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionNames {
+    pub cloud: String,
+    pub names: Vec<String>,
+}
+
+impl RegionNames {
+    /// Ok when the cloud offers `region`; else a message listing the choices.
+    pub fn check(&self, region: &str) -> Result<(), String> {
+        if self.names.iter().any(|n| n == region) {
+            return Ok(());
+        }
+        let choices: Vec<String> = self.names.iter().map(|n| format!("{n:?}")).collect();
+        Err(format!(
+            "unknown region {region:?} in cloud {:?}; choose one of {}",
+            self.cloud,
+            choices.join(", ")
+        ))
+    }
+}
