@@ -111,7 +111,7 @@ def settle(data, down_after):
     the failover timeout, as between real outages: back-to-back kills measure Sentinel's
     recovery from the previous failover rather than a failover."""
     record = json.load(open(os.path.join(data, "services/primary/service.json")))
-    sentinels = [valkey.Valkey(host=s["bind"], port=s["port"], password=record["sentinel_password"])
+    sentinels = [valkey.Valkey(host=s["host"], port=s["port"], password=record["sentinel_password"])
                  for s in record["sentinels"]]
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -242,7 +242,7 @@ def bench_lag(server):
         os.makedirs(d)
         hand = subprocess.Popen([server, "--bind", host, "--port", str(port), "--dir", d, "--requirepass", "pw",
                                  "--masteruser", "replicator", "--masterauth", record["replication_password"],
-                                 "--replicaof", record["bind"], str(record["nodes"][0]["port"])],
+                                 "--replicaof", record["nodes"][0]["host"], str(record["nodes"][0]["port"])],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         c = valkey.Valkey(host=host, port=port, password="pw")
         while True:

@@ -43,7 +43,7 @@ pub enum RecordError {
         replicas.join(", ")
     )]
     HasReplicas { name: String, replicas: Vec<String> },
-    #[error("primary service {primary:?} does not exist in {location}")]
+    #[error("primary service {primary:?} does not exist in {location}, or is being destroyed")]
     PrimaryMissing { primary: String, location: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
