@@ -4,12 +4,15 @@
 //! runtime is the first. Nodes are real valkey-server processes (or containers): the tests
 //! write through a client and read back what they wrote.
 
+#[path = "support/docker.rs"]
+mod docker_hosts;
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use terraform_provider_valkey::registry::{self, RecordError};
+use terraform_provider_valkey::runtime::docker::DockerRuntime;
 use terraform_provider_valkey::runtime::local::{LocalRuntime, Regions};
 use terraform_provider_valkey::runtime::{
     Endpoint, Lease, NodeId, NodeRecord, NodeSpec, NodeState, Runtime, RuntimeError, ServiceRecord, Upstream,
@@ -23,6 +26,10 @@ trait Harness: Send + Sync {
     fn region(&self) -> &str;
     /// Keeps `at` taken by something that is not the node while the returned guard lives.
     fn occupy(&self, at: &Endpoint) -> Box<dyn std::any::Any>;
+    /// A service name of this harness's own (runtimes whose store other tests share suffix it).
+    fn name(&self, base: &str) -> String {
+        base.to_string()
+    }
 }
 
 struct Local {
@@ -53,6 +60,47 @@ impl Harness for Local {
 
     fn occupy(&self, at: &Endpoint) -> Box<dyn std::any::Any> {
         Box::new(std::net::TcpListener::bind((at.host.as_str(), at.port)).unwrap())
+    }
+}
+
+/// The docker runtime on the three test engines; everything it made is removed on drop.
+struct Docker {
+    runtime: Arc<dyn Runtime>,
+    marker: String,
+}
+
+impl Docker {
+    fn new() -> Self {
+        let runtime = DockerRuntime::configure(&docker_hosts::settings()).unwrap();
+        let marker: String = (0..6).map(|_| char::from(b'a' + rand::random_range(0..26u8))).collect();
+        Docker {
+            runtime: Arc::new(runtime),
+            marker: format!("t{marker}"),
+        }
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        docker_hosts::remove_everything_named(&self.marker);
+    }
+}
+
+impl Harness for Docker {
+    fn runtime(&self) -> Arc<dyn Runtime> {
+        self.runtime.clone()
+    }
+
+    fn region(&self) -> &str {
+        "region-a"
+    }
+
+    fn occupy(&self, at: &Endpoint) -> Box<dyn std::any::Any> {
+        Box::new(docker_hosts::Squatter::on(&at.host, at.port))
+    }
+
+    fn name(&self, base: &str) -> String {
+        format!("{base}-{}", self.marker)
     }
 }
 
@@ -112,7 +160,7 @@ const LEASE: Duration = Duration::from_secs(600);
 /// its data, and removed; stopping or removing what is not running is no error.
 async fn nodes_keep_their_data_across_a_restart_and_go_with_remove(h: &dyn Harness) {
     let runtime = h.runtime();
-    let node = NodeId::data("keeper", 0);
+    let node = NodeId::data(&h.name("keeper"), 0);
     let at = runtime.place(&node, h.region()).await.unwrap();
     assert_eq!(runtime.state(&node).await, NodeState::Stopped);
     let started = runtime.start(&node, &at, &spec(), true).await.unwrap();
@@ -147,7 +195,7 @@ async fn nodes_keep_their_data_across_a_restart_and_go_with_remove(h: &dyn Harne
 /// pinned, it moves and the runtime says where.
 async fn a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one(h: &dyn Harness) {
     let runtime = h.runtime();
-    let node = NodeId::data("squatted", 0);
+    let node = NodeId::data(&h.name("squatted"), 0);
     let at = runtime.place(&node, h.region()).await.unwrap();
     let _squatter = h.occupy(&at);
     match runtime.start(&node, &at, &spec(), true).await {
@@ -165,7 +213,7 @@ async fn a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one(h: &dyn
 /// finishes or removes, and nothing running after the removal.
 async fn a_cancelled_start_is_finished_or_removed_by_the_next_call(h: &dyn Harness) {
     let runtime = h.runtime();
-    let node = NodeId::data("cancelled", 0);
+    let node = NodeId::data(&h.name("cancelled"), 0);
     let at = runtime.place(&node, h.region()).await.unwrap();
     let cut_short = tokio::time::timeout(Duration::from_millis(1), runtime.start(&node, &at, &spec(), true)).await;
     assert!(cut_short.is_err(), "the start should not finish within a millisecond");
@@ -185,37 +233,37 @@ async fn a_cancelled_start_is_finished_or_removed_by_the_next_call(h: &dyn Harne
 /// Records: a name is taken once, a record reads back as saved, and a removed one is gone.
 async fn a_record_is_created_once_saved_and_removed(h: &dyn Harness) {
     let runtime = h.runtime();
-    let mut main = record("main", None);
+    let mut main = record(&h.name("main"), None);
     registry::create(&runtime, &mut main, LEASE).await.unwrap();
     assert!(
-        !registry::name_in_use(runtime.as_ref(), "main").await.unwrap(),
+        !registry::name_in_use(runtime.as_ref(), &h.name("main")).await.unwrap(),
         "a create under way does not take the name yet"
     );
     registry::finish_create(runtime.as_ref(), &mut main).await.unwrap();
-    assert!(registry::name_in_use(runtime.as_ref(), "main").await.unwrap());
-    let err = registry::create(&runtime, &mut record("main", None), LEASE)
+    assert!(registry::name_in_use(runtime.as_ref(), &h.name("main")).await.unwrap());
+    let err = registry::create(&runtime, &mut record(&h.name("main"), None), LEASE)
         .await
         .unwrap_err();
     assert!(matches!(err, RecordError::AlreadyExists { .. }), "{err}");
     main.termination_protection = true;
     runtime.store().save(&main).await.unwrap();
-    assert_eq!(runtime.store().load("main").await.unwrap(), Some(main.clone()));
+    assert_eq!(runtime.store().load(&h.name("main")).await.unwrap(), Some(main.clone()));
     registry::remove(&runtime, &main).await.unwrap();
-    assert_eq!(runtime.store().load("main").await.unwrap(), None);
+    assert_eq!(runtime.store().load(&h.name("main")).await.unwrap(), None);
 }
 
 /// Eight replicas created at once: five get a slot, three are refused, and a primary with
 /// replicas is not removed.
 async fn concurrent_replica_creates_never_exceed_the_limit(h: &dyn Harness) {
     let runtime = h.runtime();
-    registry::create(&runtime, &mut record("main", None), LEASE)
+    registry::create(&runtime, &mut record(&h.name("main"), None), LEASE)
         .await
         .unwrap();
     let mut creates = tokio::task::JoinSet::new();
     for i in 0..8 {
         let runtime = runtime.clone();
-        creates
-            .spawn(async move { registry::create(&runtime, &mut replica_of(&format!("r{i}"), "main"), LEASE).await });
+        let (replica, primary) = (h.name(&format!("r{i}")), h.name("main"));
+        creates.spawn(async move { registry::create(&runtime, &mut replica_of(&replica, &primary), LEASE).await });
     }
     let mut refused = 0;
     while let Some(result) = creates.join_next().await {
@@ -226,39 +274,41 @@ async fn concurrent_replica_creates_never_exceed_the_limit(h: &dyn Harness) {
         }
     }
     assert_eq!(refused, 3);
-    let replicas = registry::replicas_of(runtime.as_ref(), "main").await.unwrap();
+    let replicas = registry::replicas_of(runtime.as_ref(), &h.name("main")).await.unwrap();
     assert_eq!(replicas.len(), 5);
-    let err = registry::remove(&runtime, &record("main", None)).await.unwrap_err();
+    let err = registry::remove(&runtime, &record(&h.name("main"), None))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("still has read replicas"), "{err}");
     // A replica gone frees its slot for another.
     let gone = runtime.store().load(&replicas[0]).await.unwrap().unwrap();
     registry::remove(&runtime, &gone).await.unwrap();
-    registry::create(&runtime, &mut replica_of("late", "main"), LEASE)
+    registry::create(&runtime, &mut replica_of(&h.name("late"), &h.name("main")), LEASE)
         .await
         .unwrap();
     assert!(
-        registry::replicas_of(runtime.as_ref(), "main")
+        registry::replicas_of(runtime.as_ref(), &h.name("main"))
             .await
             .unwrap()
-            .contains(&"late".to_string())
+            .contains(&h.name("late"))
     );
 }
 
 /// A replica needs a primary that exists and is a primary; a refused one leaves its name free.
 async fn a_replica_of_a_missing_or_replica_primary_is_refused(h: &dyn Harness) {
     let runtime = h.runtime();
-    let err = registry::create(&runtime, &mut replica_of("orphan", "nowhere"), LEASE)
+    let err = registry::create(&runtime, &mut replica_of(&h.name("orphan"), &h.name("nowhere")), LEASE)
         .await
         .unwrap_err();
     assert!(matches!(err, RecordError::PrimaryMissing { .. }), "{err}");
-    assert_eq!(runtime.store().load("orphan").await.unwrap(), None);
-    registry::create(&runtime, &mut record("main", None), LEASE)
+    assert_eq!(runtime.store().load(&h.name("orphan")).await.unwrap(), None);
+    registry::create(&runtime, &mut record(&h.name("main"), None), LEASE)
         .await
         .unwrap();
-    registry::create(&runtime, &mut replica_of("r1", "main"), LEASE)
+    registry::create(&runtime, &mut replica_of(&h.name("r1"), &h.name("main")), LEASE)
         .await
         .unwrap();
-    let err = registry::create(&runtime, &mut replica_of("r2", "r1"), LEASE)
+    let err = registry::create(&runtime, &mut replica_of(&h.name("r2"), &h.name("r1")), LEASE)
         .await
         .unwrap_err();
     assert!(matches!(err, RecordError::PrimaryMissing { .. }), "{err}");
@@ -267,36 +317,39 @@ async fn a_replica_of_a_missing_or_replica_primary_is_refused(h: &dyn Harness) {
 /// A primary being removed takes no new replica, even one that got its slot first.
 async fn a_primary_being_removed_takes_no_new_replica(h: &dyn Harness) {
     let runtime = h.runtime();
-    let mut main = record("main", None);
+    let mut main = record(&h.name("main"), None);
     registry::create(&runtime, &mut main, LEASE).await.unwrap();
     main.removing = Some(Lease::new("another-run".into(), LEASE));
     runtime.store().save(&main).await.unwrap();
-    let err = registry::create(&runtime, &mut replica_of("r1", "main"), LEASE)
+    let err = registry::create(&runtime, &mut replica_of(&h.name("r1"), &h.name("main")), LEASE)
         .await
         .unwrap_err();
     assert!(matches!(err, RecordError::PrimaryMissing { .. }), "{err}");
-    assert!(runtime.store().slot_holders("main").await.unwrap().is_empty());
+    assert!(runtime.store().slot_holders(&h.name("main")).await.unwrap().is_empty());
 }
 
 /// A create whose lease still holds keeps its name; one whose lease ran out is the leftover
 /// of an interrupted create and makes way.
 async fn an_interrupted_create_makes_way_once_its_lease_ends(h: &dyn Harness) {
     let runtime = h.runtime();
-    let mut held = record("held", None);
+    let mut held = record(&h.name("held"), None);
     held.creating = Some(Lease::new("another-run".into(), LEASE));
     assert_eq!(runtime.store().insert(&held).await.unwrap(), None);
-    let err = registry::create(&runtime, &mut record("held", None), LEASE)
+    let err = registry::create(&runtime, &mut record(&h.name("held"), None), LEASE)
         .await
         .unwrap_err();
     assert!(matches!(err, RecordError::BeingCreated { .. }), "{err}");
-    let mut stale = record("stale", None);
+    let mut stale = record(&h.name("stale"), None);
     stale.creating = Some(Lease::new("another-run".into(), Duration::ZERO));
     stale.region = "left-over".into();
     assert_eq!(runtime.store().insert(&stale).await.unwrap(), None);
-    registry::create(&runtime, &mut record("stale", None), LEASE)
+    registry::create(&runtime, &mut record(&h.name("stale"), None), LEASE)
         .await
         .unwrap();
-    assert_eq!(runtime.store().load("stale").await.unwrap().unwrap().region, "r");
+    assert_eq!(
+        runtime.store().load(&h.name("stale")).await.unwrap().unwrap().region,
+        "r"
+    );
 }
 
 macro_rules! contract_tests {
@@ -317,6 +370,21 @@ macro_rules! contract_tests {
 contract_tests!(
     local,
     Local::new(),
+    [
+        nodes_keep_their_data_across_a_restart_and_go_with_remove,
+        a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one,
+        a_cancelled_start_is_finished_or_removed_by_the_next_call,
+        a_record_is_created_once_saved_and_removed,
+        concurrent_replica_creates_never_exceed_the_limit,
+        a_replica_of_a_missing_or_replica_primary_is_refused,
+        a_primary_being_removed_takes_no_new_replica,
+        an_interrupted_create_makes_way_once_its_lease_ends,
+    ]
+);
+
+contract_tests!(
+    docker,
+    Docker::new(),
     [
         nodes_keep_their_data_across_a_restart_and_go_with_remove,
         a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one,

@@ -39,6 +39,20 @@ pub enum RuntimeError {
     Other(String),
 }
 
+impl RuntimeError {
+    /// The endpoint of `service` (which clients know, so it does not move) is taken by
+    /// something else; `free_it` says how to find and stop that.
+    pub fn endpoint_taken(service: &str, at: &super::node::Endpoint, free_it: &str) -> Self {
+        RuntimeError::EndpointTaken {
+            node: service.to_string(),
+            detail: format!(
+                "another process listens on its endpoint {at}, taken while the node was down. {service} keeps its \
+                 address, so its clients need no change: {free_it}, then apply again."
+            ),
+        }
+    }
+}
+
 /// A problem with a provider setting: the attribute (and map key) it is at, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingError {

@@ -5,6 +5,7 @@
 //! mapping of each call onto other runtimes is in docs/design/runtimes.md.
 
 pub mod clouds;
+pub mod docker;
 pub mod error;
 pub mod local;
 pub mod node;

@@ -301,15 +301,8 @@ impl Runtime for LocalRuntime {
                 return Ok(at);
             }
             if pinned {
-                return Err(RuntimeError::EndpointTaken {
-                    node: node.service.clone(),
-                    detail: format!(
-                        "another process listens on its endpoint {at}, taken while the node was down. {} keeps its \
-                         address, so its clients need no change: stop that process (`ss -ltnp 'sport = :{}'` shows \
-                         it), then apply again.",
-                        node.service, at.port
-                    ),
-                });
+                let find_it = format!("stop that process (`ss -ltnp 'sport = :{}'` shows it)", at.port);
+                return Err(RuntimeError::endpoint_taken(&node.service, &at, &find_it));
             }
             let bind: IpAddr = at
                 .host

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Docker Engines as separate hosts, for the docker cloud's tests: `up N` makes N network
+# namespaces vkhost1..N on one bridge (host i at 10.77.0.(10+i), the bridge at 10.77.0.1),
+# starts a dockerd in each (its own data root, exec root, socket /run/vk-docker-i.sock and
+# bridge subnet 172.30.i.0/24, no iptables: its userland proxy publishes ports), routes each
+# host's container subnet to it, and imports the test image `valkey-test:local` into every
+# engine from the valkey-server binary and the shared libraries it needs. `down` undoes all of
+# it; `ensure N` brings them up unless all N answer already. Installs Debian's docker.io when
+# dockerd is missing. Needs root.
+set -euo pipefail
+
+BRIDGE=vkbr0
+IMAGE=valkey-test:local
+STATE=/run/vk-docker
+
+host_ip() { echo "10.77.0.$((10 + $1))"; }
+
+down() {
+  local pids=()
+  for pidfile in "$STATE"-*.pid; do
+    [ -e "$pidfile" ] && pids+=("$(cat "$pidfile" 2>/dev/null || true)")
+  done
+  for pid in "${pids[@]}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  # dockerd stops its containers on the way out; give it up to 20 s, then end it.
+  for _ in $(seq 1 200); do
+    local alive=0
+    for pid in "${pids[@]}"; do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true; done
+  for i in $(seq 1 9); do
+    ip netns del "vkhost$i" 2>/dev/null || true
+    ip link del "vkh$i" 2>/dev/null || true
+    ip route del "172.30.$i.0/24" 2>/dev/null || true
+    rm -rf "/var/lib/vk-docker-$i" "$STATE-$i" "$STATE-$i.pid" "$STATE-$i.sock" "$STATE-$i.log" 2>/dev/null || true
+  done
+  ip link del "$BRIDGE" 2>/dev/null || true
+}
+
+image_tar() {
+  local server="$1" root
+  root="$(mktemp -d)"
+  mkdir -p "$root/usr/local/bin" "$root/data" "$root/etc"
+  cp "$server" "$root/usr/local/bin/valkey-server"
+  ldd "$server" | grep -o '/[^ ]*' | while read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+  echo 'valkey:x:999:999::/data:/usr/sbin/nologin' > "$root/etc/passwd"
+  echo 'valkey:x:999:' > "$root/etc/group"
+  chown 999:999 "$root/data"
+  tar -C "$root" -cf "$root.tar" .
+  rm -rf "$root"
+  echo "$root.tar"
+}
+
+up() {
+  local count="$1"
+  command -v dockerd >/dev/null 2>&1 || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+  }
+  down
+  sysctl -qw net.ipv4.ip_forward=1
+  ip link add "$BRIDGE" type bridge
+  ip addr add 10.77.0.1/24 dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  for i in $(seq 1 "$count"); do
+    ip netns add "vkhost$i"
+    ip link add "vkh$i" type veth peer name eth0 netns "vkhost$i"
+    ip link set "vkh$i" master "$BRIDGE" up
+    ip -n "vkhost$i" addr add "$(host_ip "$i")/24" dev eth0
+    ip -n "vkhost$i" link set eth0 up
+    ip -n "vkhost$i" link set lo up
+    ip -n "vkhost$i" route add default via 10.77.0.1
+    ip netns exec "vkhost$i" sysctl -qw net.ipv4.ip_forward=1
+  done
+  # Containers leave their host with their own address (no NAT without iptables): every host,
+  # and this one, routes each container subnet to the host it lives on.
+  for i in $(seq 1 "$count"); do
+    ip route replace "172.30.$i.0/24" via "$(host_ip "$i")"
+    for j in $(seq 1 "$count"); do
+      [ "$i" = "$j" ] || ip -n "vkhost$j" route replace "172.30.$i.0/24" via "$(host_ip "$i")"
+    done
+  done
+  for i in $(seq 1 "$count"); do
+    mkdir -p "$STATE-$i"
+    # `ip netns exec` remounts /sys, and dockerd then finds no devices cgroup: enter only the
+    # network namespace.
+    nsenter --net="/var/run/netns/vkhost$i" dockerd --iptables=false --ip6tables=false \
+      --data-root "/var/lib/vk-docker-$i" --exec-root "$STATE-$i" -H "unix://$STATE-$i.sock" \
+      --pidfile "$STATE-$i.pid" --bip "172.30.$i.1/24" >"$STATE-$i.log" 2>&1 &
+  done
+  local tar
+  tar="$(image_tar "${VALKEY_SERVER:-$("$(dirname "$0")/valkey-server-path.sh")}")"
+  for i in $(seq 1 "$count"); do
+    for _ in $(seq 1 100); do
+      docker -H "unix://$STATE-$i.sock" version >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    docker -H "unix://$STATE-$i.sock" import "$tar" "$IMAGE" >/dev/null
+  done
+  rm -f "$tar"
+  for i in $(seq 1 "$count"); do echo "vkhost$i $(host_ip "$i") unix://$STATE-$i.sock"; done
+}
+
+answering() {
+  for i in $(seq 1 "$1"); do
+    docker -H "unix://$STATE-$i.sock" image inspect "$IMAGE" >/dev/null 2>&1 || return 1
+  done
+}
+
+case "${1:-}" in
+  up) up "${2:-3}" ;;
+  ensure) answering "${2:-3}" || up "${2:-3}" ;;
+  down) down ;;
+  *) echo "usage: $0 up [N] | ensure [N] | down" >&2; exit 2 ;;
+esac

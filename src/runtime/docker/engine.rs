@@ -1,0 +1,303 @@
+//! One Docker Engine, through its API (bollard): the few container, volume and archive calls
+//! the docker runtime needs, each bounded in time so an engine that does not answer fails the
+//! call instead of hanging it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use futures_util::TryStreamExt;
+
+use crate::runtime::RuntimeError;
+
+/// Longest a single Engine API call may take (a stop waits for its grace period on top).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a container may take to save and exit when stopped.
+pub const STOP_GRACE_SECONDS: i32 = 30;
+
+/// Why an engine call failed, as the runtime tells it.
+#[derive(Debug)]
+pub enum EngineError {
+    /// The engine answered that no such container or volume exists.
+    NotFound,
+    /// The name is taken (a container of that name exists).
+    Conflict,
+    /// A port could not be published (taken on the host).
+    PortTaken(String),
+    Other(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::NotFound => write!(f, "not found"),
+            EngineError::Conflict => write!(f, "the name is taken"),
+            EngineError::PortTaken(m) | EngineError::Other(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+fn classify(e: bollard::errors::Error) -> EngineError {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => EngineError::NotFound,
+        bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => EngineError::Conflict,
+        bollard::errors::Error::DockerResponseServerError { message, .. }
+            if message.contains("address already in use") || message.contains("port is already allocated") =>
+        {
+            EngineError::PortTaken(message)
+        }
+        other => EngineError::Other(other.to_string()),
+    }
+}
+
+/// A container to create: what it runs and how it is published.
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub labels: HashMap<String, String>,
+    /// Named volume mounted at `/data`.
+    pub volume: Option<String>,
+    /// `(host address, port)` published to the same port inside the container.
+    pub publish: Option<(String, u16)>,
+    /// Restarted by the engine when it exits, unless stopped on purpose.
+    pub restart: bool,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    /// As the user wrote it, for messages.
+    pub url: String,
+    docker: Docker,
+}
+
+impl Engine {
+    /// A client for the engine at `url` (`unix:///path`, `tcp://host:port`). Nothing is
+    /// contacted yet.
+    pub fn connect(url: &str) -> Result<Engine, String> {
+        let timeout = CALL_TIMEOUT.as_secs() + u64::try_from(STOP_GRACE_SECONDS).unwrap_or(30);
+        let docker = if url.starts_with("unix://") {
+            Docker::connect_with_unix(url, timeout, bollard::API_DEFAULT_VERSION)
+        } else if let Some(rest) = url.strip_prefix("tcp://") {
+            Docker::connect_with_http(&format!("http://{rest}"), timeout, bollard::API_DEFAULT_VERSION)
+        } else {
+            return Err(format!(
+                "engine address {url:?} is not supported; use unix:///path/to/docker.sock or tcp://host:port"
+            ));
+        }
+        .map_err(|e| format!("engine {url}: {e}"))?;
+        Ok(Engine {
+            url: url.to_string(),
+            docker,
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+        limit: Duration,
+    ) -> Result<T, EngineError> {
+        match tokio::time::timeout(limit, call).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(EngineError::Other(format!(
+                "engine {} did not answer within {limit:?}",
+                self.url
+            ))),
+        }
+    }
+
+    /// The engine's error as a runtime error about `what`.
+    pub fn error(&self, what: &str, e: EngineError) -> RuntimeError {
+        RuntimeError::Other(format!("{what} on engine {}: {e}", self.url))
+    }
+
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<(), EngineError> {
+        let port_bindings = spec.publish.as_ref().map(|(host, port)| {
+            HashMap::from([(
+                format!("{port}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some(host.clone()),
+                    host_port: Some(port.to_string()),
+                }]),
+            )])
+        });
+        let exposed = spec
+            .publish
+            .as_ref()
+            .map(|(_, port)| HashMap::from([(format!("{port}/tcp"), HashMap::new())]));
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(spec.cmd.clone()),
+            labels: Some(spec.labels.clone()),
+            user: Some("999:999".into()),
+            exposed_ports: exposed,
+            stop_timeout: Some(i64::from(STOP_GRACE_SECONDS)),
+            host_config: Some(HostConfig {
+                binds: spec.volume.as_ref().map(|v| vec![format!("{v}:/data")]),
+                port_bindings,
+                restart_policy: Some(RestartPolicy {
+                    name: Some(if spec.restart {
+                        RestartPolicyNameEnum::UNLESS_STOPPED
+                    } else {
+                        RestartPolicyNameEnum::NO
+                    }),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        self.bounded(self.docker.create_container(Some(options), body), CALL_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), EngineError> {
+        self.bounded(
+            self.docker
+                .start_container(name, None::<bollard::query_parameters::StartContainerOptions>),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Stops a container with SIGTERM (a node saves first), SIGKILL after the grace period.
+    pub async fn stop(&self, name: &str) -> Result<(), EngineError> {
+        let options = StopContainerOptionsBuilder::new().t(STOP_GRACE_SECONDS).build();
+        let limit = CALL_TIMEOUT + Duration::from_secs(u64::try_from(STOP_GRACE_SECONDS).unwrap_or(30));
+        match self
+            .bounded(self.docker.stop_container(name, Some(options)), limit)
+            .await
+        {
+            Err(EngineError::NotFound) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Removes a container (killing it if it runs) and its anonymous volumes; gone is fine.
+    /// A removal already under way (one that was cancelled, say) is waited for.
+    pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        self.until_gone(|| {
+            let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+            self.bounded(self.docker.remove_container(name, Some(options)), CALL_TIMEOUT)
+        })
+        .await
+    }
+
+    /// Removes a named volume; gone is fine, and one still held by a container being removed
+    /// is waited for.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.until_gone(|| {
+            let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+            self.bounded(self.docker.remove_volume(name, Some(options)), CALL_TIMEOUT)
+        })
+        .await
+    }
+
+    /// Repeats a removal while the engine says something else holds the object (409), for at
+    /// most the call timeout.
+    async fn until_gone<F, Fut>(&self, removal: F) -> Result<(), EngineError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), EngineError>>,
+    {
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        loop {
+            match removal().await {
+                Ok(()) | Err(EngineError::NotFound) => return Ok(()),
+                Err(EngineError::Conflict) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the container runs; None when there is no such container.
+    pub async fn running(&self, name: &str) -> Result<Option<bool>, EngineError> {
+        match self
+            .bounded(
+                self.docker
+                    .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>),
+                CALL_TIMEOUT,
+            )
+            .await
+        {
+            Ok(info) => Ok(Some(info.state.and_then(|s| s.running).unwrap_or(false))),
+            Err(EngineError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names and labels of the containers whose name starts with `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, HashMap<String, String>)>, EngineError> {
+        let filters = HashMap::from([("name", vec![format!("^/{prefix}")])]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let found = self
+            .bounded(self.docker.list_containers(Some(options)), CALL_TIMEOUT)
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                name.starts_with(prefix).then(|| (name, c.labels.unwrap_or_default()))
+            })
+            .collect())
+    }
+
+    /// Writes `contents` as `/data/<file>` of a container (running or not), mode 0600, owned
+    /// by the container's user: secrets travel in the archive, never in the engine's metadata.
+    pub async fn write_file(&self, container: &str, file: &str, contents: &[u8]) -> Result<(), EngineError> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o600);
+        header.set_uid(999);
+        header.set_gid(999);
+        header.set_mtime(0);
+        let mut archive = tar::Builder::new(Vec::new());
+        archive
+            .append_data(&mut header, file, contents)
+            .map_err(|e| EngineError::Other(e.to_string()))?;
+        let tar = archive.into_inner().map_err(|e| EngineError::Other(e.to_string()))?;
+        let options = UploadToContainerOptionsBuilder::new().path("/data").build();
+        self.bounded(
+            self.docker
+                .upload_to_container(container, Some(options), bollard::body_full(tar.into())),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// `/data/<file>` of a container; None when the container or the file does not exist.
+    pub async fn read_file(&self, container: &str, file: &str) -> Result<Option<Vec<u8>>, EngineError> {
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(&format!("/data/{file}"))
+            .build();
+        let download = self.docker.download_from_container(container, Some(options)).try_fold(
+            Vec::new(),
+            |mut all, chunk| async move {
+                all.extend_from_slice(&chunk);
+                Ok(all)
+            },
+        );
+        let tar = match self.bounded(download, CALL_TIMEOUT).await {
+            Ok(tar) => tar,
+            Err(EngineError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut entries = archive.entries().map_err(|e| EngineError::Other(e.to_string()))?;
+        let Some(entry) = entries.next() else { return Ok(None) };
+        let mut entry = entry.map_err(|e| EngineError::Other(e.to_string()))?;
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut contents).map_err(|e| EngineError::Other(e.to_string()))?;
+        Ok(Some(contents))
+    }
+}

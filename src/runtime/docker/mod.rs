@@ -1,0 +1,328 @@
+//! The docker runtime: each node is a container on a Docker Engine of its region, created
+//! through the Engine API, with a named volume for its data and config, a restart policy,
+//! labels naming its service, node and role, and its port published on its host's advertise
+//! address, which it announces to its peers. Nodes of one service are spread over the
+//! region's hosts. Records live with the engines ([`store`]).
+
+pub mod engine;
+pub mod settings;
+pub mod store;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rand::Rng;
+
+use engine::{ContainerSpec, Engine, EngineError};
+pub use settings::{CLOUD, DockerHost, DockerRegion, DockerSettings};
+use store::{DockerStore, LABEL_KIND, LABEL_SERVICE};
+
+use crate::runtime::{
+    Endpoint, NodeId, NodeKind, NodeSpec, NodeState, RecordStore, RegionNames, Runtime, RuntimeError, SettingError,
+};
+use crate::valkey::NodeClient;
+
+/// How long a node may take from its container's start to answering PING.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Published ports are drawn from this range; a port found taken at start moves the node.
+const PORTS: std::ops::Range<u16> = 20000..30000;
+const PORT_RETRIES: usize = 3;
+const LABEL_ENDPOINT: &str = "io.terraform-provider-valkey.endpoint";
+const LABEL_NODE: &str = "io.terraform-provider-valkey.node";
+
+/// One engine of a region, with the address its published ports are reached at.
+struct Host {
+    region: String,
+    engine: Engine,
+    advertise: String,
+}
+
+pub struct DockerRuntime {
+    settings: DockerSettings,
+    hosts: Vec<Host>,
+    store: DockerStore,
+    owner: String,
+}
+
+fn container_name(node: &NodeId) -> String {
+    format!("vk-{node}")
+}
+
+fn config_file(kind: NodeKind) -> &'static str {
+    match kind {
+        NodeKind::Data => "valkey.conf",
+        NodeKind::Sentinel => "sentinel.conf",
+    }
+}
+
+impl DockerRuntime {
+    /// The runtime the settings describe; no engine is contacted yet.
+    pub fn configure(settings: &DockerSettings) -> Result<Self, Vec<SettingError>> {
+        let errors = settings.validate();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut hosts = Vec::new();
+        for region in &settings.regions {
+            for host in &region.hosts {
+                let engine = Engine::connect(&host.url).map_err(|detail| {
+                    vec![SettingError {
+                        attribute: "docker",
+                        key: None,
+                        summary: "Invalid engine address".into(),
+                        detail,
+                    }]
+                })?;
+                hosts.push(Host {
+                    region: region.name.clone(),
+                    engine,
+                    advertise: host.advertise_address.clone(),
+                });
+            }
+        }
+        let store = DockerStore::new(hosts[0].engine.clone(), settings.image.clone());
+        let machine = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        Ok(DockerRuntime {
+            settings: settings.clone(),
+            hosts,
+            store,
+            owner: format!("docker-{machine}-{}", std::process::id()),
+        })
+    }
+
+    /// The host whose advertise address is the endpoint's.
+    fn host_at(&self, at: &Endpoint) -> Result<&Host, RuntimeError> {
+        self.hosts.iter().find(|h| h.advertise == at.host).ok_or_else(|| {
+            RuntimeError::Other(format!(
+                "no docker host advertises {}; the provider's docker block no longer lists the host this node was placed on",
+                at.host
+            ))
+        })
+    }
+
+    /// The host a node's container is on: asked of every engine at once (an engine that does
+    /// not answer counts as not having it).
+    async fn locate(&self, node: &NodeId) -> Option<&Host> {
+        let name = container_name(node);
+        let asks = self.hosts.iter().map(|h| {
+            let name = name.clone();
+            async move { (h, h.engine.running(&name).await) }
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .find(|(_, found)| matches!(found, Ok(Some(_))))
+            .map(|(h, _)| h)
+    }
+
+    /// The config file: where the node listens and what it announces, then its settings.
+    fn config_text(node: &NodeId, at: &Endpoint, spec: &NodeSpec) -> String {
+        let mut lines = vec![
+            "# Written by terraform-provider-valkey: terraform apply rewrites it (a Sentinel appends its own state)."
+                .to_string(),
+            "bind 0.0.0.0".into(),
+            format!("port {}", at.port),
+            "daemonize no".into(),
+            "dir /data".into(),
+        ];
+        match node.kind {
+            NodeKind::Data => {
+                lines.push(format!("replica-announce-ip {}", at.host));
+                lines.push(format!("replica-announce-port {}", at.port));
+            }
+            NodeKind::Sentinel => {
+                lines.push(format!("sentinel announce-ip {}", at.host));
+                lines.push(format!("sentinel announce-port {}", at.port));
+            }
+        }
+        lines.join("\n") + "\n" + &spec.settings
+    }
+
+    /// Makes sure the node's container exists, published at `at` (a container published
+    /// elsewhere is replaced; its volume stays).
+    async fn ensure_container(&self, host: &Host, node: &NodeId, at: &Endpoint) -> Result<(), RuntimeError> {
+        let name = container_name(node);
+        let existing = host
+            .engine
+            .list(&name)
+            .await
+            .map_err(|e| host.engine.error("cannot list containers", e))?
+            .into_iter()
+            .find(|(n, _)| *n == name);
+        if let Some((_, labels)) = &existing {
+            if labels.get(LABEL_ENDPOINT).map(String::as_str) == Some(at.to_string().as_str()) {
+                return Ok(());
+            }
+            host.engine
+                .remove(&name)
+                .await
+                .map_err(|e| host.engine.error("cannot replace a container", e))?;
+        }
+        let role = match node.kind {
+            NodeKind::Data => "data",
+            NodeKind::Sentinel => "sentinel",
+        };
+        let mut cmd = vec![
+            "/usr/local/bin/valkey-server".to_string(),
+            format!("/data/{}", config_file(node.kind)),
+        ];
+        if node.kind == NodeKind::Sentinel {
+            cmd.push("--sentinel".into());
+        }
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: self.settings.image.clone(),
+            cmd,
+            labels: HashMap::from([
+                (LABEL_KIND.to_string(), role.to_string()),
+                (LABEL_SERVICE.to_string(), node.service.clone()),
+                (LABEL_NODE.to_string(), node.to_string()),
+                (LABEL_ENDPOINT.to_string(), at.to_string()),
+            ]),
+            volume: Some(name),
+            publish: Some((at.host.clone(), at.port)),
+            restart: true,
+        };
+        host.engine
+            .create(&spec)
+            .await
+            .map_err(|e| host.engine.error("cannot create a container", e))
+    }
+}
+
+#[tonic::async_trait]
+impl Runtime for DockerRuntime {
+    fn regions(&self) -> RegionNames {
+        self.settings.region_names()
+    }
+
+    fn location(&self) -> String {
+        format!("the Docker engine {}", self.store.engine().url)
+    }
+
+    fn log_location(&self, node: &NodeId) -> String {
+        format!("`docker logs {}` on its engine", container_name(node))
+    }
+
+    fn store(&self) -> &dyn RecordStore {
+        &self.store
+    }
+
+    fn lease_owner(&self) -> String {
+        self.owner.clone()
+    }
+
+    async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError> {
+        let in_region: Vec<&Host> = self.hosts.iter().filter(|h| h.region == region).collect();
+        if in_region.is_empty() {
+            return Err(RuntimeError::CannotPlace {
+                region: region.to_string(),
+                detail: self.regions().check(region).err().unwrap_or_default(),
+            });
+        }
+        let host = in_region[node.index % in_region.len()];
+        Ok(Endpoint::new(host.advertise.clone(), rand::rng().random_range(PORTS)))
+    }
+
+    async fn configure(&self, node: &NodeId, at: &Endpoint, spec: &NodeSpec) -> Result<(), RuntimeError> {
+        let host = self.host_at(at)?;
+        self.ensure_container(host, node, at).await?;
+        let name = container_name(node);
+        let file = config_file(node.kind);
+        if node.kind == NodeKind::Sentinel
+            && host
+                .engine
+                .read_file(&name, file)
+                .await
+                .map_err(|e| host.engine.error("cannot read a Sentinel's config", e))?
+                .is_some()
+        {
+            return Ok(());
+        }
+        host.engine
+            .write_file(&name, file, Self::config_text(node, at, spec).as_bytes())
+            .await
+            .map_err(|e| host.engine.error("cannot write a node's config", e))
+    }
+
+    async fn start(
+        &self,
+        node: &NodeId,
+        at: &Endpoint,
+        spec: &NodeSpec,
+        pinned: bool,
+    ) -> Result<Endpoint, RuntimeError> {
+        let mut at = at.clone();
+        for _ in 0..=PORT_RETRIES {
+            let host = self.host_at(&at)?;
+            self.configure(node, &at, spec).await?;
+            match host.engine.start(&container_name(node)).await {
+                Ok(()) => {
+                    NodeClient::wait_ready(&at.host, at.port, &spec.password, START_TIMEOUT)
+                        .await
+                        .map_err(|e| RuntimeError::NotReady {
+                            node: node.to_string(),
+                            detail: format!("{e}; see {}", self.log_location(node)),
+                        })?;
+                    return Ok(at);
+                }
+                Err(EngineError::PortTaken(_)) if pinned => {
+                    let free_it = format!("free port {} on that host", at.port);
+                    return Err(RuntimeError::endpoint_taken(&node.service, &at, &free_it));
+                }
+                Err(EngineError::PortTaken(_)) => {
+                    at.port = rand::rng().random_range(PORTS);
+                }
+                Err(e) => {
+                    return Err(RuntimeError::Start {
+                        node: node.to_string(),
+                        detail: format!("engine {}: {e}", host.engine.url),
+                    });
+                }
+            }
+        }
+        Err(RuntimeError::Start {
+            node: node.to_string(),
+            detail: format!("every port tried on {} was taken", at.host),
+        })
+    }
+
+    async fn stop(&self, node: &NodeId) -> Result<(), RuntimeError> {
+        let Some(host) = self.locate(node).await else {
+            return Ok(());
+        };
+        host.engine
+            .stop(&container_name(node))
+            .await
+            .map_err(|e| RuntimeError::WouldNotStop {
+                node: node.to_string(),
+                detail: format!("engine {}: {e}", host.engine.url),
+            })
+    }
+
+    async fn remove(&self, node: &NodeId) -> Result<(), RuntimeError> {
+        let name = container_name(node);
+        for host in &self.hosts {
+            host.engine
+                .remove(&name)
+                .await
+                .map_err(|e| host.engine.error("cannot remove a container", e))?;
+            host.engine
+                .remove_volume(&name)
+                .await
+                .map_err(|e| host.engine.error("cannot remove a volume", e))?;
+        }
+        Ok(())
+    }
+
+    async fn state(&self, node: &NodeId) -> NodeState {
+        let name = container_name(node);
+        match self.locate(node).await {
+            Some(host) if matches!(host.engine.running(&name).await, Ok(Some(true))) => NodeState::Running,
+            _ => NodeState::Stopped,
+        }
+    }
+}

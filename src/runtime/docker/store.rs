@@ -1,0 +1,192 @@
+//! The docker runtime's records, kept with the engines, not on the machine running Terraform:
+//! on the store engine (the first host of the first region), a service's record is the file
+//! `service.json` in the volume of a container named `vkrec-<name>` that never runs, and a
+//! primary's replica slot `k` is a container named `vkslot-<primary>-<k>` labelled with its
+//! holder. The engine refuses a second container of a name, which makes `insert` and
+//! `claim_slot` atomic for every workstation that reaches it. Secrets are only in the file.
+
+use std::collections::HashMap;
+
+use super::engine::{ContainerSpec, Engine, EngineError};
+use crate::runtime::{RecordStore, RuntimeError, ServiceRecord};
+
+const RECORD_FILE: &str = "service.json";
+pub const LABEL_KIND: &str = "io.terraform-provider-valkey.kind";
+pub const LABEL_SERVICE: &str = "io.terraform-provider-valkey.service";
+const LABEL_HOLDER: &str = "io.terraform-provider-valkey.holder";
+
+pub struct DockerStore {
+    engine: Engine,
+    image: String,
+}
+
+fn record_container(name: &str) -> String {
+    format!("vkrec-{name}")
+}
+
+fn slot_prefix(owner: &str) -> String {
+    format!("vkslot-{owner}-")
+}
+
+impl DockerStore {
+    pub fn new(engine: Engine, image: String) -> Self {
+        DockerStore { engine, image }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn bad(&self, name: &str, reason: String) -> RuntimeError {
+        RuntimeError::BadRecord {
+            location: format!(
+                "{RECORD_FILE} of container {} on engine {}",
+                record_container(name),
+                self.engine.url
+            ),
+            reason,
+            start_over: format!(
+                "remove the service's containers and volumes (label {LABEL_SERVICE}={name}) and `terraform state rm` \
+                 its resource"
+            ),
+        }
+    }
+
+    /// `owner`'s slot containers with their holders (exact names only: `main-2`'s slots are
+    /// not `main`'s).
+    async fn slots(&self, owner: &str) -> Result<Vec<(String, String)>, RuntimeError> {
+        let prefix = slot_prefix(owner);
+        let found = self
+            .engine
+            .list(&prefix)
+            .await
+            .map_err(|e| self.engine.error("cannot list replica slots", e))?;
+        Ok(found
+            .into_iter()
+            .filter(|(name, _)| name[prefix.len()..].chars().all(|c| c.is_ascii_digit()))
+            .map(|(name, labels)| (name, labels.get(LABEL_HOLDER).cloned().unwrap_or_default()))
+            .collect())
+    }
+}
+
+#[tonic::async_trait]
+impl RecordStore for DockerStore {
+    async fn insert(&self, record: &ServiceRecord) -> Result<Option<ServiceRecord>, RuntimeError> {
+        let name = record_container(&record.name);
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: self.image.clone(),
+            cmd: vec!["true".into()],
+            labels: HashMap::from([
+                (LABEL_KIND.to_string(), "record".to_string()),
+                (LABEL_SERVICE.to_string(), record.name.clone()),
+            ]),
+            volume: Some(name.clone()),
+            publish: None,
+            restart: false,
+        };
+        match self.engine.create(&spec).await {
+            Ok(()) => {}
+            Err(EngineError::Conflict) => {
+                return match self.load(&record.name).await? {
+                    Some(existing) => Ok(Some(existing)),
+                    // A record container without its file: an insert that stopped half-way.
+                    None => Ok(Some(ServiceRecord {
+                        name: record.name.clone(),
+                        creating: Some(crate::runtime::Lease {
+                            owner: "an insert that did not finish".into(),
+                            expires_unix_ms: 0,
+                        }),
+                        ..Default::default()
+                    })),
+                };
+            }
+            Err(e) => return Err(self.engine.error("cannot create the record", e)),
+        }
+        if let Err(e) = self.save(record).await {
+            let _ = self.engine.remove(&name).await;
+            let _ = self.engine.remove_volume(&name).await;
+            return Err(e);
+        }
+        Ok(None)
+    }
+
+    async fn save(&self, record: &ServiceRecord) -> Result<(), RuntimeError> {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| self.bad(&record.name, e.to_string()))?;
+        self.engine
+            .write_file(&record_container(&record.name), RECORD_FILE, &json)
+            .await
+            .map_err(|e| self.engine.error("cannot save the record", e))
+    }
+
+    async fn load(&self, name: &str) -> Result<Option<ServiceRecord>, RuntimeError> {
+        let Some(bytes) = self
+            .engine
+            .read_file(&record_container(name), RECORD_FILE)
+            .await
+            .map_err(|e| self.engine.error("cannot read the record", e))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice::<ServiceRecord>(&bytes)
+            .map(|r| Some(r.upgraded()))
+            .map_err(|e| self.bad(name, e.to_string()))
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), RuntimeError> {
+        let container = record_container(name);
+        for (slot, _) in self.slots(name).await? {
+            self.engine
+                .remove(&slot)
+                .await
+                .map_err(|e| self.engine.error("cannot remove a replica slot", e))?;
+        }
+        self.engine
+            .remove(&container)
+            .await
+            .map_err(|e| self.engine.error("cannot remove the record", e))?;
+        self.engine
+            .remove_volume(&container)
+            .await
+            .map_err(|e| self.engine.error("cannot remove the record's volume", e))
+    }
+
+    async fn claim_slot(&self, owner: &str, slot: usize, holder: &str) -> Result<bool, RuntimeError> {
+        let spec = ContainerSpec {
+            name: format!("{}{slot}", slot_prefix(owner)),
+            image: self.image.clone(),
+            cmd: vec!["true".into()],
+            labels: HashMap::from([
+                (LABEL_KIND.to_string(), "slot".to_string()),
+                (LABEL_SERVICE.to_string(), owner.to_string()),
+                (LABEL_HOLDER.to_string(), holder.to_string()),
+            ]),
+            volume: None,
+            publish: None,
+            restart: false,
+        };
+        match self.engine.create(&spec).await {
+            Ok(()) => Ok(true),
+            Err(EngineError::Conflict) => Ok(false),
+            Err(e) => Err(self.engine.error("cannot claim a replica slot", e)),
+        }
+    }
+
+    async fn release_slots(&self, owner: &str, holder: &str) -> Result<(), RuntimeError> {
+        for (slot, held_by) in self.slots(owner).await? {
+            if held_by == holder {
+                self.engine
+                    .remove(&slot)
+                    .await
+                    .map_err(|e| self.engine.error("cannot release a replica slot", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn slot_holders(&self, owner: &str) -> Result<Vec<String>, RuntimeError> {
+        let mut holders: Vec<String> = self.slots(owner).await?.into_iter().map(|(_, h)| h).collect();
+        holders.sort();
+        Ok(holders)
+    }
+}

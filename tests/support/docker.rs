@@ -1,0 +1,113 @@
+//! The Docker Engines `scripts/docker-hosts.sh up 3` starts, as the docker cloud's tests see
+//! them: three hosts in network namespaces, two regions. Missing engines fail a test (CI starts
+//! them); they never skip it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use terraform_provider_valkey::runtime::docker::{DockerHost, DockerRegion, DockerSettings};
+
+pub const IMAGE: &str = "valkey-test:local";
+
+/// Host `i` (1-based): its engine's socket URL, network namespace and address.
+pub fn host(i: usize) -> (String, String, String) {
+    (
+        format!("unix:///run/vk-docker-{i}.sock"),
+        format!("vkhost{i}"),
+        format!("10.77.0.{}", 10 + i),
+    )
+}
+
+/// `region-a` on hosts 1 and 2, `region-b` on host 3.
+pub fn settings() -> DockerSettings {
+    for i in 1..=3 {
+        let socket = format!("/run/vk-docker-{i}.sock");
+        assert!(
+            std::path::Path::new(&socket).exists(),
+            "Docker engine {socket} is not running: start the test hosts with `scripts/docker-hosts.sh up 3` (as root)"
+        );
+    }
+    let docker_host = |i| {
+        let (url, _, advertise_address) = host(i);
+        DockerHost { url, advertise_address }
+    };
+    DockerSettings {
+        image: IMAGE.into(),
+        regions: vec![
+            DockerRegion {
+                name: "region-a".into(),
+                hosts: vec![docker_host(1), docker_host(2)],
+            },
+            DockerRegion {
+                name: "region-b".into(),
+                hosts: vec![docker_host(3)],
+            },
+        ],
+    }
+}
+
+/// A listener on `address:port` inside the host whose address it is, until dropped.
+pub struct Squatter(Child);
+
+impl Squatter {
+    pub fn on(address: &str, port: u16) -> Squatter {
+        let namespace = (1..=3)
+            .map(host)
+            .find(|(_, _, a)| a == address)
+            .expect("a test host address")
+            .1;
+        let script =
+            format!("import socket,time\ns=socket.socket()\ns.bind(('{address}',{port}))\ns.listen()\ntime.sleep(600)");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{namespace}"))
+            .args(["python3", "-c", &script])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("nsenter");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((address, port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the squatter on {address}:{port} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Squatter(child)
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes every container and volume whose name contains `marker`, on every test engine.
+pub fn remove_everything_named(marker: &str) {
+    for i in 1..=3 {
+        let url = host(i).0;
+        let list = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(["-H", &url])
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let containers = list(&["ps", "-aq", "--filter", &format!("name={marker}")]);
+        if !containers.is_empty() {
+            let _ = Command::new("docker")
+                .args(["-H", &url, "rm", "-f", "-v"])
+                .args(&containers)
+                .output();
+        }
+        let volumes = list(&["volume", "ls", "-q", "--filter", &format!("name={marker}")]);
+        if !volumes.is_empty() {
+            let _ = Command::new("docker")
+                .args(["-H", &url, "volume", "rm", "-f"])
+                .args(&volumes)
+                .output();
+        }
+    }
+}
