@@ -44,7 +44,9 @@ pub const PLANS: &[Plan] = &[
 
 /// The cloud whose nodes are processes on the machine running Terraform.
 pub const LOCAL_CLOUD: &str = "local";
-pub const CLOUDS: &[&str] = &[LOCAL_CLOUD];
+/// The cloud whose nodes are containers on Docker Engines (configured in the provider block).
+pub const DOCKER_CLOUD: &str = "docker";
+pub const CLOUDS: &[&str] = &[LOCAL_CLOUD, DOCKER_CLOUD];
 
 /// Eviction policies valkey-server accepts for `maxmemory-policy`.
 pub const MAXMEMORY_POLICIES: &[&str] = &[

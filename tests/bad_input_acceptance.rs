@@ -229,7 +229,10 @@ fn the_matrix_covers_every_argument() {
     assert_eq!(covered(replica(), &["primary_uri"]), arguments(&replica_schema));
     // The provider's arguments each have their own list of bad values below.
     let provider_schema = schema_for::<ProviderModel>(0).unwrap().block;
-    assert_eq!(arguments(&provider_schema), ["data_dir", "regions", "valkey_server"]);
+    assert_eq!(
+        arguments(&provider_schema),
+        ["data_dir", "docker.image", "regions", "valkey_server"]
+    );
 }
 
 /// One working directory that plans configuration after configuration.
@@ -475,5 +478,67 @@ fn every_provider_argument_rejects_bad_values_at_plan() {
         let attributes = format!("  data_dir = {data_dir}\n  regions = {value}\n");
         bench.expect_rejected(&with_provider(&attributes), "regions", &value);
     }
+    // The docker block: each case spoils one part of a block that plans cleanly.
+    let docker = |image: &str, region: &str, url: &str, advertise: &str| {
+        format!(
+            "  data_dir = {data_dir}\n  docker {{\n    image = {image}\n    region {{\n      name  = {region}\n      \
+             hosts = [{{ url = {url}, advertise_address = {advertise} }}]\n    }}\n  }}\n"
+        )
+    };
+    let (image, region, url, advertise) = (
+        hcl("valkey-test:local"),
+        hcl("eu-west"),
+        hcl("unix:///run/docker.sock"),
+        hcl("10.0.0.1"),
+    );
+    let (ok, text) = bench.plan(&with_provider(&docker(&image, &region, &url, &advertise)));
+    assert!(ok, "a good docker block must plan cleanly:\n{text}");
+    for value in [hcl(""), hcl("two words"), "[\"x\"]".into()] {
+        bench.expect_rejected(
+            &with_provider(&docker(&value, &region, &url, &advertise)),
+            "docker.image",
+            &value,
+        );
+    }
+    for value in [hcl(""), hcl("EU/West"), hcl("-x"), hcl(&"r".repeat(64))] {
+        bench.expect_rejected(
+            &with_provider(&docker(&image, &value, &url, &advertise)),
+            "docker.region.name",
+            &value,
+        );
+    }
+    for value in [
+        hcl(""),
+        hcl("http://engine:2375"),
+        hcl("ssh://ops@engine"),
+        hcl("unix://relative.sock"),
+        hcl("tcp://engine"),
+        hcl("tcp://:2375"),
+        hcl("tcp://engine:0"),
+    ] {
+        bench.expect_rejected(
+            &with_provider(&docker(&image, &region, &value, &advertise)),
+            "docker.region.hosts.url",
+            &value,
+        );
+    }
+    for value in [hcl(""), hcl("engine.example"), hcl("10.0.0.300"), hcl("10.0.0.1:80")] {
+        bench.expect_rejected(
+            &with_provider(&docker(&image, &region, &url, &value)),
+            "docker.region.hosts.advertise_address",
+            &value,
+        );
+    }
+    let twice = format!(
+        "  data_dir = {data_dir}\n  docker {{\n    image = {image}\n    region {{\n      name  = {region}\n      \
+         hosts = [{{ url = {url}, advertise_address = {advertise} }}, {{ url = {url}, advertise_address = {advertise} }}]\n    \
+         }}\n  }}\n"
+    );
+    bench.expect_rejected(&with_provider(&twice), "docker.region.hosts.advertise_address", "twice");
+    let no_hosts = format!(
+        "  data_dir = {data_dir}\n  docker {{\n    image = {image}\n    region {{\n      name  = {region}\n      \
+         hosts = []\n    }}\n  }}\n"
+    );
+    bench.expect_rejected(&with_provider(&no_hosts), "docker.region.hosts", "[]");
     bench.finish("the provider");
 }

@@ -72,10 +72,9 @@ struct Docker {
 impl Docker {
     fn new() -> Self {
         let runtime = DockerRuntime::configure(&docker_hosts::settings()).unwrap();
-        let marker: String = (0..6).map(|_| char::from(b'a' + rand::random_range(0..26u8))).collect();
         Docker {
             runtime: Arc::new(runtime),
-            marker: format!("t{marker}"),
+            marker: docker_hosts::marker(),
         }
     }
 }

@@ -39,7 +39,8 @@ pub struct ReadReplicaModel {
     /// Service plan. Read replicas are offered on `startup-4` only (1 node, 4 GiB).
     pub plan: String,
 
-    /// Cloud that runs the node; `local` only today. Changing it replaces the replica.
+    /// Cloud that runs the node, `local` or `docker`: the cloud of its `primary_service`, whose
+    /// records it shares. Changing it replaces the replica.
     #[schemars(extend("default" = "local", "x-force-new" = true))]
     pub cloud: Option<String>,
 

@@ -25,8 +25,9 @@ pub struct ServiceModel {
     /// `premium-4` (3 nodes, 4 GiB). Changed in place: nodes are added or removed.
     pub plan: String,
 
-    /// Cloud that runs the nodes. `local` (processes on the machine running Terraform) is the
-    /// only cloud today. Changing it replaces the service.
+    /// Cloud that runs the nodes: `local` (processes on the machine running Terraform) or
+    /// `docker` (containers on the Docker Engines of the provider's `docker` block). Changing it
+    /// replaces the service.
     #[schemars(extend("default" = "local", "x-force-new" = true))]
     pub cloud: Option<String>,
 

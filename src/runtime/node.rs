@@ -100,6 +100,15 @@ pub struct RegionNames {
     pub names: Vec<String>,
 }
 
+/// Whether `name` may name a region users declare: lowercase letters, digits and hyphens,
+/// starting with a letter, at most 63 characters (it shows in messages and placement).
+pub fn valid_region_name(name: &str) -> bool {
+    let chars_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    chars_ok && name.len() <= 63 && name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && !name.ends_with('-')
+}
+
 impl RegionNames {
     /// Ok when the cloud offers `region`; else a message listing the choices.
     pub fn check(&self, region: &str) -> Result<(), String> {

@@ -77,9 +77,13 @@ fn block_body(out: &mut String, block: &Block, path: &str, heading: &str) {
     if !block.blocks.is_empty() {
         let _ = writeln!(out, "\n{heading} Blocks\n");
         for b in &block.blocks {
+            let kind = match b.nesting {
+                Nesting::List => "Block List",
+                _ => "Block, at most one",
+            };
             let _ = writeln!(
                 out,
-                "- `{}` (Block, at most one, see [below for nested schema](#{prefix}{})) {}",
+                "- `{}` ({kind}, see [below for nested schema](#{prefix}{})) {}",
                 b.type_name,
                 b.type_name,
                 b.block.description.replace('\n', " ")

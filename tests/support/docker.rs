@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! The Docker Engines `scripts/docker-hosts.sh up 3` starts, as the docker cloud's tests see
 //! them: three hosts in network namespaces, two regions. Missing engines fail a test (CI starts
 //! them); they never skip it.
@@ -110,4 +111,80 @@ pub fn remove_everything_named(marker: &str) {
                 .output();
         }
     }
+}
+
+/// The provider block's `docker` block for the test hosts, as HCL lines.
+pub fn provider_block() -> String {
+    let settings = settings();
+    let mut text = format!("  docker {{\n    image = \"{}\"\n", settings.image);
+    for region in &settings.regions {
+        let hosts: Vec<String> = region
+            .hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "{{ url = \"{}\", advertise_address = \"{}\" }}",
+                    h.url, h.advertise_address
+                )
+            })
+            .collect();
+        text += &format!(
+            "    region {{\n      name  = \"{}\"\n      hosts = [{}]\n    }}\n",
+            region.name,
+            hosts.join(", ")
+        );
+    }
+    text + "  }\n"
+}
+
+/// Every container on the test engines whose name contains `marker`, with its engine URL.
+pub fn containers_named(marker: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for i in 1..=3 {
+        let url = host(i).0;
+        let out = Command::new("docker")
+            .args([
+                "-H",
+                &url,
+                "ps",
+                "-a",
+                "--format",
+                "{{.Names}}",
+                "--filter",
+                &format!("name={marker}"),
+            ])
+            .output()
+            .expect("docker CLI");
+        for name in String::from_utf8_lossy(&out.stdout).lines() {
+            found.push((url.clone(), name.to_string()));
+        }
+    }
+    found
+}
+
+/// `docker inspect` of a container, as JSON text.
+pub fn inspect(url: &str, name: &str) -> String {
+    let out = Command::new("docker")
+        .args(["-H", url, "inspect", name])
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Removes what a test made on the engines when it ends, however it ends.
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_everything_named(&self.0);
+    }
+}
+
+/// A marker for the names one test gives its services: lowercase, unique per run.
+pub fn marker() -> String {
+    let n: u32 = rand::random_range(0..26u32.pow(5));
+    let letters: String = (0..5)
+        .map(|k| char::from(b'a' + ((n / 26u32.pow(k)) % 26) as u8))
+        .collect();
+    format!("d{letters}")
 }

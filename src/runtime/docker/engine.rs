@@ -74,28 +74,40 @@ pub struct ContainerSpec {
 pub struct Engine {
     /// As the user wrote it, for messages.
     pub url: String,
-    docker: Docker,
+    /// Made on first use: an engine that is not there fails the calls that need it, not the
+    /// provider's configuration.
+    client: std::sync::Arc<std::sync::Mutex<Option<Docker>>>,
 }
 
 impl Engine {
-    /// A client for the engine at `url` (`unix:///path`, `tcp://host:port`). Nothing is
-    /// contacted yet.
-    pub fn connect(url: &str) -> Result<Engine, String> {
+    /// The engine at `url` (`unix:///path`, `tcp://host:port`); nothing is contacted yet.
+    pub fn new(url: &str) -> Engine {
+        Engine {
+            url: url.to_string(),
+            client: Default::default(),
+        }
+    }
+
+    fn docker(&self) -> Result<Docker, EngineError> {
+        let mut slot = self
+            .client
+            .lock()
+            .map_err(|_| EngineError::Other("engine client lock poisoned".into()))?;
+        if let Some(docker) = slot.as_ref() {
+            return Ok(docker.clone());
+        }
         let timeout = CALL_TIMEOUT.as_secs() + u64::try_from(STOP_GRACE_SECONDS).unwrap_or(30);
+        let url = &self.url;
         let docker = if url.starts_with("unix://") {
             Docker::connect_with_unix(url, timeout, bollard::API_DEFAULT_VERSION)
         } else if let Some(rest) = url.strip_prefix("tcp://") {
             Docker::connect_with_http(&format!("http://{rest}"), timeout, bollard::API_DEFAULT_VERSION)
         } else {
-            return Err(format!(
-                "engine address {url:?} is not supported; use unix:///path/to/docker.sock or tcp://host:port"
-            ));
+            return Err(EngineError::Other(format!("engine address {url:?} is not supported")));
         }
-        .map_err(|e| format!("engine {url}: {e}"))?;
-        Ok(Engine {
-            url: url.to_string(),
-            docker,
-        })
+        .map_err(|e| EngineError::Other(format!("cannot reach engine {url}: {e}")))?;
+        *slot = Some(docker.clone());
+        Ok(docker)
     }
 
     async fn bounded<T>(
@@ -154,15 +166,16 @@ impl Engine {
             ..Default::default()
         };
         let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
-        self.bounded(self.docker.create_container(Some(options), body), CALL_TIMEOUT)
+        let docker = self.docker()?;
+        self.bounded(docker.create_container(Some(options), body), CALL_TIMEOUT)
             .await
             .map(|_| ())
     }
 
     pub async fn start(&self, name: &str) -> Result<(), EngineError> {
+        let docker = self.docker()?;
         self.bounded(
-            self.docker
-                .start_container(name, None::<bollard::query_parameters::StartContainerOptions>),
+            docker.start_container(name, None::<bollard::query_parameters::StartContainerOptions>),
             CALL_TIMEOUT,
         )
         .await
@@ -172,10 +185,8 @@ impl Engine {
     pub async fn stop(&self, name: &str) -> Result<(), EngineError> {
         let options = StopContainerOptionsBuilder::new().t(STOP_GRACE_SECONDS).build();
         let limit = CALL_TIMEOUT + Duration::from_secs(u64::try_from(STOP_GRACE_SECONDS).unwrap_or(30));
-        match self
-            .bounded(self.docker.stop_container(name, Some(options)), limit)
-            .await
-        {
+        let docker = self.docker()?;
+        match self.bounded(docker.stop_container(name, Some(options)), limit).await {
             Err(EngineError::NotFound) => Ok(()),
             other => other,
         }
@@ -184,9 +195,10 @@ impl Engine {
     /// Removes a container (killing it if it runs) and its anonymous volumes; gone is fine.
     /// A removal already under way (one that was cancelled, say) is waited for.
     pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        let docker = self.docker()?;
         self.until_gone(|| {
             let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-            self.bounded(self.docker.remove_container(name, Some(options)), CALL_TIMEOUT)
+            self.bounded(docker.remove_container(name, Some(options)), CALL_TIMEOUT)
         })
         .await
     }
@@ -194,9 +206,10 @@ impl Engine {
     /// Removes a named volume; gone is fine, and one still held by a container being removed
     /// is waited for.
     pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        let docker = self.docker()?;
         self.until_gone(|| {
             let options = RemoveVolumeOptionsBuilder::new().force(true).build();
-            self.bounded(self.docker.remove_volume(name, Some(options)), CALL_TIMEOUT)
+            self.bounded(docker.remove_volume(name, Some(options)), CALL_TIMEOUT)
         })
         .await
     }
@@ -222,10 +235,10 @@ impl Engine {
 
     /// Whether the container runs; None when there is no such container.
     pub async fn running(&self, name: &str) -> Result<Option<bool>, EngineError> {
+        let docker = self.docker()?;
         match self
             .bounded(
-                self.docker
-                    .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>),
+                docker.inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>),
                 CALL_TIMEOUT,
             )
             .await
@@ -240,8 +253,9 @@ impl Engine {
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, HashMap<String, String>)>, EngineError> {
         let filters = HashMap::from([("name", vec![format!("^/{prefix}")])]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let docker = self.docker()?;
         let found = self
-            .bounded(self.docker.list_containers(Some(options)), CALL_TIMEOUT)
+            .bounded(docker.list_containers(Some(options)), CALL_TIMEOUT)
             .await?;
         Ok(found
             .into_iter()
@@ -267,9 +281,9 @@ impl Engine {
             .map_err(|e| EngineError::Other(e.to_string()))?;
         let tar = archive.into_inner().map_err(|e| EngineError::Other(e.to_string()))?;
         let options = UploadToContainerOptionsBuilder::new().path("/data").build();
+        let docker = self.docker()?;
         self.bounded(
-            self.docker
-                .upload_to_container(container, Some(options), bollard::body_full(tar.into())),
+            docker.upload_to_container(container, Some(options), bollard::body_full(tar.into())),
             CALL_TIMEOUT,
         )
         .await
@@ -280,7 +294,8 @@ impl Engine {
         let options = DownloadFromContainerOptionsBuilder::new()
             .path(&format!("/data/{file}"))
             .build();
-        let download = self.docker.download_from_container(container, Some(options)).try_fold(
+        let docker = self.docker()?;
+        let download = docker.download_from_container(container, Some(options)).try_fold(
             Vec::new(),
             |mut all, chunk| async move {
                 all.extend_from_slice(&chunk);

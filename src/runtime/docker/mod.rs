@@ -65,17 +65,9 @@ impl DockerRuntime {
         let mut hosts = Vec::new();
         for region in &settings.regions {
             for host in &region.hosts {
-                let engine = Engine::connect(&host.url).map_err(|detail| {
-                    vec![SettingError {
-                        attribute: "docker",
-                        key: None,
-                        summary: "Invalid engine address".into(),
-                        detail,
-                    }]
-                })?;
                 hosts.push(Host {
                     region: region.name.clone(),
-                    engine,
+                    engine: Engine::new(&host.url),
                     advertise: host.advertise_address.clone(),
                 });
             }

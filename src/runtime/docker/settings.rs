@@ -4,10 +4,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::node::valid_region_name;
 use crate::runtime::{RegionNames, SettingError};
 
 /// The cloud this runtime serves.
-pub const CLOUD: &str = "docker";
+pub const CLOUD: &str = crate::catalog::DOCKER_CLOUD;
 
 /// One Docker Engine: where the provider reaches its API, and where the other hosts and the
 /// clients reach the ports it publishes.
@@ -19,6 +20,7 @@ pub struct DockerHost {
     pub advertise_address: String,
 }
 
+/// A region of the docker cloud.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DockerRegion {
     /// The region's name, as resources give it in `region`.
@@ -27,10 +29,15 @@ pub struct DockerRegion {
     pub hosts: Vec<DockerHost>,
 }
 
+/// The docker cloud: nodes as containers on Docker Engines, regions as groups of hosts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DockerSettings {
-    /// An image that runs valkey-server as user 999 with `/data` writable by it.
+    /// An image every engine has that runs `/usr/local/bin/valkey-server` as user 999 with
+    /// `/data` writable by it. The provider never pulls it.
     pub image: String,
+    /// One block per region: its name and its hosts.
+    #[serde(rename = "region", default)]
+    #[schemars(extend("x-block" = true))]
     pub regions: Vec<DockerRegion>,
 }
 
@@ -53,32 +60,66 @@ impl DockerSettings {
                 detail,
             })
         };
-        if self.image.trim().is_empty() {
+        if self.image.trim().is_empty() || self.image.chars().any(char::is_whitespace) {
             error(
                 "Invalid docker image",
-                "image is empty; name an image every engine has".into(),
+                format!(
+                    "image {:?} is not an image name; name an image every engine has",
+                    self.image
+                ),
             );
         }
         if self.regions.is_empty() {
-            error("No docker regions", "declare at least one region with its hosts".into());
+            error(
+                "No docker regions",
+                "declare at least one region block with its hosts".into(),
+            );
         }
+        let mut names: Vec<&str> = Vec::new();
         let mut advertised: Vec<&str> = Vec::new();
         for region in &self.regions {
+            if !valid_region_name(&region.name) {
+                error(
+                    "Invalid region name",
+                    format!(
+                        "region name {:?} is not valid: use lowercase letters, digits and hyphens, starting with a \
+                         letter, at most 63 characters",
+                        region.name
+                    ),
+                );
+            } else if names.contains(&region.name.as_str()) {
+                error(
+                    "Region declared twice",
+                    format!("region name {:?} is declared twice", region.name),
+                );
+            }
+            names.push(&region.name);
             if region.hosts.is_empty() {
-                error("Region without hosts", format!("region {:?} has no hosts", region.name));
+                error(
+                    "Region without hosts",
+                    format!("region {:?} has no hosts; give it at least one", region.name),
+                );
             }
             for host in &region.hosts {
+                if let Err(problem) = check_url(&host.url) {
+                    error(
+                        "Invalid engine url",
+                        format!("url {:?} of a host in region {:?}: {problem}", host.url, region.name),
+                    );
+                }
                 if host.advertise_address.parse::<std::net::IpAddr>().is_err() {
                     error(
                         "Invalid advertise_address",
-                        format!("{:?} (host {}) is not an IP address", host.advertise_address, host.url),
+                        format!(
+                            "advertise_address {:?} of host {} is not an IP address",
+                            host.advertise_address, host.url
+                        ),
                     );
-                }
-                if advertised.contains(&host.advertise_address.as_str()) {
+                } else if advertised.contains(&host.advertise_address.as_str()) {
                     error(
                         "Duplicate advertise_address",
                         format!(
-                            "{} is the address of two hosts; each host needs its own",
+                            "advertise_address {} is given to two hosts; each host needs its own",
                             host.advertise_address
                         ),
                     );
@@ -88,4 +129,25 @@ impl DockerSettings {
         }
         errors
     }
+}
+
+/// Why an engine URL cannot be used, if it cannot.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let supported = "use unix:///path/to/docker.sock or tcp://host:port";
+    if let Some(path) = url.strip_prefix("unix://") {
+        if path.starts_with('/') && !path.contains('\0') {
+            return Ok(());
+        }
+        return Err(format!("the socket path must be absolute; {supported}"));
+    }
+    if let Some(rest) = url.strip_prefix("tcp://") {
+        let valid = rest
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if valid {
+            return Ok(());
+        }
+        return Err(format!("give a host and a port; {supported}"));
+    }
+    Err(format!("the scheme is not supported; {supported}"))
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::node::valid_region_name;
 use crate::runtime::{RegionNames, SettingError};
 
 /// The provider block's attributes for the local cloud.
@@ -28,7 +29,7 @@ pub struct LocalSettings {
 pub const DEFAULT_DATA_DIR: &str = ".valkey";
 
 /// The cloud the local runtime serves.
-pub const CLOUD: &str = "local";
+pub const CLOUD: &str = crate::catalog::LOCAL_CLOUD;
 
 /// Built-in regions. Each binds its nodes to its own loopback address, so nodes of different
 /// regions never share an address.
@@ -68,15 +69,6 @@ impl Regions {
     }
 }
 
-/// Whether a region name is one users may declare: it becomes part of messages and
-/// placement, so the same alphabet as service names.
-fn valid_region_name(name: &str) -> bool {
-    let chars_ok = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    chars_ok && name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && !name.ends_with('-')
-}
-
 /// Reads the `regions` map: valid names that are not built in, parseable addresses.
 pub fn parse_regions(declared: Option<&BTreeMap<String, String>>) -> Result<Regions, Vec<SettingError>> {
     let mut regions = BTreeMap::new();
@@ -88,7 +80,7 @@ pub fn parse_regions(declared: Option<&BTreeMap<String, String>>) -> Result<Regi
             summary: summary.to_string(),
             detail,
         };
-        if !valid_region_name(name) || name.len() > 63 {
+        if !valid_region_name(name) {
             errors.push(at(
                 "Invalid region name",
                 format!(

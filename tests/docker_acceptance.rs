@@ -1,0 +1,140 @@
+//! The docker cloud through real Terraform, on three Docker Engines as three hosts in two
+//! regions (`scripts/docker-hosts.sh up 3`).
+
+#[path = "support/docker.rs"]
+mod docker_hosts;
+mod support;
+
+use std::time::Duration;
+
+use support::Terraform;
+
+fn config(marker: &str) -> String {
+    format!(
+        r#"
+resource "valkey_service" "main" {{
+  name   = "main-{marker}"
+  cloud  = "docker"
+  plan   = "business-4"
+  region = "region-a"
+}}
+
+resource "valkey_read_replica" "far" {{
+  name            = "far-{marker}"
+  cloud           = "docker"
+  primary_service = valkey_service.main.name
+  plan            = "startup-4"
+  region          = "region-b"
+}}
+"#
+    )
+}
+
+fn client(uri: &str) -> redis::Connection {
+    let client = redis::Client::open(uri.replace("valkey://", "redis://")).unwrap();
+    client.get_connection_with_timeout(Duration::from_secs(5)).unwrap()
+}
+
+#[test]
+fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines_and_share_state() {
+    let marker = docker_hosts::marker();
+    let _cleanup = docker_hosts::Cleanup(marker.clone());
+    let tf = Terraform::new("");
+    tf.write_config_with_provider(&docker_hosts::provider_block(), &config(&marker));
+    tf.apply();
+
+    // The primary's two nodes are spread over region-a's two hosts; the replica is in region-b.
+    let main = tf.state_attributes("valkey_service.main");
+    let far = tf.state_attributes("valkey_read_replica.far");
+    let hosts: Vec<&str> = main["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["10.77.0.11", "10.77.0.12"]);
+    assert_eq!(far["host"], "10.77.0.13");
+    assert_eq!(far["replication_status"], "up");
+    assert_eq!(main["state"], "RUNNING");
+    // The replica formed the group after the primary's state was taken: a refresh shows it.
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let main = tf.state_attributes("valkey_service.main");
+    assert_eq!(main["sentinel_status"], "running");
+    assert_eq!(main["sentinel_addresses"].as_array().map(Vec::len), Some(3));
+
+    // A write on the primary reaches the replica on the other host.
+    let mut primary = client(main["service_uri"].as_str().unwrap());
+    let mut replica = client(far["service_uri"].as_str().unwrap());
+    let _: () = redis::cmd("SET")
+        .arg("crossing")
+        .arg("hosts")
+        .query(&mut primary)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: Option<String> = redis::cmd("GET").arg("crossing").query(&mut replica).unwrap();
+        if got.as_deref() == Some("hosts") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never reached the replica"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // No secret is in any container's command, environment or labels.
+    let secrets = [
+        main["password"].as_str().unwrap().to_string(),
+        main["sentinel_password"].as_str().unwrap().to_string(),
+    ];
+    let containers = docker_hosts::containers_named(&marker);
+    // 2 + 1 data nodes, 3 Sentinels, 2 records, 1 replica slot.
+    assert_eq!(containers.len(), 9, "{containers:?}");
+    for (url, name) in &containers {
+        let inspected = docker_hosts::inspect(url, name);
+        for secret in &secrets {
+            assert!(
+                !inspected.contains(secret.as_str()),
+                "a secret shows in `docker inspect {name}`"
+            );
+        }
+    }
+
+    // Each node runs with a restart policy and labels that name it; its config file in the
+    // volume is readable by the container's user only.
+    let node = containers
+        .iter()
+        .find(|(_, name)| *name == format!("vk-main-{marker}-0"))
+        .unwrap();
+    let inspected: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&node.0, &node.1)).unwrap();
+    assert_eq!(inspected[0]["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+    let labels = &inspected[0]["Config"]["Labels"];
+    assert_eq!(labels["io.terraform-provider-valkey.service"], format!("main-{marker}"));
+    assert_eq!(labels["io.terraform-provider-valkey.kind"], "data");
+    let listing = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker -H {} cp {}:/data/valkey.conf - | tar -tv --numeric-owner",
+            node.0, node.1
+        ))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.starts_with("-rw------- 999/999"), "{listing}");
+
+    // A second workstation: its own working directory and provider process, no data_dir of
+    // the first, the same state. The records are with the engines, so it plans nothing.
+    let second = Terraform::new("");
+    second.write_config_with_provider(&docker_hosts::provider_block(), &config(&marker));
+    std::fs::copy(
+        tf.work().join("terraform.tfstate"),
+        second.work().join("terraform.tfstate"),
+    )
+    .unwrap();
+    let (changes, text) = second.plan_has_changes();
+    assert!(!changes, "{text}");
+
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(docker_hosts::containers_named(&marker), Vec::<(String, String)>::new());
+}
