@@ -138,3 +138,72 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(docker_hosts::containers_named(&marker), Vec::<(String, String)>::new());
 }
+
+#[test]
+fn containers_stopped_or_removed_outside_terraform_show_as_drift_and_import_finds_a_service_on_the_engines() {
+    let marker = docker_hosts::marker();
+    let _cleanup = docker_hosts::Cleanup(marker.clone());
+    let body = format!(
+        r#"
+resource "valkey_service" "solo" {{
+  name   = "solo-{marker}"
+  cloud  = "docker"
+  plan   = "startup-4"
+  region = "region-b"
+}}
+"#
+    );
+    let tf = Terraform::new("");
+    tf.write_config_with_provider(&docker_hosts::provider_block(), &body);
+    tf.apply();
+    let node = format!("vk-solo-{marker}-0");
+    let engine = docker_hosts::host(3).0;
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(["-H", &engine])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // Stopped outside Terraform: the plan shows it, the apply starts it again.
+    docker(&["stop", &node]);
+    let (changes, text) = tf.plan_has_changes();
+    assert!(changes && text.contains("powered"), "{text}");
+    tf.apply();
+    assert_eq!(tf.state_attributes("valkey_service.solo")["state"], "RUNNING");
+
+    // Removed outside Terraform (its volume stays): the apply makes the container again, at
+    // the same endpoint.
+    let before = tf.state_attributes("valkey_service.solo");
+    docker(&["rm", "-f", &node]);
+    let (changes, text) = tf.plan_has_changes();
+    assert!(changes, "{text}");
+    tf.apply();
+    let after = tf.state_attributes("valkey_service.solo");
+    assert_eq!(
+        (&after["host"], &after["port"], &after["state"]),
+        (&before["host"], &before["port"], &"RUNNING".into())
+    );
+
+    // Another working directory with no state imports it by name from the engines.
+    let other = Terraform::new("");
+    other.write_config_with_provider(&docker_hosts::provider_block(), &body);
+    other.ok(&[
+        "import",
+        "-input=false",
+        "-no-color",
+        "valkey_service.solo",
+        &format!("solo-{marker}"),
+    ]);
+    let (changes, text) = other.plan_has_changes();
+    assert!(!changes, "{text}");
+
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(docker_hosts::containers_named(&marker).is_empty());
+}
