@@ -101,14 +101,21 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
         }
     }
 
-    // Each node runs with a restart policy and labels that name it; its config file in the
+    // Each node runs with its restart policy and labels that name it; its config file in the
     // volume is readable by the container's user only.
     let node = containers
         .iter()
         .find(|(_, name)| *name == format!("vk-main-{marker}-0"))
         .unwrap();
     let inspected: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&node.0, &node.1)).unwrap();
-    assert_eq!(inspected[0]["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+    // A data node that exits stays down (see the failover test); Sentinels restart.
+    assert_eq!(inspected[0]["HostConfig"]["RestartPolicy"]["Name"], "no");
+    let sentinel = containers
+        .iter()
+        .find(|(_, name)| *name == format!("vk-main-{marker}-sentinel-0"))
+        .unwrap();
+    let sentinel: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&sentinel.0, &sentinel.1)).unwrap();
+    assert_eq!(sentinel[0]["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
     let labels = &inspected[0]["Config"]["Labels"];
     assert_eq!(labels["io.terraform-provider-valkey.service"], format!("main-{marker}"));
     assert_eq!(labels["io.terraform-provider-valkey.kind"], "data");
@@ -206,4 +213,95 @@ resource "valkey_service" "solo" {{
 
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
     assert!(docker_hosts::containers_named(&marker).is_empty());
+}
+
+/// The kill -9 of the primary's server on its host: the engine does not restart a data node
+/// (an in-place restart would bring back an older dataset for the replicas to copy), Sentinels
+/// on the other hosts promote the replica in the other region, the Sentinel client the failover
+/// guide describes follows it, and the next apply brings the old primary back as its replica.
+#[test]
+fn a_killed_primary_container_fails_over_across_hosts_and_comes_back_as_a_replica() {
+    use support::group::{GroupAccess, SentinelWriter, missing, now_ms, wait_consistent};
+    let marker = docker_hosts::marker();
+    let _cleanup = docker_hosts::Cleanup(marker.clone());
+    let body = format!(
+        r#"
+resource "valkey_service" "main" {{
+  name   = "main-{marker}"
+  cloud  = "docker"
+  plan   = "startup-4"
+  region = "region-a"
+  failover {{
+    down_after_ms = 2000
+  }}
+}}
+
+resource "valkey_read_replica" "far" {{
+  name            = "far-{marker}"
+  cloud           = "docker"
+  primary_service = valkey_service.main.name
+  plan            = "startup-4"
+  region          = "region-b"
+}}
+"#
+    );
+    let tf = Terraform::new("");
+    tf.write_config_with_provider(&docker_hosts::provider_block(), &body);
+    tf.apply();
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let access = GroupAccess::of(&tf, "valkey_service.main");
+    let addr = |resource: &str| {
+        let state = tf.state_attributes(resource);
+        format!("{}:{}", state["host"].as_str().unwrap(), state["port"])
+    };
+    let (main, far) = (addr("valkey_service.main"), addr("valkey_read_replica.far"));
+    let members = [main.clone(), far.clone()];
+    wait_consistent(&access, &members, Some(&main), Duration::from_secs(10));
+    let writer = SentinelWriter::start(&access, tf.dir.path().join("writer.log"), "w");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (engine, container) = (docker_hosts::host(1).0, format!("vk-main-{marker}-0"));
+    let inspected: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&engine, &container)).unwrap();
+    let pid = inspected[0]["State"]["Pid"].as_i64().unwrap();
+    support::kill9(pid as i32);
+    let killed = now_ms();
+    let first = writer
+        .wait_for_acks_after(killed, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the Sentinel client never wrote again: {:?}", writer.errors()));
+    eprintln!(
+        "kill -9 -> the Sentinel client's first acknowledged write: {} ms",
+        first.at_ms - killed
+    );
+    assert_eq!(access.sentinel_primary().as_deref(), Some(far.as_str()));
+    let inspected: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&engine, &container)).unwrap();
+    assert_eq!(
+        inspected[0]["State"]["Running"], false,
+        "the engine restarted the killed primary in place"
+    );
+
+    // The apply starts the old primary again, as a replica of the promoted one.
+    tf.apply();
+    wait_consistent(&access, &members, Some(&far), Duration::from_secs(20));
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(
+        tf.state_attributes("valkey_service.main")["current_primary"],
+        far.as_str()
+    );
+    assert_eq!(tf.state_attributes("valkey_service.main")["role"], "replica");
+    let (changes, text) = tf.plan_has_changes();
+    assert!(!changes, "{text}");
+    std::thread::sleep(Duration::from_millis(300));
+    let acks = writer.stop();
+    let lost = missing(&mut access.node(&far).unwrap(), "w", &acks);
+    let late: Vec<_> = lost.iter().filter(|a| a.at_ms > killed).collect();
+    eprintln!(
+        "{} writes acknowledged, {} lost in the asynchronous window before the kill",
+        acks.len(),
+        lost.len()
+    );
+    assert!(
+        late.is_empty(),
+        "writes acknowledged after the kill were lost: {late:?}"
+    );
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
 }

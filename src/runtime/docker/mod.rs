@@ -1,6 +1,7 @@
 //! The docker runtime: each node is a container on a Docker Engine of its region, created
-//! through the Engine API, with a named volume for its data and config, a restart policy,
-//! labels naming its service, node and role, and its port published on its host's advertise
+//! through the Engine API, with a named volume for its data and config, a restart policy
+//! (Sentinels restart; data nodes do not, see `ensure_container`), labels naming its service,
+//! node and role, and its port published on its host's advertise
 //! address, which it announces to its peers. Nodes of one service are spread over the
 //! region's hosts. Records live with the engines ([`store`]).
 
@@ -176,7 +177,12 @@ impl DockerRuntime {
             ]),
             volume: Some(name),
             publish: Some((at.host.clone(), at.port)),
-            restart: true,
+            // A data node that exits stays down, as on the local cloud: restarted in place, a
+            // primary would come back with an older dataset (or none, without persistence), and
+            // its replicas would copy that before Sentinel could fail it over. Sentinel promotes
+            // a replica instead, and the next apply starts the node as a replica of it.
+            // Sentinels hold no data and restart.
+            restart: node.kind == NodeKind::Sentinel,
         };
         host.engine
             .create(&spec)
