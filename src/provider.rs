@@ -101,7 +101,7 @@ impl ValkeyProvider {
 
     /// The context for the resource `value` describes (its `cloud`, `local` when unset).
     fn context_of(&self, value: &Value) -> Result<Context, Diagnostics> {
-        self.context(value.attr("cloud").as_str().unwrap_or(catalog::LOCAL_CLOUD))
+        self.context(validate::cloud_of(value))
     }
 
     /// The context of the cloud that holds a record named `id` (local when none does: the
@@ -222,9 +222,11 @@ impl Provider for ValkeyProvider {
             other => return unknown_type(other),
         };
         if let Ok(slot) = self.validated_regions.read()
-            && let Some(regions) = slot.as_ref()
+            && let Some(names) = slot
+                .as_ref()
+                .and_then(|regions| regions.get(validate::cloud_of(config)))
         {
-            validate::region(&mut d, config, regions);
+            validate::region(&mut d, config, names);
         }
         d
     }
@@ -271,15 +273,7 @@ impl Provider for ValkeyProvider {
                 return response;
             }
         };
-        let regions = BTreeMap::from([(
-            config
-                .attr("cloud")
-                .as_str()
-                .unwrap_or(catalog::LOCAL_CLOUD)
-                .to_string(),
-            ctx.runtime.regions(),
-        )]);
-        validate::region(&mut response.diagnostics, config, &regions);
+        validate::region(&mut response.diagnostics, config, &ctx.runtime.regions());
         if prior.is_null() {
             // A replacement's old resource still holds the name it is about to free, but a
             // replacement has a prior state: a create with none must find the name free. (The

@@ -150,9 +150,7 @@ mod tests {
         );
         // The region needs the provider's regions: it is checked at plan time.
         let mut regional = Diagnostics::new();
-        let local = crate::runtime::local::Regions::default().names();
-        let regions = std::collections::BTreeMap::from([("local".to_string(), local)]);
-        validate::region(&mut regional, &c, &regions);
+        validate::region(&mut regional, &c, &crate::runtime::local::Regions::default().names());
         assert_eq!(regional.0[0].path, Some(AttrPath::root("region")));
     }
 

@@ -1,7 +1,6 @@
 //! Checks of single attributes that produce diagnostics pinned to the attribute. Unknown and
 //! null values are skipped here: unknown ones are checked again at apply, when known.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::catalog;
@@ -105,14 +104,16 @@ pub fn timeouts(diags: &mut Diagnostics, config: &Value) {
     }
 }
 
-/// The region, against the regions the resource's cloud offers (when they are known).
-pub fn region(diags: &mut Diagnostics, config: &Value, regions: &BTreeMap<String, RegionNames>) {
-    let cloud = config.attr("cloud").as_str().unwrap_or(catalog::LOCAL_CLOUD);
-    if let Some(names) = regions.get(cloud) {
-        string(diags, config.attr("region"), AttrPath::root("region"), "region", |r| {
-            names.check(r)
-        });
-    }
+/// The region, against the regions the resource's cloud offers.
+pub fn region(diags: &mut Diagnostics, config: &Value, regions: &RegionNames) {
+    string(diags, config.attr("region"), AttrPath::root("region"), "region", |r| {
+        regions.check(r)
+    });
+}
+
+/// The cloud a resource's value names: its `cloud`, `local` when unset or not known yet.
+pub fn cloud_of(value: &Value) -> &str {
+    value.attr("cloud").as_str().unwrap_or(catalog::LOCAL_CLOUD)
 }
 
 /// Service and replica names become directory names and node names, so they are kept to a
