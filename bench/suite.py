@@ -100,6 +100,16 @@ def free_port(host):
         return s.getsockname()[1]
 
 
+def wait_linked(replicas):
+    """Until each replica's link is up and its initial sync done."""
+    for c in replicas:
+        while True:
+            info = c.info("replication")
+            if info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == 0:
+                break
+            time.sleep(0.002)
+
+
 def hand_wired(server, workdir, count=6):
     """The floor: the same processes started directly, then REPLICAOF from a client."""
     procs, clients = [], []
@@ -126,12 +136,7 @@ def hand_wired(server, workdir, count=6):
                     time.sleep(0.002)
         for c in conns[1:]:
             c.replicaof(*clients[0])
-        for c in conns[1:]:
-            while True:
-                info = c.info("replication")
-                if info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == 0:
-                    break
-                time.sleep(0.002)
+        wait_linked(conns[1:])
     finally:
         for p in procs:
             p.kill()

@@ -35,13 +35,35 @@ fn client(uri: &str) -> redis::Connection {
     client.get_connection_with_timeout(Duration::from_secs(5)).unwrap()
 }
 
+/// A working directory whose provider uses the test engines, with `body` as its resources.
+fn workdir(body: &str) -> Terraform {
+    let tf = Terraform::new("");
+    tf.write_config_with_provider(&docker_hosts::provider_block(), body);
+    tf
+}
+
+/// `body` applied in a new working directory.
+fn applied(body: &str) -> Terraform {
+    let tf = workdir(body);
+    tf.apply();
+    tf
+}
+
+fn refresh(tf: &Terraform) {
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+}
+
+/// Destroys everything and checks no container the test named with `marker` is left.
+fn destroy_leaves_nothing(tf: &Terraform, marker: &str) {
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(docker_hosts::containers_named(marker), Vec::<(String, String)>::new());
+}
+
 #[test]
 fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines_and_share_state() {
     let marker = docker_hosts::marker();
     let _cleanup = docker_hosts::Cleanup(marker.clone());
-    let tf = Terraform::new("");
-    tf.write_config_with_provider(&docker_hosts::provider_block(), &config(&marker));
-    tf.apply();
+    let tf = applied(&config(&marker));
 
     // The primary's two nodes are spread over region-a's two hosts; the replica is in region-b.
     let main = tf.state_attributes("valkey_service.main");
@@ -57,7 +79,7 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
     assert_eq!(far["replication_status"], "up");
     assert_eq!(main["state"], "RUNNING");
     // The replica formed the group after the primary's state was taken: a refresh shows it.
-    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    refresh(&tf);
     let main = tf.state_attributes("valkey_service.main");
     assert_eq!(main["sentinel_status"], "running");
     assert_eq!(main["sentinel_addresses"].as_array().map(Vec::len), Some(3));
@@ -92,7 +114,7 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
     // 2 + 1 data nodes, 3 Sentinels, 2 records, 1 replica slot.
     assert_eq!(containers.len(), 9, "{containers:?}");
     for (url, name) in &containers {
-        let inspected = docker_hosts::inspect(url, name);
+        let inspected = docker_hosts::inspect(url, name).to_string();
         for secret in &secrets {
             assert!(
                 !inspected.contains(secret.as_str()),
@@ -107,14 +129,14 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
         .iter()
         .find(|(_, name)| *name == format!("vk-main-{marker}-0"))
         .unwrap();
-    let inspected: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&node.0, &node.1)).unwrap();
+    let inspected = docker_hosts::inspect(&node.0, &node.1);
     // A data node that exits stays down (see the failover test); Sentinels restart.
     assert_eq!(inspected[0]["HostConfig"]["RestartPolicy"]["Name"], "no");
     let sentinel = containers
         .iter()
         .find(|(_, name)| *name == format!("vk-main-{marker}-sentinel-0"))
         .unwrap();
-    let sentinel: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&sentinel.0, &sentinel.1)).unwrap();
+    let sentinel = docker_hosts::inspect(&sentinel.0, &sentinel.1);
     assert_eq!(sentinel[0]["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
     let labels = &inspected[0]["Config"]["Labels"];
     assert_eq!(labels["io.terraform-provider-valkey.service"], format!("main-{marker}"));
@@ -132,8 +154,7 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
 
     // A second workstation: its own working directory and provider process, no data_dir of
     // the first, the same state. The records are with the engines, so it plans nothing.
-    let second = Terraform::new("");
-    second.write_config_with_provider(&docker_hosts::provider_block(), &config(&marker));
+    let second = workdir(&config(&marker));
     std::fs::copy(
         tf.work().join("terraform.tfstate"),
         second.work().join("terraform.tfstate"),
@@ -142,8 +163,7 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
     let (changes, text) = second.plan_has_changes();
     assert!(!changes, "{text}");
 
-    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-    assert_eq!(docker_hosts::containers_named(&marker), Vec::<(String, String)>::new());
+    destroy_leaves_nothing(&tf, &marker);
 }
 
 #[test]
@@ -160,9 +180,7 @@ resource "valkey_service" "solo" {{
 }}
 "#
     );
-    let tf = Terraform::new("");
-    tf.write_config_with_provider(&docker_hosts::provider_block(), &body);
-    tf.apply();
+    let tf = applied(&body);
     let node = format!("vk-solo-{marker}-0");
     let engine = docker_hosts::host(3).0;
     let docker = |args: &[&str]| {
@@ -199,8 +217,7 @@ resource "valkey_service" "solo" {{
     );
 
     // Another working directory with no state imports it by name from the engines.
-    let other = Terraform::new("");
-    other.write_config_with_provider(&docker_hosts::provider_block(), &body);
+    let other = workdir(&body);
     other.ok(&[
         "import",
         "-input=false",
@@ -211,8 +228,7 @@ resource "valkey_service" "solo" {{
     let (changes, text) = other.plan_has_changes();
     assert!(!changes, "{text}");
 
-    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-    assert!(docker_hosts::containers_named(&marker).is_empty());
+    destroy_leaves_nothing(&tf, &marker);
 }
 
 /// The kill -9 of the primary's server on its host: the engine does not restart a data node
@@ -245,10 +261,8 @@ resource "valkey_read_replica" "far" {{
 }}
 "#
     );
-    let tf = Terraform::new("");
-    tf.write_config_with_provider(&docker_hosts::provider_block(), &body);
-    tf.apply();
-    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let tf = applied(&body);
+    refresh(&tf);
     let access = GroupAccess::of(&tf, "valkey_service.main");
     let addr = |resource: &str| {
         let state = tf.state_attributes(resource);
@@ -261,7 +275,7 @@ resource "valkey_read_replica" "far" {{
     std::thread::sleep(Duration::from_millis(500));
 
     let (engine, container) = (docker_hosts::host(1).0, format!("vk-main-{marker}-0"));
-    let inspected: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&engine, &container)).unwrap();
+    let inspected = docker_hosts::inspect(&engine, &container);
     let pid = inspected[0]["State"]["Pid"].as_i64().unwrap();
     support::kill9(pid as i32);
     let killed = now_ms();
@@ -273,7 +287,7 @@ resource "valkey_read_replica" "far" {{
         first.at_ms - killed
     );
     assert_eq!(access.sentinel_primary().as_deref(), Some(far.as_str()));
-    let inspected: serde_json::Value = serde_json::from_str(&docker_hosts::inspect(&engine, &container)).unwrap();
+    let inspected = docker_hosts::inspect(&engine, &container);
     assert_eq!(
         inspected[0]["State"]["Running"], false,
         "the engine restarted the killed primary in place"
@@ -282,7 +296,7 @@ resource "valkey_read_replica" "far" {{
     // The apply starts the old primary again, as a replica of the promoted one.
     tf.apply();
     wait_consistent(&access, &members, Some(&far), Duration::from_secs(20));
-    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    refresh(&tf);
     assert_eq!(
         tf.state_attributes("valkey_service.main")["current_primary"],
         far.as_str()
@@ -303,5 +317,5 @@ resource "valkey_read_replica" "far" {{
         late.is_empty(),
         "writes acknowledged after the kill were lost: {late:?}"
     );
-    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    destroy_leaves_nothing(&tf, &marker);
 }

@@ -84,31 +84,33 @@ impl Drop for Squatter {
     }
 }
 
+/// What the docker CLI prints for `args` against the engine at `url` (empty when it fails).
+pub fn docker_cli(url: &str, args: &[&str]) -> String {
+    Command::new("docker")
+        .args(["-H", url])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default()
+}
+
 /// Removes every container and volume whose name contains `marker`, on every test engine.
 pub fn remove_everything_named(marker: &str) {
+    let filter = format!("name={marker}");
     for i in 1..=3 {
         let url = host(i).0;
-        let list = |args: &[&str]| -> Vec<String> {
-            Command::new("docker")
-                .args(["-H", &url])
-                .args(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
-                .unwrap_or_default()
-        };
-        let containers = list(&["ps", "-aq", "--filter", &format!("name={marker}")]);
-        if !containers.is_empty() {
-            let _ = Command::new("docker")
-                .args(["-H", &url, "rm", "-f", "-v"])
-                .args(&containers)
-                .output();
-        }
-        let volumes = list(&["volume", "ls", "-q", "--filter", &format!("name={marker}")]);
-        if !volumes.is_empty() {
-            let _ = Command::new("docker")
-                .args(["-H", &url, "volume", "rm", "-f"])
-                .args(&volumes)
-                .output();
+        for (list, remove) in [
+            (vec!["ps", "-aq", "--filter", &filter], vec!["rm", "-f", "-v"]),
+            (
+                vec!["volume", "ls", "-q", "--filter", &filter],
+                vec!["volume", "rm", "-f"],
+            ),
+        ] {
+            let found = docker_cli(&url, &list);
+            let names: Vec<&str> = found.lines().collect();
+            if !names.is_empty() {
+                docker_cli(&url, &[remove, names].concat());
+            }
         }
     }
 }
@@ -139,36 +141,19 @@ pub fn provider_block() -> String {
 
 /// Every container on the test engines whose name contains `marker`, with its engine URL.
 pub fn containers_named(marker: &str) -> Vec<(String, String)> {
+    let filter = format!("name={marker}");
     let mut found = Vec::new();
     for i in 1..=3 {
         let url = host(i).0;
-        let out = Command::new("docker")
-            .args([
-                "-H",
-                &url,
-                "ps",
-                "-a",
-                "--format",
-                "{{.Names}}",
-                "--filter",
-                &format!("name={marker}"),
-            ])
-            .output()
-            .expect("docker CLI");
-        for name in String::from_utf8_lossy(&out.stdout).lines() {
-            found.push((url.clone(), name.to_string()));
-        }
+        let names = docker_cli(&url, &["ps", "-a", "--format", "{{.Names}}", "--filter", &filter]);
+        found.extend(names.lines().map(|name| (url.clone(), name.to_string())));
     }
     found
 }
 
-/// `docker inspect` of a container, as JSON text.
-pub fn inspect(url: &str, name: &str) -> String {
-    let out = Command::new("docker")
-        .args(["-H", url, "inspect", name])
-        .output()
-        .expect("docker CLI");
-    String::from_utf8_lossy(&out.stdout).to_string()
+/// `docker inspect` of a container, as JSON.
+pub fn inspect(url: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&docker_cli(url, &["inspect", name])).expect("docker inspect prints JSON")
 }
 
 /// Removes what a test made on the engines when it ends, however it ends.
