@@ -5,13 +5,16 @@
 # bridge subnet 172.30.i.0/24, no iptables: its userland proxy publishes ports), routes each
 # host's container subnet to it, and imports the test image `valkey-test:local` into every
 # engine from the valkey-server binary and the shared libraries it needs. `down` undoes all of
-# it; `ensure N` brings them up unless all N answer already. Installs Debian's docker.io when
-# dockerd is missing. Needs root.
+# it; `ensure N` brings them up unless all N answer already. Each engine also listens on
+# tcp://<host address>:2376 with TLS and client certificates (dockerd --tlsverify), from a test
+# CA made here: the client's ca.pem, cert.pem and key.pem are in /run/vk-docker-tls/client.
+# Installs Debian's docker.io when dockerd is missing. Needs root.
 set -euo pipefail
 
 BRIDGE=vkbr0
 IMAGE=valkey-test:local
 STATE=/run/vk-docker
+TLS=/run/vk-docker-tls
 
 host_ip() { echo "10.77.0.$((10 + $1))"; }
 
@@ -36,6 +39,28 @@ down() {
     rm -rf "/var/lib/vk-docker-$i" "$STATE-$i" "$STATE-$i.pid" "$STATE-$i.sock" "$STATE-$i.log" 2>/dev/null || true
   done
   ip link del "$BRIDGE" 2>/dev/null || true
+  rm -rf "$TLS"
+}
+
+# A certificate signed by the test CA: `sign NAME SUBJECT-ALT-NAME EXTENDED-KEY-USAGE`.
+sign() {
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$1" \
+    -keyout "$TLS/$1-key.pem" -out "$TLS/$1.csr" 2>/dev/null
+  printf 'subjectAltName=%s\nextendedKeyUsage=%s\nbasicConstraints=CA:FALSE\n' "$2" "$3" >"$TLS/$1.ext"
+  openssl x509 -req -in "$TLS/$1.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca-key.pem" -CAcreateserial \
+    -days 30 -extfile "$TLS/$1.ext" -out "$TLS/$1.pem" 2>/dev/null
+}
+
+certificates() {
+  local count="$1"
+  mkdir -p "$TLS/client"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=vk-test-ca" \
+    -days 30 -keyout "$TLS/ca-key.pem" -out "$TLS/ca.pem" 2>/dev/null
+  for i in $(seq 1 "$count"); do sign "server-$i" "IP:$(host_ip "$i")" serverAuth; done
+  sign client "DNS:client" clientAuth
+  cp "$TLS/ca.pem" "$TLS/client/ca.pem"
+  cp "$TLS/client.pem" "$TLS/client/cert.pem"
+  cp "$TLS/client-key.pem" "$TLS/client/key.pem"
 }
 
 image_tar() {
@@ -83,12 +108,15 @@ up() {
       [ "$i" = "$j" ] || ip -n "vkhost$j" route replace "172.30.$i.0/24" via "$(host_ip "$i")"
     done
   done
+  certificates "$count"
   for i in $(seq 1 "$count"); do
     mkdir -p "$STATE-$i"
     # `ip netns exec` remounts /sys, and dockerd then finds no devices cgroup: enter only the
     # network namespace.
     nsenter --net="/var/run/netns/vkhost$i" dockerd --iptables=false --ip6tables=false \
       --data-root "/var/lib/vk-docker-$i" --exec-root "$STATE-$i" -H "unix://$STATE-$i.sock" \
+      -H "tcp://$(host_ip "$i"):2376" --tlsverify --tlscacert "$TLS/ca.pem" \
+      --tlscert "$TLS/server-$i.pem" --tlskey "$TLS/server-$i-key.pem" \
       --pidfile "$STATE-$i.pid" --bip "172.30.$i.1/24" >"$STATE-$i.log" 2>&1 &
   done
   local tar
@@ -101,7 +129,9 @@ up() {
     docker -H "unix://$STATE-$i.sock" import "$tar" "$IMAGE" >/dev/null
   done
   rm -f "$tar"
-  for i in $(seq 1 "$count"); do echo "vkhost$i $(host_ip "$i") unix://$STATE-$i.sock"; done
+  for i in $(seq 1 "$count"); do
+    echo "vkhost$i $(host_ip "$i") unix://$STATE-$i.sock tcp://$(host_ip "$i"):2376"
+  done
 }
 
 answering() {

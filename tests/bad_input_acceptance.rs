@@ -540,5 +540,34 @@ fn every_provider_argument_rejects_bad_values_at_plan() {
          hosts = []\n    }}\n  }}\n"
     );
     bench.expect_rejected(&with_provider(&no_hosts), "docker.region.hosts", "[]");
+    // TLS to tcp:// engines: a directory with the client's three files.
+    let tls = tempfile::tempdir().unwrap();
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::write(tls.path().join(file), "").unwrap();
+    }
+    let with_tls = |url: &str, cert_path: &str| {
+        format!(
+            "  data_dir = {data_dir}\n  docker {{\n    image = {image}\n    region {{\n      name  = {region}\n      \
+             hosts = [{{ url = {url}, advertise_address = {advertise} }}]\n      cert_path = {cert_path}\n    }}\n  }}\n"
+        )
+    };
+    let (tcp, good_dir) = (hcl("tcp://10.0.0.1:2376"), hcl(&tls.path().display().to_string()));
+    let (ok, text) = bench.plan(&with_provider(&with_tls(&tcp, &good_dir)));
+    assert!(ok, "a tcp:// engine with a TLS directory must plan cleanly:\n{text}");
+    bench.expect_rejected(
+        &with_provider(&with_tls(&url, &good_dir)),
+        "docker.region.cert_path",
+        &good_dir,
+    );
+    for value in [
+        hcl("/nonexistent/tls"),
+        hcl(&tls.path().join("ca.pem").display().to_string()),
+    ] {
+        bench.expect_rejected(
+            &with_provider(&with_tls(&tcp, &value)),
+            "docker.region.cert_path",
+            &value,
+        );
+    }
     bench.finish("the provider");
 }

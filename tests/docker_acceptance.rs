@@ -237,7 +237,7 @@ resource "valkey_service" "solo" {{
 /// guide describes follows it, and the next apply brings the old primary back as its replica.
 #[test]
 fn a_killed_primary_container_fails_over_across_hosts_and_comes_back_as_a_replica() {
-    use support::group::{GroupAccess, SentinelWriter, missing, now_ms, wait_consistent};
+    use support::group::{GroupAccess, SentinelWriter, now_ms, stop_and_check_writes, wait_consistent};
     let marker = docker_hosts::marker();
     let _cleanup = docker_hosts::Cleanup(marker.clone());
     let body = format!(
@@ -264,11 +264,7 @@ resource "valkey_read_replica" "far" {{
     let tf = applied(&body);
     refresh(&tf);
     let access = GroupAccess::of(&tf, "valkey_service.main");
-    let addr = |resource: &str| {
-        let state = tf.state_attributes(resource);
-        format!("{}:{}", state["host"].as_str().unwrap(), state["port"])
-    };
-    let (main, far) = (addr("valkey_service.main"), addr("valkey_read_replica.far"));
+    let (main, far) = (tf.address("valkey_service.main"), tf.address("valkey_read_replica.far"));
     let members = [main.clone(), far.clone()];
     wait_consistent(&access, &members, Some(&main), Duration::from_secs(10));
     let writer = SentinelWriter::start(&access, tf.dir.path().join("writer.log"), "w");
@@ -305,17 +301,6 @@ resource "valkey_read_replica" "far" {{
     let (changes, text) = tf.plan_has_changes();
     assert!(!changes, "{text}");
     std::thread::sleep(Duration::from_millis(300));
-    let acks = writer.stop();
-    let lost = missing(&mut access.node(&far).unwrap(), "w", &acks);
-    let late: Vec<_> = lost.iter().filter(|a| a.at_ms > killed).collect();
-    eprintln!(
-        "{} writes acknowledged, {} lost in the asynchronous window before the kill",
-        acks.len(),
-        lost.len()
-    );
-    assert!(
-        late.is_empty(),
-        "writes acknowledged after the kill were lost: {late:?}"
-    );
+    stop_and_check_writes(writer, &access, &far, killed, "kill");
     destroy_leaves_nothing(&tf, &marker);
 }

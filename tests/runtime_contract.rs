@@ -395,3 +395,34 @@ contract_tests!(
         an_interrupted_create_makes_way_once_its_lease_ends,
     ]
 );
+
+/// Docker only (local nodes are never out of reach): a node whose engines do not all answer
+/// is `Unreachable`, not `Stopped`, within the bound of one question, and an engine that did
+/// not answer is not waited for again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_state_behind_an_engine_that_does_not_answer_is_unreachable_in_bounded_time() {
+    let mut settings = docker_hosts::settings();
+    // An address on the test hosts' network that nothing answers at.
+    settings.regions[1]
+        .hosts
+        .push(terraform_provider_valkey::runtime::docker::DockerHost {
+            url: "tcp://10.77.0.99:2376".into(),
+            advertise_address: "10.77.0.99".into(),
+        });
+    let runtime = DockerRuntime::configure(&settings).unwrap();
+    let node = NodeId::data(&format!("absent-{}", docker_hosts::marker()), 0);
+    let started = std::time::Instant::now();
+    assert_eq!(runtime.state(&node).await, NodeState::Unreachable);
+    let first = started.elapsed();
+    assert!(first < Duration::from_secs(15), "took {first:?}");
+    let again = std::time::Instant::now();
+    assert_eq!(runtime.state(&node).await, NodeState::Unreachable);
+    assert!(
+        again.elapsed() < Duration::from_secs(1),
+        "the silent engine was waited for again: {:?}",
+        again.elapsed()
+    );
+    // Where every engine answers, a node that is nowhere is simply stopped.
+    let reachable = DockerRuntime::configure(&docker_hosts::settings()).unwrap();
+    assert_eq!(reachable.state(&node).await, NodeState::Stopped);
+}

@@ -131,7 +131,8 @@ pub async fn suspended_primary(ctx: &Context, record: &ServiceRecord) -> Option<
 
 /// How the group's Sentinels are: `none` (no group: no read replica, or failover disabled),
 /// `paused` (stopped on purpose while the group's primary is powered off), `running` (every
-/// one runs) or `degraded` (one or more stopped outside Terraform).
+/// one runs), `degraded` (one or more stopped outside Terraform) or `unreachable` (none known
+/// stopped, one or more on a host that does not answer: nothing to plan until it does).
 pub async fn sentinel_status(ctx: &Context, primary: &ServiceRecord) -> &'static str {
     if primary.sentinels.is_empty() {
         return "none";
@@ -139,10 +140,18 @@ pub async fn sentinel_status(ctx: &Context, primary: &ServiceRecord) -> &'static
     if primary.suspended_primary.is_some() {
         return "paused";
     }
-    for s in &primary.sentinels {
-        if ctx.runtime.state(&NodeId::sentinel(&primary.name, s.index)).await != NodeState::Running {
-            return "degraded";
-        }
+    let states = futures_util::future::join_all(
+        primary
+            .sentinels
+            .iter()
+            .map(|s| async move { ctx.runtime.state(&NodeId::sentinel(&primary.name, s.index)).await }),
+    )
+    .await;
+    if states.contains(&NodeState::Stopped) {
+        "degraded"
+    } else if states.contains(&NodeState::Unreachable) {
+        "unreachable"
+    } else {
+        "running"
     }
-    "running"
 }

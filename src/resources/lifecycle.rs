@@ -13,10 +13,10 @@ use super::plan_rules::PlanShape;
 use super::records::load;
 use super::timeouts::{bounded, timeout_of};
 use super::validate;
-use crate::runtime::ServiceRecord;
+use crate::runtime::{RuntimeError, ServiceRecord};
 use crate::tfplug::provider::{ApplyResponse, ImportResponse, ReadResponse};
 use crate::tfplug::value::{from_model, to_model};
-use crate::tfplug::{Diagnostics, Type, Value};
+use crate::tfplug::{Diagnostic, Diagnostics, Type, Value};
 
 /// A create that failed after something was made returns that something with its errors.
 pub type CreateResult<M> = Result<M, (Diagnostics, Option<M>)>;
@@ -41,8 +41,9 @@ pub trait Lifecycle: Send + Sync {
     async fn delete(&self, ctx: &Context, prior: &Self::Model) -> Result<(), Diagnostics>;
 
     /// The state of an existing resource: its record overlaid with what its nodes report;
-    /// `prior` supplies what only Terraform knows (declared blocks, timeouts).
-    async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &Self::Model) -> Self::Model;
+    /// `prior` supplies what only Terraform knows (declared blocks, timeouts). Warnings say
+    /// what could not be observed.
+    async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &Self::Model) -> (Self::Model, Diagnostics);
 
     /// The stand-in prior state for an import: the record's declared settings. An error when
     /// the record is of the other resource type.
@@ -124,26 +125,38 @@ fn keep_planned_observations(shape: &PlanShape, planned: &Value, mut state: Valu
 /// After an interrupted create: whatever exists of the resource, so Terraform can track it.
 async fn recover_state<R: Lifecycle>(r: &R, ctx: &Context, planned: &R::Model) -> Value {
     match load(ctx, r.name(planned)).await {
-        Ok(Some(record)) => encode(r, &r.state_of(ctx, &record, planned).await).unwrap_or_default(),
+        Ok(Some(record)) => encode(r, &r.state_of(ctx, &record, planned).await.0).unwrap_or_default(),
         _ => Value::Null,
     }
 }
 
+/// Refresh: the state as the nodes report it, with a warning for what could not be reached.
+/// When the records themselves cannot be reached, the state stays as last refreshed.
 pub async fn read<R: Lifecycle>(r: &R, ctx: &Context, current: &Value) -> ReadResponse {
     let result = async {
         let prior = decode::<R>(current)?;
-        let Some(record) = load(ctx, r.name(&prior)).await? else {
-            tracing::info!(name = %r.name(&prior), "resource no longer exists; removing it from state");
-            return Ok(Value::Null);
+        let name = r.name(&prior);
+        let record = match ctx.runtime.store().load(name).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                tracing::info!(%name, "resource no longer exists; removing it from state");
+                return Ok((Value::Null, Diagnostics::new()));
+            }
+            Err(e @ RuntimeError::Unreachable { .. }) => {
+                let warning = Diagnostic::warning(
+                    format!("Could not refresh {name}"),
+                    format!("{e}. Its state is kept as last refreshed; refresh again once it answers."),
+                );
+                return Ok((current.clone(), warning.into()));
+            }
+            Err(e) => return Err(error("Could not read the service record", e)),
         };
-        encode(r, &r.state_of(ctx, &record, &prior).await)
+        let (model, warnings) = r.state_of(ctx, &record, &prior).await;
+        Ok((encode(r, &model)?, warnings))
     }
     .await;
     match result {
-        Ok(new_state) => ReadResponse {
-            new_state,
-            diagnostics: Diagnostics::new(),
-        },
+        Ok((new_state, diagnostics)) => ReadResponse { new_state, diagnostics },
         Err(diagnostics) => ReadResponse {
             new_state: current.clone(),
             diagnostics,
@@ -162,14 +175,12 @@ pub async fn import<R: Lifecycle>(r: &R, ctx: &Context, id: &str, kind: &str) ->
             ));
         };
         let prior = r.imported(&record).map_err(|e| error("Cannot import", e))?;
-        encode(r, &r.state_of(ctx, &record, &prior).await)
+        let (model, warnings) = r.state_of(ctx, &record, &prior).await;
+        Ok((encode(r, &model)?, warnings))
     }
     .await;
     match result {
-        Ok(state) => ImportResponse {
-            state,
-            diagnostics: Diagnostics::new(),
-        },
+        Ok((state, diagnostics)) => ImportResponse { state, diagnostics },
         Err(diagnostics) => ImportResponse {
             state: Value::Null,
             diagnostics,

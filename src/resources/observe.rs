@@ -10,12 +10,16 @@ use super::Context;
 use super::common_model::{EndpointModel, NodeModel};
 use super::user_config::DRIFT_SETTINGS;
 use crate::runtime::{Endpoint, NodeId, NodeState, ServiceRecord};
+use crate::tfplug::{Diagnostic, Diagnostics};
 use crate::valkey::NodeClient;
 
 /// What one node really is right now.
 #[derive(Debug, Default, Clone)]
 pub struct NodeStatus {
     pub running: bool,
+    /// Whether the node could not be found out about (its host or engine did not answer): it
+    /// may run or not.
+    pub unreachable: bool,
     pub role: Option<&'static str>,
     pub settings: HashMap<String, String>,
     /// For a replicating node: whether its link to its primary is up.
@@ -26,9 +30,16 @@ pub struct NodeStatus {
     pub primary_addr: Option<(String, u16)>,
 }
 
-async fn observe_node(at: Endpoint, password: String, running: bool) -> NodeStatus {
-    if !running {
-        return NodeStatus::default();
+async fn observe_node(at: Endpoint, password: String, state: NodeState) -> NodeStatus {
+    match state {
+        NodeState::Running => {}
+        NodeState::Stopped => return NodeStatus::default(),
+        NodeState::Unreachable => {
+            return NodeStatus {
+                unreachable: true,
+                ..Default::default()
+            };
+        }
     }
     let mut status = NodeStatus {
         running: true,
@@ -62,8 +73,8 @@ pub async fn observe(ctx: &Context, record: &ServiceRecord) -> Vec<NodeStatus> {
         let (runtime, id) = (ctx.runtime.clone(), NodeId::data(&record.name, node.index));
         let (at, password) = (node.endpoint(), record.password.clone());
         set.spawn(async move {
-            let running = runtime.state(&id).await == NodeState::Running;
-            (position, observe_node(at, password, running).await)
+            let state = runtime.state(&id).await;
+            (position, observe_node(at, password, state).await)
         });
     }
     let mut statuses = vec![NodeStatus::default(); record.nodes.len()];
@@ -78,17 +89,50 @@ pub fn reported_settings(statuses: &[NodeStatus]) -> Vec<&HashMap<String, String
     statuses.iter().filter(|s| s.running).map(|s| &s.settings).collect()
 }
 
-/// `RUNNING` when every node answers, `POWEROFF` when none runs, `DEGRADED` in between.
+/// `RUNNING` when every node answers, `POWEROFF` when none runs, `DEGRADED` in between
+/// (and while some node cannot be reached).
 pub fn overall_state(statuses: &[NodeStatus]) -> &'static str {
+    let unreachable = statuses.iter().any(|s| s.unreachable);
     match statuses.iter().filter(|s| s.running).count() {
-        0 => "POWEROFF",
+        0 if !unreachable => "POWEROFF",
         n if n == statuses.len() && statuses.iter().all(|s| s.role.is_some()) => "RUNNING",
         _ => "DEGRADED",
     }
 }
 
-pub fn all_running(statuses: &[NodeStatus]) -> bool {
-    !statuses.is_empty() && statuses.iter().all(|s| s.running)
+/// Whether the nodes run, for `powered`: a node that cannot be reached is not known to be
+/// stopped, so it does not turn `powered` false (a plan would then start what it cannot reach);
+/// when no node can be reached, `powered` stays as it was.
+pub fn powered(statuses: &[NodeStatus], was: Option<bool>) -> bool {
+    let known: Vec<&NodeStatus> = statuses.iter().filter(|s| !s.unreachable).collect();
+    if known.is_empty() && !statuses.is_empty() {
+        return was.unwrap_or(true);
+    }
+    !known.is_empty() && known.iter().all(|s| s.running)
+}
+
+/// A warning naming the nodes that could not be reached, if any.
+pub fn unreachable_warning(record: &ServiceRecord, statuses: &[NodeStatus]) -> Diagnostics {
+    let lost: Vec<String> = record
+        .nodes
+        .iter()
+        .zip(statuses)
+        .filter(|(_, s)| s.unreachable)
+        .map(|(n, _)| format!("{}-{} at {}", record.name, n.index, n.endpoint()))
+        .collect();
+    if lost.is_empty() {
+        return Diagnostics::new();
+    }
+    Diagnostic::warning(
+        format!("Some nodes of {} could not be reached", record.name),
+        format!(
+            "{} could not be reached: the host or its engine did not answer (the provider log says which). \
+             Their state shows \"unreachable\"; a failover may meanwhile have moved the primary. When the host \
+             is back, refresh again, and apply to start any node that stopped as a replica.",
+            lost.join(", ")
+        ),
+    )
+    .into()
 }
 
 pub fn node_models(record: &ServiceRecord, statuses: &[NodeStatus]) -> Vec<NodeModel> {
@@ -101,7 +145,12 @@ pub fn node_models(record: &ServiceRecord, statuses: &[NodeStatus]) -> Vec<NodeM
             host: n.host.clone(),
             port: i64::from(n.port),
             role: s.role.unwrap_or("unknown").to_string(),
-            state: if s.running { "running" } else { "stopped" }.to_string(),
+            state: match (s.running, s.unreachable) {
+                (true, _) => "running",
+                (false, true) => "unreachable",
+                (false, false) => "stopped",
+            }
+            .to_string(),
             replicates_from: replicates_from(s),
         })
         .collect()
@@ -141,6 +190,24 @@ mod tests {
         assert_eq!(overall_state(&[up.clone(), up.clone()]), "RUNNING");
         assert_eq!(overall_state(&[up.clone(), down.clone()]), "DEGRADED");
         assert_eq!(overall_state(std::slice::from_ref(&down)), "POWEROFF");
-        assert!(!all_running(&[up, down]));
+        assert!(!powered(&[up, down], Some(true)));
+    }
+
+    #[test]
+    fn an_unreachable_node_is_not_a_stopped_one() {
+        let up = NodeStatus {
+            running: true,
+            role: Some("primary"),
+            ..Default::default()
+        };
+        let lost = NodeStatus {
+            unreachable: true,
+            ..Default::default()
+        };
+        assert_eq!(overall_state(&[up.clone(), lost.clone()]), "DEGRADED");
+        assert_eq!(overall_state(std::slice::from_ref(&lost)), "DEGRADED");
+        assert!(powered(&[up, lost.clone()], Some(false)));
+        assert!(!powered(std::slice::from_ref(&lost), Some(false)));
+        assert!(powered(&[lost], None));
     }
 }

@@ -246,7 +246,7 @@ impl Lifecycle for ReadReplicaResource {
         if let Err(d) = records::finish_create(ctx, &mut record).await {
             started = started.and(Err(d));
         }
-        let model = self.state_of(ctx, &record, planned).await;
+        let (model, _) = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
     }
 
@@ -266,7 +266,7 @@ impl Lifecycle for ReadReplicaResource {
             switchover::promote(ctx, &record).await?;
             record = records::load_existing(ctx, &planned.name, "read replica").await?;
         }
-        Ok(self.state_of(ctx, &record, planned).await)
+        Ok(self.state_of(ctx, &record, planned).await.0)
     }
 
     async fn delete(&self, ctx: &Context, prior: &ReadReplicaModel) -> Result<(), Diagnostics> {
@@ -284,14 +284,20 @@ impl Lifecycle for ReadReplicaResource {
         }
     }
 
-    async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ReadReplicaModel) -> ReadReplicaModel {
+    async fn state_of(
+        &self,
+        ctx: &Context,
+        record: &ServiceRecord,
+        prior: &ReadReplicaModel,
+    ) -> (ReadReplicaModel, Diagnostics) {
         let statuses = observe::observe(ctx, record).await;
         let node = statuses.first().cloned().unwrap_or_default();
         let topology = topology(ctx, record).await;
         let reader = primary_reader(ctx, record, &topology).await;
         let lag = lag_bytes(reader.as_ref(), &node, record).await;
         let (primary_service, primary_uri) = primary_fields(record);
-        ReadReplicaModel {
+        let warnings = observe::unreachable_warning(record, &statuses);
+        let model = ReadReplicaModel {
             id: Some(record.name.clone()),
             name: record.name.clone(),
             primary_service,
@@ -304,7 +310,7 @@ impl Lifecycle for ReadReplicaResource {
                 prior.valkey_user_config.as_ref(),
                 &observe::reported_settings(&statuses),
             ),
-            powered: Some(observe::all_running(&statuses)),
+            powered: Some(observe::powered(&statuses, prior.powered)),
             endpoint: observe::endpoint(record),
             state: Some(observe::overall_state(&statuses).to_string()),
             role: Some(node.role.unwrap_or("unknown").to_string()),
@@ -314,7 +320,8 @@ impl Lifecycle for ReadReplicaResource {
             promote: prior.promote.or(Some(false)),
             topology,
             timeouts: prior.timeouts.clone(),
-        }
+        };
+        (model, warnings)
     }
 
     fn imported(&self, record: &ServiceRecord) -> Result<ReadReplicaModel, String> {

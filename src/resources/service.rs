@@ -74,7 +74,7 @@ fn model_from(
             &observe::reported_settings(statuses),
         ),
         termination_protection: Some(prior.termination_protection.unwrap_or(record.termination_protection)),
-        powered: Some(observe::all_running(statuses)),
+        powered: Some(observe::powered(statuses, prior.powered)),
         endpoint: observe::endpoint(record),
         state: Some(observe::overall_state(statuses).to_string()),
         role: Some(statuses.first().and_then(|s| s.role).unwrap_or("unknown").to_string()),
@@ -168,7 +168,7 @@ impl Lifecycle for ServiceResource {
         if let Err(d) = records::finish_create(ctx, &mut record).await {
             started = started.and(Err(d));
         }
-        let model = self.state_of(ctx, &record, planned).await;
+        let (model, _) = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
     }
 
@@ -203,7 +203,7 @@ impl Lifecycle for ServiceResource {
         }
         records::save(ctx, &record).await?;
         let record = converge::power(ctx, &record.name, "service", planned.powered != Some(false)).await?;
-        Ok(self.state_of(ctx, &record, planned).await)
+        Ok(self.state_of(ctx, &record, planned).await.0)
     }
 
     async fn delete(&self, ctx: &Context, prior: &ServiceModel) -> Result<(), Diagnostics> {
@@ -221,7 +221,12 @@ impl Lifecycle for ServiceResource {
         records::remove(ctx, &prior.name, "service").await
     }
 
-    async fn state_of(&self, ctx: &Context, record: &ServiceRecord, prior: &ServiceModel) -> ServiceModel {
+    async fn state_of(
+        &self,
+        ctx: &Context,
+        record: &ServiceRecord,
+        prior: &ServiceModel,
+    ) -> (ServiceModel, Diagnostics) {
         let statuses = observe::observe(ctx, record).await;
         let replicas = match records::replica_names(ctx, &record.name).await {
             Ok(names) => names,
@@ -232,7 +237,11 @@ impl Lifecycle for ServiceResource {
         };
         let topology = topology(record).await;
         let sentinel_status = group_view::sentinel_status(ctx, record).await;
-        model_from(record, &statuses, replicas, topology, sentinel_status, prior)
+        let warnings = observe::unreachable_warning(record, &statuses);
+        (
+            model_from(record, &statuses, replicas, topology, sentinel_status, prior),
+            warnings,
+        )
     }
 
     fn imported(&self, record: &ServiceRecord) -> Result<ServiceModel, String> {

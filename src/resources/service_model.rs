@@ -82,8 +82,10 @@ pub struct ServiceModel {
     pub failover: Option<FailoverModel>,
 
     /// The replication group's Sentinels: `running`, `degraded` (one or more stopped outside
-    /// Terraform: the next plan puts them back), `paused` (stopped on purpose while the group's
-    /// primary is powered off) or `none` (no read replica, or failover disabled).
+    /// Terraform: the next plan puts them back), `unreachable` (none known stopped, one or more
+    /// on a host that does not answer: nothing is planned for them until it does), `paused`
+    /// (stopped on purpose while the group's primary is powered off) or `none` (no read
+    /// replica, or failover disabled).
     #[schemars(extend("x-computed" = true))]
     pub sentinel_status: Option<String>,
 

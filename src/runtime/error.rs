@@ -35,6 +35,9 @@ pub enum RuntimeError {
         reason: String,
         start_over: String,
     },
+    /// Where something is kept or runs did not answer in time; it may be fine once it does.
+    #[error("{what} did not answer: {detail}")]
+    Unreachable { what: String, detail: String },
     #[error("{0}")]
     Other(String),
 }

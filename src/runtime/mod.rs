@@ -69,6 +69,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops the node without saving and deletes it with its data.
     async fn remove(&self, node: &NodeId) -> Result<(), RuntimeError>;
 
-    /// Whether the node runs.
+    /// Whether the node runs, or `Unreachable` when the runtime cannot find out within a few
+    /// seconds (a host or engine that does not answer): refresh must not hang on a lost host.
     async fn state(&self, node: &NodeId) -> NodeState;
 }

@@ -91,6 +91,8 @@ pub enum NodeState {
     Running,
     /// Placed and perhaps configured, not running.
     Stopped,
+    /// The runtime could not find out in time: the host or its engine did not answer.
+    Unreachable,
 }
 
 /// The regions a cloud offers, in the order users see them.

@@ -1,7 +1,8 @@
 #![allow(dead_code)]
-//! The Docker Engines `scripts/docker-hosts.sh up 3` starts, as the docker cloud's tests see
-//! them: three hosts in network namespaces, two regions. Missing engines fail a test (CI starts
-//! them); they never skip it.
+//! The Docker Engines `scripts/docker-hosts.sh up 6` starts, as the docker cloud's tests see
+//! them: hosts 1 to 3 in two regions, reached through their sockets, for most tests; hosts 4 to
+//! 6, one region each, reached over TCP with TLS, for the test that cuts hosts off (its own, so
+//! no other test loses a host). Missing engines fail a test (CI starts them); they never skip it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,6 +10,10 @@ use std::time::{Duration, Instant};
 use terraform_provider_valkey::runtime::docker::{DockerHost, DockerRegion, DockerSettings};
 
 pub const IMAGE: &str = "valkey-test:local";
+/// Every test host the script starts.
+pub const HOSTS: std::ops::RangeInclusive<usize> = 1..=6;
+/// The client's TLS files for the engines' TCP listeners.
+pub const CERT_PATH: &str = "/run/vk-docker-tls/client";
 
 /// Host `i` (1-based): its engine's socket URL, network namespace and address.
 pub fn host(i: usize) -> (String, String, String) {
@@ -19,15 +24,41 @@ pub fn host(i: usize) -> (String, String, String) {
     )
 }
 
+fn assert_running(i: usize) {
+    let socket = format!("/run/vk-docker-{i}.sock");
+    assert!(
+        std::path::Path::new(&socket).exists(),
+        "Docker engine {socket} is not running: start the test hosts with `scripts/docker-hosts.sh up 6` (as root)"
+    );
+}
+
+/// Host `i`'s engine over TCP with TLS.
+pub fn tls_url(i: usize) -> String {
+    format!("tcp://{}:2376", host(i).2)
+}
+
+/// `east`, `west` and `south` on hosts 4, 5 and 6, one each, reached over TCP with TLS.
+pub fn tls_settings() -> DockerSettings {
+    let region = |name: &str, i: usize| {
+        assert_running(i);
+        DockerRegion {
+            name: name.into(),
+            hosts: vec![DockerHost {
+                url: tls_url(i),
+                advertise_address: host(i).2,
+            }],
+            cert_path: Some(CERT_PATH.into()),
+        }
+    };
+    DockerSettings {
+        image: IMAGE.into(),
+        regions: vec![region("east", 4), region("west", 5), region("south", 6)],
+    }
+}
+
 /// `region-a` on hosts 1 and 2, `region-b` on host 3.
 pub fn settings() -> DockerSettings {
-    for i in 1..=3 {
-        let socket = format!("/run/vk-docker-{i}.sock");
-        assert!(
-            std::path::Path::new(&socket).exists(),
-            "Docker engine {socket} is not running: start the test hosts with `scripts/docker-hosts.sh up 3` (as root)"
-        );
-    }
+    (1..=3).for_each(assert_running);
     let docker_host = |i| {
         let (url, _, advertise_address) = host(i);
         DockerHost { url, advertise_address }
@@ -38,10 +69,12 @@ pub fn settings() -> DockerSettings {
             DockerRegion {
                 name: "region-a".into(),
                 hosts: vec![docker_host(1), docker_host(2)],
+                cert_path: None,
             },
             DockerRegion {
                 name: "region-b".into(),
                 hosts: vec![docker_host(3)],
+                cert_path: None,
             },
         ],
     }
@@ -52,7 +85,7 @@ pub struct Squatter(Child);
 
 impl Squatter {
     pub fn on(address: &str, port: u16) -> Squatter {
-        let namespace = (1..=3)
+        let namespace = HOSTS
             .map(host)
             .find(|(_, _, a)| a == address)
             .expect("a test host address")
@@ -97,7 +130,7 @@ pub fn docker_cli(url: &str, args: &[&str]) -> String {
 /// Removes every container and volume whose name contains `marker`, on every test engine.
 pub fn remove_everything_named(marker: &str) {
     let filter = format!("name={marker}");
-    for i in 1..=3 {
+    for i in HOSTS {
         let url = host(i).0;
         for (list, remove) in [
             (vec!["ps", "-aq", "--filter", &filter], vec!["rm", "-f", "-v"]),
@@ -115,9 +148,13 @@ pub fn remove_everything_named(marker: &str) {
     }
 }
 
-/// The provider block's `docker` block for the test hosts, as HCL lines.
+/// The provider block's `docker` block for hosts 1 to 3, as HCL lines.
 pub fn provider_block() -> String {
-    let settings = settings();
+    provider_block_for(&settings())
+}
+
+/// The provider block's `docker` block for `settings`, as HCL lines.
+pub fn provider_block_for(settings: &DockerSettings) -> String {
     let mut text = format!("  docker {{\n    image = \"{}\"\n", settings.image);
     for region in &settings.regions {
         let hosts: Vec<String> = region
@@ -130,8 +167,12 @@ pub fn provider_block() -> String {
                 )
             })
             .collect();
+        let cert_path = match &region.cert_path {
+            Some(path) => format!("      cert_path = \"{path}\"\n"),
+            None => String::new(),
+        };
         text += &format!(
-            "    region {{\n      name  = \"{}\"\n      hosts = [{}]\n    }}\n",
+            "    region {{\n      name  = \"{}\"\n      hosts = [{}]\n{cert_path}    }}\n",
             region.name,
             hosts.join(", ")
         );
@@ -143,7 +184,7 @@ pub fn provider_block() -> String {
 pub fn containers_named(marker: &str) -> Vec<(String, String)> {
     let filter = format!("name={marker}");
     let mut found = Vec::new();
-    for i in 1..=3 {
+    for i in HOSTS {
         let url = host(i).0;
         let names = docker_cli(&url, &["ps", "-a", "--format", "{{.Names}}", "--filter", &filter]);
         found.extend(names.lines().map(|name| (url.clone(), name.to_string())));

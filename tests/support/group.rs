@@ -215,6 +215,25 @@ impl Drop for SentinelWriter {
     }
 }
 
+/// Stops the writer and checks the primary at `primary` has every write acknowledged after
+/// `since_ms` (`event`, the fault, happened then); writes acknowledged before it may be lost
+/// in the asynchronous window, and are counted.
+pub fn stop_and_check_writes(writer: SentinelWriter, access: &GroupAccess, primary: &str, since_ms: u64, event: &str) {
+    let prefix = writer.prefix.clone();
+    let acks = writer.stop();
+    let lost = missing(&mut access.node(primary).unwrap(), &prefix, &acks);
+    let late: Vec<_> = lost.iter().filter(|a| a.at_ms > since_ms).collect();
+    eprintln!(
+        "{} writes acknowledged, {} lost in the asynchronous window before the {event}",
+        acks.len(),
+        lost.len()
+    );
+    assert!(
+        late.is_empty(),
+        "writes acknowledged after the {event} were lost: {late:?}"
+    );
+}
+
 /// The acknowledged writes of `prefix` that the node behind `conn` does not have.
 pub fn missing(conn: &mut redis::Connection, prefix: &str, acks: &[Ack]) -> Vec<Ack> {
     let mut missing = Vec::new();

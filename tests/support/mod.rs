@@ -212,6 +212,12 @@ impl Terraform {
             .unwrap_or(serde_json::Value::Null)
     }
 
+    /// `host:port` of a service or replica in state.
+    pub fn address(&self, resource: &str) -> String {
+        let state = self.state_attributes(resource);
+        format!("{}:{}", state["host"].as_str().unwrap_or_default(), state["port"])
+    }
+
     /// Pid files of every node under this test's data_dir.
     pub fn node_pid_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();

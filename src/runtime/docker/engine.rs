@@ -14,10 +14,16 @@ use bollard::query_parameters::{
 };
 use futures_util::TryStreamExt;
 
+use super::settings::TLS_FILES;
 use crate::runtime::RuntimeError;
 
 /// Longest a single Engine API call may take (a stop waits for its grace period on top).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a question about one container may take: refresh asks it of every node, and a host
+/// that is down must not hold a plan long.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an engine that did not answer is not asked again.
+const SILENT_FOR: Duration = Duration::from_secs(30);
 /// How long a container may take to save and exit when stopped.
 pub const STOP_GRACE_SECONDS: i32 = 30;
 
@@ -30,6 +36,8 @@ pub enum EngineError {
     Conflict,
     /// A port could not be published (taken on the host).
     PortTaken(String),
+    /// The engine could not be reached or did not answer in time.
+    Unreachable(String),
     Other(String),
 }
 
@@ -38,7 +46,7 @@ impl std::fmt::Display for EngineError {
         match self {
             EngineError::NotFound => write!(f, "not found"),
             EngineError::Conflict => write!(f, "the name is taken"),
-            EngineError::PortTaken(m) | EngineError::Other(m) => write!(f, "{m}"),
+            EngineError::PortTaken(m) | EngineError::Unreachable(m) | EngineError::Other(m) => write!(f, "{m}"),
         }
     }
 }
@@ -52,6 +60,10 @@ fn classify(e: bollard::errors::Error) -> EngineError {
         {
             EngineError::PortTaken(message)
         }
+        e @ (bollard::errors::Error::IOError { .. }
+        | bollard::errors::Error::HyperLegacyError { .. }
+        | bollard::errors::Error::RequestTimeoutError
+        | bollard::errors::Error::SocketNotFoundError(_)) => EngineError::Unreachable(e.to_string()),
         other => EngineError::Other(other.to_string()),
     }
 }
@@ -74,17 +86,25 @@ pub struct ContainerSpec {
 pub struct Engine {
     /// As the user wrote it, for messages.
     pub url: String,
+    /// The directory of the TLS client files, for a tcp:// engine that requires TLS.
+    cert_path: Option<std::path::PathBuf>,
     /// Made on first use: an engine that is not there fails the calls that need it, not the
     /// provider's configuration.
     client: std::sync::Arc<std::sync::Mutex<Option<Docker>>>,
+    /// Set when the engine last failed to answer: until then, calls fail at once instead of
+    /// each waiting out its timeout (a refresh asks one engine about many nodes).
+    silent_until: std::sync::Arc<std::sync::Mutex<Option<(tokio::time::Instant, String)>>>,
 }
 
 impl Engine {
-    /// The engine at `url` (`unix:///path`, `tcp://host:port`); nothing is contacted yet.
-    pub fn new(url: &str) -> Engine {
+    /// The engine at `url` (`unix:///path`, `tcp://host:port`, over TLS with the client files
+    /// in `cert_path`); nothing is contacted yet.
+    pub fn new(url: &str, cert_path: Option<&str>) -> Engine {
         Engine {
             url: url.to_string(),
+            cert_path: cert_path.map(std::path::PathBuf::from),
             client: Default::default(),
+            silent_until: Default::default(),
         }
     }
 
@@ -100,6 +120,13 @@ impl Engine {
         let url = &self.url;
         let docker = if url.starts_with("unix://") {
             Docker::connect_with_unix(url, timeout, bollard::API_DEFAULT_VERSION)
+        } else if let (Some(_), Some(dir)) = (url.strip_prefix("tcp://"), &self.cert_path) {
+            let [key, cert, ca] = TLS_FILES.map(|f| dir.join(f));
+            // bollard builds its TLS client from the process's default crypto provider, which
+            // must be chosen when more than one is compiled in; ours is ring. Already chosen
+            // is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Docker::connect_with_ssl(url, &key, &cert, &ca, timeout, bollard::API_DEFAULT_VERSION)
         } else if let Some(rest) = url.strip_prefix("tcp://") {
             Docker::connect_with_http(&format!("http://{rest}"), timeout, bollard::API_DEFAULT_VERSION)
         } else {
@@ -115,18 +142,36 @@ impl Engine {
         call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
         limit: Duration,
     ) -> Result<T, EngineError> {
-        match tokio::time::timeout(limit, call).await {
-            Ok(result) => result.map_err(classify),
-            Err(_) => Err(EngineError::Other(format!(
-                "engine {} did not answer within {limit:?}",
-                self.url
-            ))),
+        if let Ok(silent) = self.silent_until.lock()
+            && let Some((until, why)) = silent.as_ref()
+            && tokio::time::Instant::now() < *until
+        {
+            return Err(EngineError::Unreachable(format!(
+                "{why} (not asked again for {SILENT_FOR:?})"
+            )));
         }
+        let outcome = match tokio::time::timeout(limit, call).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(EngineError::Unreachable(format!("no answer within {limit:?}"))),
+        };
+        if let Ok(mut silent) = self.silent_until.lock() {
+            *silent = match &outcome {
+                Err(EngineError::Unreachable(why)) => Some((tokio::time::Instant::now() + SILENT_FOR, why.clone())),
+                _ => None,
+            };
+        }
+        outcome
     }
 
     /// The engine's error as a runtime error about `what`.
     pub fn error(&self, what: &str, e: EngineError) -> RuntimeError {
-        RuntimeError::Other(format!("{what} on engine {}: {e}", self.url))
+        match e {
+            EngineError::Unreachable(detail) => RuntimeError::Unreachable {
+                what: format!("the Docker engine {}", self.url),
+                detail: format!("{what}: {detail}; check that the host is up and its engine runs"),
+            },
+            e => RuntimeError::Other(format!("{what} on engine {}: {e}", self.url)),
+        }
     }
 
     pub async fn create(&self, spec: &ContainerSpec) -> Result<(), EngineError> {
@@ -239,7 +284,7 @@ impl Engine {
         match self
             .bounded(
                 docker.inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>),
-                CALL_TIMEOUT,
+                ASK_TIMEOUT,
             )
             .await
         {

@@ -38,6 +38,16 @@ struct Host {
     advertise: String,
 }
 
+/// Where a node's container was found.
+enum Located<'a> {
+    /// On this host, running or not.
+    On(&'a Host, bool),
+    /// No engine has it.
+    Nowhere,
+    /// No engine that answered has it, and some did not answer.
+    Unknown,
+}
+
 pub struct DockerRuntime {
     settings: DockerSettings,
     hosts: Vec<Host>,
@@ -68,7 +78,7 @@ impl DockerRuntime {
             for host in &region.hosts {
                 hosts.push(Host {
                     region: region.name.clone(),
-                    engine: Engine::new(&host.url),
+                    engine: Engine::new(&host.url, region.cert_path.as_deref()),
                     advertise: host.advertise_address.clone(),
                 });
             }
@@ -96,19 +106,34 @@ impl DockerRuntime {
         })
     }
 
-    /// The host a node's container is on: asked of every engine at once (an engine that does
-    /// not answer counts as not having it).
-    async fn locate(&self, node: &NodeId) -> Option<&Host> {
+    /// Where a node's container is, asked of every engine at once; the first engine that has
+    /// it answers for it, so an engine that is down delays only the nodes it might hold.
+    async fn locate(&self, node: &NodeId) -> Located<'_> {
         let name = container_name(node);
-        let asks = self.hosts.iter().map(|h| {
-            let name = name.clone();
-            async move { (h, h.engine.running(&name).await) }
-        });
-        futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .find(|(_, found)| matches!(found, Ok(Some(_))))
-            .map(|(h, _)| h)
+        let mut asks: futures_util::stream::FuturesUnordered<_> = self
+            .hosts
+            .iter()
+            .map(|h| {
+                let name = name.clone();
+                async move { (h, h.engine.running(&name).await) }
+            })
+            .collect();
+        let mut silent = Vec::new();
+        while let Some((host, answer)) = futures_util::StreamExt::next(&mut asks).await {
+            match answer {
+                Ok(Some(running)) => return Located::On(host, running),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(node = %node, engine = %host.engine.url, error = %e, "engine did not say where the node is");
+                    silent.push(host.engine.url.clone());
+                }
+            }
+        }
+        if silent.is_empty() {
+            Located::Nowhere
+        } else {
+            Located::Unknown
+        }
     }
 
     /// The config file: where the node listens and what it announces, then its settings.
@@ -289,8 +314,15 @@ impl Runtime for DockerRuntime {
     }
 
     async fn stop(&self, node: &NodeId) -> Result<(), RuntimeError> {
-        let Some(host) = self.locate(node).await else {
-            return Ok(());
+        let host = match self.locate(node).await {
+            Located::On(host, _) => host,
+            Located::Nowhere => return Ok(()),
+            Located::Unknown => {
+                return Err(RuntimeError::WouldNotStop {
+                    node: node.to_string(),
+                    detail: "an engine that may hold it did not answer; see the provider log".into(),
+                });
+            }
         };
         host.engine
             .stop(&container_name(node))
@@ -317,10 +349,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn state(&self, node: &NodeId) -> NodeState {
-        let name = container_name(node);
         match self.locate(node).await {
-            Some(host) if matches!(host.engine.running(&name).await, Ok(Some(true))) => NodeState::Running,
-            _ => NodeState::Stopped,
+            Located::On(_, true) => NodeState::Running,
+            Located::On(_, false) | Located::Nowhere => NodeState::Stopped,
+            Located::Unknown => NodeState::Unreachable,
         }
     }
 }

@@ -14,11 +14,15 @@ pub const CLOUD: &str = crate::catalog::DOCKER_CLOUD;
 /// clients reach the ports it publishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DockerHost {
-    /// The engine's API: `unix:///var/run/docker.sock`, or `tcp://host:2375`.
+    /// The engine's API: `unix:///var/run/docker.sock`, or `tcp://host:2376` (with
+    /// the region's `cert_path`, TLS with a client certificate; without it, plain HTTP).
     pub url: String,
     /// The address nodes on this engine are published and announced at.
     pub advertise_address: String,
 }
+
+/// The files of a TLS directory, in the order a client needs them: key, certificate, CA.
+pub const TLS_FILES: [&str; 3] = ["key.pem", "cert.pem", "ca.pem"];
 
 /// A region of the docker cloud.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -27,6 +31,10 @@ pub struct DockerRegion {
     pub name: String,
     /// The engines of the region; nodes of one service are spread over them.
     pub hosts: Vec<DockerHost>,
+    /// For the region's `tcp://` engines, which require TLS (`dockerd --tlsverify`): a
+    /// directory holding `ca.pem`, `cert.pem` and `key.pem`, as `DOCKER_CERT_PATH` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<String>,
 }
 
 /// The docker cloud: nodes as containers on Docker Engines, regions as groups of hosts.
@@ -100,6 +108,16 @@ impl DockerSettings {
                     format!("region {:?} has no hosts; give it at least one", region.name),
                 );
             }
+            if let Err(problem) = check_cert_path(region) {
+                error(
+                    "Invalid cert_path",
+                    format!(
+                        "cert_path {:?} of region {:?}: {problem}",
+                        region.cert_path.as_deref().unwrap_or_default(),
+                        region.name
+                    ),
+                );
+            }
             for host in &region.hosts {
                 if let Err(problem) = check_url(&host.url) {
                     error(
@@ -128,6 +146,27 @@ impl DockerSettings {
             }
         }
         errors
+    }
+}
+
+/// Why a region's `cert_path` cannot be used, if it cannot: it is for `tcp://` engines, and
+/// must hold the three files.
+fn check_cert_path(region: &DockerRegion) -> Result<(), String> {
+    let Some(dir) = &region.cert_path else { return Ok(()) };
+    if !region.hosts.iter().any(|h| h.url.starts_with("tcp://")) {
+        return Err("TLS is for tcp:// engines and the region has none; remove cert_path or use tcp:// urls".into());
+    }
+    let missing: Vec<&str> = TLS_FILES
+        .into_iter()
+        .filter(|f| !std::path::Path::new(dir).join(f).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} missing there; the directory must hold ca.pem, cert.pem and key.pem",
+            missing.join(", ")
+        ))
     }
 }
 
