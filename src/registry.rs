@@ -45,9 +45,24 @@ pub enum RecordError {
     HasReplicas { name: String, replicas: Vec<String> },
     #[error("primary service {primary:?} does not exist in {location}, or is being destroyed")]
     PrimaryMissing { primary: String, location: String },
+    #[error(
+        "the replication group of {group:?} has been changed by another Terraform run ({holder}) for longer than \
+         {waited:?}; apply again once that run has finished"
+    )]
+    GroupBusy {
+        group: String,
+        holder: String,
+        waited: Duration,
+    },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
+
+/// How long a group lock lasts at most: a group change (Sentinels started, a switchover)
+/// ends well within it, and a holder killed on another machine delays the next change no longer.
+const GROUP_LOCK_LEASE: Duration = Duration::from_secs(180);
+/// How long a group change waits for another run's to finish.
+const GROUP_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// Whether a lease still holds: not expired, and its holder not known to be gone.
 fn holds(runtime: &Arc<dyn Runtime>, lease: Option<&Lease>) -> bool {
@@ -147,6 +162,38 @@ async fn join_primary(runtime: &Arc<dyn Runtime>, replica: &str, primary: &str) 
         return Err(missing());
     }
     Ok(())
+}
+
+/// Takes the lock of replication group `group` (its primary service's name) for this process,
+/// so that no two Terraform runs, on any workstation, change one group's Sentinels or switch it
+/// over at once. Waits while another run holds it; a holder known gone or whose lease has run
+/// out is released.
+pub async fn lock_group(runtime: &Arc<dyn Runtime>, group: &str) -> Result<(), RecordError> {
+    let lease = Lease::new(runtime.lease_owner(), GROUP_LOCK_LEASE);
+    let started = tokio::time::Instant::now();
+    loop {
+        let Some(holder) = runtime.store().take_lock(group, &lease).await? else {
+            return Ok(());
+        };
+        if !holds(runtime, Some(&holder)) {
+            tracing::info!(group, holder = %holder.owner, "releasing a group lock whose holder is gone");
+            runtime.store().release_lock(group, &holder.owner).await?;
+            continue;
+        }
+        if started.elapsed() >= GROUP_LOCK_WAIT {
+            return Err(RecordError::GroupBusy {
+                group: group.to_string(),
+                holder: holder.owner,
+                waited: GROUP_LOCK_WAIT,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Releases the lock `lock_group` took.
+pub async fn unlock_group(runtime: &Arc<dyn Runtime>, group: &str) -> Result<(), RuntimeError> {
+    runtime.store().release_lock(group, &runtime.lease_owner()).await
 }
 
 /// Marks a create as finished, whether its nodes started or not: from here on Terraform

@@ -35,28 +35,15 @@ fn client(uri: &str) -> redis::Connection {
     client.get_connection_with_timeout(Duration::from_secs(5)).unwrap()
 }
 
-/// A working directory whose provider uses the test engines, with `body` as its resources.
-fn workdir(body: &str) -> Terraform {
-    let tf = Terraform::new("");
-    tf.write_config_with_provider(&docker_hosts::provider_block(), body);
-    tf
-}
-
 /// `body` applied in a new working directory.
 fn applied(body: &str) -> Terraform {
-    let tf = workdir(body);
+    let tf = docker_hosts::workdir(body);
     tf.apply();
     tf
 }
 
 fn refresh(tf: &Terraform) {
     tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
-}
-
-/// Destroys everything and checks no container the test named with `marker` is left.
-fn destroy_leaves_nothing(tf: &Terraform, marker: &str) {
-    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-    assert_eq!(docker_hosts::containers_named(marker), Vec::<(String, String)>::new());
 }
 
 #[test]
@@ -154,7 +141,7 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
 
     // A second workstation: its own working directory and provider process, no data_dir of
     // the first, the same state. The records are with the engines, so it plans nothing.
-    let second = workdir(&config(&marker));
+    let second = docker_hosts::workdir(&config(&marker));
     std::fs::copy(
         tf.work().join("terraform.tfstate"),
         second.work().join("terraform.tfstate"),
@@ -163,7 +150,7 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
     let (changes, text) = second.plan_has_changes();
     assert!(!changes, "{text}");
 
-    destroy_leaves_nothing(&tf, &marker);
+    docker_hosts::destroy_leaves_nothing(&tf, &marker);
 }
 
 #[test]
@@ -217,7 +204,7 @@ resource "valkey_service" "solo" {{
     );
 
     // Another working directory with no state imports it by name from the engines.
-    let other = workdir(&body);
+    let other = docker_hosts::workdir(&body);
     other.ok(&[
         "import",
         "-input=false",
@@ -228,7 +215,7 @@ resource "valkey_service" "solo" {{
     let (changes, text) = other.plan_has_changes();
     assert!(!changes, "{text}");
 
-    destroy_leaves_nothing(&tf, &marker);
+    docker_hosts::destroy_leaves_nothing(&tf, &marker);
 }
 
 /// The kill -9 of the primary's server on its host: the engine does not restart a data node
@@ -302,5 +289,5 @@ resource "valkey_read_replica" "far" {{
     assert!(!changes, "{text}");
     std::thread::sleep(Duration::from_millis(300));
     stop_and_check_writes(writer, &access, &far, killed, "kill");
-    destroy_leaves_nothing(&tf, &marker);
+    docker_hosts::destroy_leaves_nothing(&tf, &marker);
 }

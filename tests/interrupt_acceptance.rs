@@ -29,22 +29,6 @@ resource "valkey_read_replica" "replica" {
 }
 "#;
 
-/// Starts terraform in its own process group (the provider joins it) and SIGKILLs the whole
-/// group after `after`, as a crash or `kill -9` would.
-fn kill_during(tf: &Terraform, args: &[&str], after: Duration) {
-    let mut child = tf
-        .command(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    std::thread::sleep(after);
-    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
-    let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-    let _ = child.wait();
-}
-
 /// Processes whose working directory is inside `data_dir`: every node and Sentinel runs in
 /// its own directory there, so this finds them even when their pid files are gone.
 fn processes_in(data_dir: &Path) -> Vec<i32> {
@@ -84,7 +68,6 @@ fn kill_points() -> (Vec<Duration>, String) {
 #[test]
 fn interrupted_creates_updates_and_destroys_all_converge() {
     let tf = Terraform::new(GROUP);
-    let apply = ["apply", "-auto-approve", "-input=false", "-no-color"];
     let destroy = ["destroy", "-auto-approve", "-input=false", "-no-color"];
     let (points, replay) = kill_points();
     eprintln!(
@@ -92,24 +75,11 @@ fn interrupted_creates_updates_and_destroys_all_converge() {
         points.len()
     );
     for (run, after) in points.into_iter().enumerate() {
-        match run % 3 {
-            0 => kill_during(&tf, &apply, after),
-            1 => {
-                tf.apply();
-                kill_during(&tf, &destroy, after);
-            }
-            _ => {
-                tf.apply();
-                let resized = if run % 2 == 0 { "premium-4" } else { "business-4" };
-                tf.write_config(&GROUP.replace("business-4", resized));
-                kill_during(&tf, &apply, after);
-            }
-        }
-        tf.apply();
-        let (changes, plan) = tf.plan_has_changes();
-        assert!(
-            !changes,
-            "run {run} ({after:?}, {replay}): the apply after the interruption must converge:\n{plan}"
+        tf.interrupt_then_converge(
+            run,
+            after,
+            |plan| tf.write_config(&GROUP.replace("business-4", plan)),
+            &replay,
         );
     }
     tf.ok(&destroy);

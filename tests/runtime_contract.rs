@@ -351,6 +351,40 @@ async fn an_interrupted_create_makes_way_once_its_lease_ends(h: &dyn Harness) {
     );
 }
 
+/// A lock is held by one run at a time, however many race for it; only its holder releases
+/// it; the registry's group lock takes and releases it.
+async fn a_lock_is_held_by_one_run_at_a_time(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let store = runtime.store();
+    let name = h.name("locked");
+    let takes = (0..8).map(|k| {
+        let lease = Lease::new(format!("run-{k}"), LEASE);
+        let name = name.clone();
+        let runtime = runtime.clone();
+        async move { (k, runtime.store().take_lock(&name, &lease).await.unwrap()) }
+    });
+    let taken = futures_util::future::join_all(takes).await;
+    let winners: Vec<usize> = taken
+        .iter()
+        .filter(|(_, held)| held.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(winners.len(), 1, "{taken:?}");
+    let winner = format!("run-{}", winners[0]);
+    let other = Lease::new("run-other".into(), LEASE);
+    store.release_lock(&name, "run-other").await.unwrap();
+    assert!(store.take_lock(&name, &other).await.unwrap().is_some());
+    store.release_lock(&name, &winner).await.unwrap();
+    assert_eq!(store.take_lock(&name, &other).await.unwrap(), None);
+    store.release_lock(&name, "run-other").await.unwrap();
+
+    registry::lock_group(&runtime, &name).await.unwrap();
+    assert!(store.take_lock(&name, &other).await.unwrap().is_some());
+    registry::unlock_group(&runtime, &name).await.unwrap();
+    assert_eq!(store.take_lock(&name, &other).await.unwrap(), None);
+    store.release_lock(&name, "run-other").await.unwrap();
+}
+
 macro_rules! contract_tests {
     ($runtime:ident, $harness:expr, [$($test:ident),* $(,)?]) => {
         mod $runtime {
@@ -378,6 +412,7 @@ contract_tests!(
         a_replica_of_a_missing_or_replica_primary_is_refused,
         a_primary_being_removed_takes_no_new_replica,
         an_interrupted_create_makes_way_once_its_lease_ends,
+        a_lock_is_held_by_one_run_at_a_time,
     ]
 );
 
@@ -393,6 +428,7 @@ contract_tests!(
         a_replica_of_a_missing_or_replica_primary_is_refused,
         a_primary_being_removed_takes_no_new_replica,
         an_interrupted_create_makes_way_once_its_lease_ends,
+        a_lock_is_held_by_one_run_at_a_time,
     ]
 );
 
@@ -425,4 +461,23 @@ async fn docker_state_behind_an_engine_that_does_not_answer_is_unreachable_in_bo
     // Where every engine answers, a node that is nowhere is simply stopped.
     let reachable = DockerRuntime::configure(&docker_hosts::settings()).unwrap();
     assert_eq!(reachable.state(&node).await, NodeState::Stopped);
+}
+
+/// Docker only (a local lock dies with its process): a group lock whose holder was killed on
+/// another machine makes way once its lease has run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_a_group_lock_whose_lease_ran_out_makes_way() {
+    let harness = Docker::new();
+    let runtime = harness.runtime();
+    let name = harness.name("stale-lock");
+    let dead = Lease::new("a-run-killed-elsewhere".into(), Duration::ZERO);
+    assert_eq!(runtime.store().take_lock(&name, &dead).await.unwrap(), None);
+    registry::lock_group(&runtime, &name).await.unwrap();
+    let holder = runtime
+        .store()
+        .take_lock(&name, &Lease::new("run-other".into(), LEASE))
+        .await
+        .unwrap();
+    assert_eq!(holder.map(|l| l.owner), Some(runtime.lease_owner()));
+    registry::unlock_group(&runtime, &name).await.unwrap();
 }

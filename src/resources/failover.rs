@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::group_view::{connect_sentinel, current_primary};
 use super::records::{self, group_primary_record, replica_records};
-use super::{Context, error};
+use super::{Context, error, group_lock};
 use crate::catalog;
 use crate::runtime::{Endpoint, NodeId, NodeSpec, NodeState, SentinelRecord, ServiceRecord};
 use crate::tfplug::Diagnostics;
@@ -44,7 +44,10 @@ const SENTINEL_PERIODS: [(&str, &str); 2] = [("INFO-PERIOD", "1000"), ("PUBLISH-
 /// down-after setting applied. A suspended group (its primary powered off) keeps its
 /// Sentinels stopped until that primary answers again, then resumes.
 pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> {
-    let _serialised = ctx.group_lock.lock().await;
+    group_lock::exclusively(ctx, Some(name), ensure_group_held(ctx, name)).await
+}
+
+async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics> {
     let Some(mut primary) = records::load(ctx, name).await? else {
         return Ok(());
     };
@@ -170,7 +173,10 @@ async fn answers_as_primary(primary: &ServiceRecord, addr: &str) -> bool {
 /// group is suspended (that primary remembered, the Sentinels stopped with their state) so
 /// that the power-off is not taken for a failure and failed over.
 pub async fn suspend_if_primary(ctx: &Context, record: &ServiceRecord) -> Result<(), Diagnostics> {
-    let _serialised = ctx.group_lock.lock().await;
+    group_lock::exclusively(ctx, record.group(), suspend_if_primary_held(ctx, record)).await
+}
+
+async fn suspend_if_primary_held(ctx: &Context, record: &ServiceRecord) -> Result<(), Diagnostics> {
     let Some(mut primary) = group_primary_record(ctx, record).await else {
         return Ok(());
     };

@@ -4,6 +4,7 @@
 pub mod common_model;
 pub mod converge;
 pub mod failover;
+pub mod group_lock;
 pub mod group_view;
 pub mod lifecycle;
 pub mod nodes;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::group_view::{connect_sentinel, current_primary, settled_primary};
 use super::records::{group_primary_record, replica_records};
-use super::{Context, error};
+use super::{Context, error, group_lock};
 use crate::catalog;
 use crate::runtime::{Endpoint, ServiceRecord};
 use crate::tfplug::Diagnostics;
@@ -49,7 +49,10 @@ async fn group_members(ctx: &Context, primary: &ServiceRecord) -> Result<Vec<Mem
 
 /// `promote = true`: makes `target` (a read replica's record) its group's primary.
 pub async fn promote(ctx: &Context, target: &ServiceRecord) -> Result<(), Diagnostics> {
-    let _serialised = ctx.group_lock.lock().await;
+    group_lock::exclusively(ctx, target.group(), promote_held(ctx, target)).await
+}
+
+async fn promote_held(ctx: &Context, target: &ServiceRecord) -> Result<(), Diagnostics> {
     let primary = group_primary_record(ctx, target).await.ok_or_else(|| {
         error(
             "Cannot promote",
@@ -91,7 +94,10 @@ pub async fn promote(ctx: &Context, target: &ServiceRecord) -> Result<(), Diagno
 /// of the primary service among equals) that runs and replicates. An error, saying what to
 /// do, when no member can take over; nothing to do when none of them is the primary.
 pub async fn hand_over(ctx: &Context, leaving: &ServiceRecord, indices: &[usize]) -> Result<(), Diagnostics> {
-    let _serialised = ctx.group_lock.lock().await;
+    group_lock::exclusively(ctx, leaving.group(), hand_over_held(ctx, leaving, indices)).await
+}
+
+async fn hand_over_held(ctx: &Context, leaving: &ServiceRecord, indices: &[usize]) -> Result<(), Diagnostics> {
     let Some(primary) = group_primary_record(ctx, leaving).await else {
         return Ok(());
     };

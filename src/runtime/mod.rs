@@ -9,6 +9,7 @@ pub mod docker;
 pub mod error;
 pub mod local;
 pub mod node;
+pub mod procfs;
 pub mod record;
 pub mod store;
 

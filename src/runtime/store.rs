@@ -6,7 +6,7 @@
 //! named object).
 
 use super::error::RuntimeError;
-use super::record::ServiceRecord;
+use super::record::{Lease, ServiceRecord};
 
 #[tonic::async_trait]
 pub trait RecordStore: Send + Sync {
@@ -30,4 +30,11 @@ pub trait RecordStore: Send + Sync {
 
     /// Who holds `owner`'s slots, sorted by name.
     async fn slot_holders(&self, owner: &str) -> Result<Vec<String>, RuntimeError>;
+
+    /// Takes lock `name` with `lease` unless it is held: None when taken, else the holder's
+    /// lease (which may be stale: the caller decides, and releases it in the holder's name).
+    async fn take_lock(&self, name: &str, lease: &Lease) -> Result<Option<Lease>, RuntimeError>;
+
+    /// Releases lock `name` if `owner` holds it; a lock taken by another meanwhile stays.
+    async fn release_lock(&self, name: &str, owner: &str) -> Result<(), RuntimeError>;
 }

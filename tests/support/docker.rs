@@ -197,6 +197,33 @@ pub fn inspect(url: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(&docker_cli(url, &["inspect", name])).expect("docker inspect prints JSON")
 }
 
+/// Every volume on the test engines whose name contains `marker`, with its engine URL.
+pub fn volumes_named(marker: &str) -> Vec<(String, String)> {
+    let filter = format!("name={marker}");
+    let mut found = Vec::new();
+    for i in HOSTS {
+        let url = host(i).0;
+        let names = docker_cli(&url, &["volume", "ls", "-q", "--filter", &filter]);
+        found.extend(names.lines().map(|name| (url.clone(), name.to_string())));
+    }
+    found
+}
+
+/// A working directory whose provider uses hosts 1 to 3, with `body` as its resources.
+pub fn workdir(body: &str) -> crate::support::Terraform {
+    let tf = crate::support::Terraform::new("");
+    tf.write_config_with_provider(&provider_block(), body);
+    tf
+}
+
+/// Destroys everything and checks no container or volume the test named with `marker` is
+/// left on any engine.
+pub fn destroy_leaves_nothing(tf: &crate::support::Terraform, marker: &str) {
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(containers_named(marker), Vec::<(String, String)>::new());
+    assert_eq!(volumes_named(marker), Vec::<(String, String)>::new());
+}
+
 /// Removes what a test made on the engines when it ends, however it ends.
 pub struct Cleanup(pub String);
 

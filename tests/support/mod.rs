@@ -212,6 +212,48 @@ impl Terraform {
             .unwrap_or(serde_json::Value::Null)
     }
 
+    /// Starts terraform in its own process group (the provider joins it) and SIGKILLs the
+    /// whole group after `after`, as a crash or `kill -9` would.
+    pub fn kill_during(&self, args: &[&str], after: std::time::Duration) {
+        use std::os::unix::process::CommandExt;
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+    }
+
+    /// Run `run` of an interruption test: kills an apply (run 0 mod 3), a destroy (1), or an
+    /// apply that resizes the primary between `business-4` and `premium-4` (2), which
+    /// `resize` writes into the config; then checks the next apply converges.
+    pub fn interrupt_then_converge(&self, run: usize, after: std::time::Duration, resize: impl Fn(&str), replay: &str) {
+        let apply = ["apply", "-auto-approve", "-input=false", "-no-color"];
+        match run % 3 {
+            0 => self.kill_during(&apply, after),
+            1 => {
+                self.apply();
+                self.kill_during(&["destroy", "-auto-approve", "-input=false", "-no-color"], after);
+            }
+            _ => {
+                self.apply();
+                resize(if run.is_multiple_of(2) { "premium-4" } else { "business-4" });
+                self.kill_during(&apply, after);
+            }
+        }
+        self.apply();
+        let (changes, plan) = self.plan_has_changes();
+        assert!(
+            !changes,
+            "run {run} ({after:?}, {replay}): the apply after the interruption must converge:\n{plan}"
+        );
+    }
+
     /// `host:port` of a service or replica in state.
     pub fn address(&self, resource: &str) -> String {
         let state = self.state_attributes(resource);

@@ -278,8 +278,8 @@ impl Engine {
         }
     }
 
-    /// Whether the container runs; None when there is no such container.
-    pub async fn running(&self, name: &str) -> Result<Option<bool>, EngineError> {
+    /// What the engine says of a container; None when there is no such container.
+    async fn inspect(&self, name: &str) -> Result<Option<bollard::models::ContainerInspectResponse>, EngineError> {
         let docker = self.docker()?;
         match self
             .bounded(
@@ -288,10 +288,28 @@ impl Engine {
             )
             .await
         {
-            Ok(info) => Ok(Some(info.state.and_then(|s| s.running).unwrap_or(false))),
+            Ok(info) => Ok(Some(info)),
             Err(EngineError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether the container runs; None when there is no such container.
+    pub async fn running(&self, name: &str) -> Result<Option<bool>, EngineError> {
+        Ok(self
+            .inspect(name)
+            .await?
+            .map(|info| info.state.and_then(|s| s.running).unwrap_or(false)))
+    }
+
+    /// The id and labels of a container; None when there is no such container.
+    pub async fn labels(&self, name: &str) -> Result<Option<(String, HashMap<String, String>)>, EngineError> {
+        Ok(self.inspect(name).await?.map(|info| {
+            (
+                info.id.unwrap_or_default(),
+                info.config.and_then(|c| c.labels).unwrap_or_default(),
+            )
+        }))
     }
 
     /// Names and labels of the containers whose name starts with `prefix`.

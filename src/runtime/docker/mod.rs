@@ -55,6 +55,16 @@ pub struct DockerRuntime {
     owner: String,
 }
 
+/// Lease owners taken on this machine start with this, then the provider's pid: a lease of
+/// this machine's is known gone with its process; another machine's lease only expires.
+fn owner_prefix() -> String {
+    let machine = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    format!("docker-{machine}-pid-")
+}
+
 fn container_name(node: &NodeId) -> String {
     format!("vk-{node}")
 }
@@ -84,15 +94,11 @@ impl DockerRuntime {
             }
         }
         let store = DockerStore::new(hosts[0].engine.clone(), settings.image.clone());
-        let machine = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default();
         Ok(DockerRuntime {
             settings: settings.clone(),
             hosts,
             store,
-            owner: format!("docker-{machine}-{}", std::process::id()),
+            owner: format!("{}{}", owner_prefix(), std::process::id()),
         })
     }
 
@@ -236,6 +242,14 @@ impl Runtime for DockerRuntime {
 
     fn lease_owner(&self) -> String {
         self.owner.clone()
+    }
+
+    /// A provider process on this machine that is gone (a killed apply, run again here).
+    fn lease_holder_gone(&self, owner: &str) -> bool {
+        owner
+            .strip_prefix(&owner_prefix())
+            .and_then(|pid| pid.parse().ok())
+            .is_some_and(|pid| !crate::runtime::procfs::is_live_provider(pid))
     }
 
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError> {

@@ -2,18 +2,20 @@
 //! on the store engine (the first host of the first region), a service's record is the file
 //! `service.json` in the volume of a container named `vkrec-<name>` that never runs, and a
 //! primary's replica slot `k` is a container named `vkslot-<primary>-<k>` labelled with its
-//! holder. The engine refuses a second container of a name, which makes `insert` and
-//! `claim_slot` atomic for every workstation that reaches it. Secrets are only in the file.
+//! holder; a lock is a container `vklock-<name>` labelled with its lease. The engine refuses a
+//! second container of a name, which makes `insert`, `claim_slot` and `take_lock` atomic for
+//! every workstation that reaches it. Secrets are only in the file.
 
 use std::collections::HashMap;
 
 use super::engine::{ContainerSpec, Engine, EngineError};
-use crate::runtime::{RecordStore, RuntimeError, ServiceRecord};
+use crate::runtime::{Lease, RecordStore, RuntimeError, ServiceRecord};
 
 const RECORD_FILE: &str = "service.json";
 pub const LABEL_KIND: &str = "io.terraform-provider-valkey.kind";
 pub const LABEL_SERVICE: &str = "io.terraform-provider-valkey.service";
 const LABEL_HOLDER: &str = "io.terraform-provider-valkey.holder";
+const LABEL_EXPIRES: &str = "io.terraform-provider-valkey.expires-unix-ms";
 
 pub struct DockerStore {
     engine: Engine,
@@ -22,6 +24,18 @@ pub struct DockerStore {
 
 fn record_container(name: &str) -> String {
     format!("vkrec-{name}")
+}
+
+fn lock_container(name: &str) -> String {
+    format!("vklock-{name}")
+}
+
+/// The lease a lock container's labels hold (an unreadable expiry has ended).
+fn lease_of(labels: &HashMap<String, String>) -> Lease {
+    Lease {
+        owner: labels.get(LABEL_HOLDER).cloned().unwrap_or_default(),
+        expires_unix_ms: labels.get(LABEL_EXPIRES).and_then(|e| e.parse().ok()).unwrap_or(0),
+    }
 }
 
 fn slot_prefix(owner: &str) -> String {
@@ -141,10 +155,13 @@ impl RecordStore for DockerStore {
                 .await
                 .map_err(|e| self.engine.error("cannot remove a replica slot", e))?;
         }
-        self.engine
-            .remove(&container)
-            .await
-            .map_err(|e| self.engine.error("cannot remove the record", e))?;
+        // A lock a killed run left on the service goes with it.
+        for object in [lock_container(name), container.clone()] {
+            self.engine
+                .remove(&object)
+                .await
+                .map_err(|e| self.engine.error("cannot remove the record", e))?;
+        }
         self.engine
             .remove_volume(&container)
             .await
@@ -188,5 +205,55 @@ impl RecordStore for DockerStore {
         let mut holders: Vec<String> = self.slots(owner).await?.into_iter().map(|(_, h)| h).collect();
         holders.sort();
         Ok(holders)
+    }
+
+    async fn take_lock(&self, name: &str, lease: &Lease) -> Result<Option<Lease>, RuntimeError> {
+        let container = lock_container(name);
+        let spec = ContainerSpec {
+            name: container.clone(),
+            image: self.image.clone(),
+            cmd: vec!["true".into()],
+            labels: HashMap::from([
+                (LABEL_KIND.to_string(), "lock".to_string()),
+                (LABEL_HOLDER.to_string(), lease.owner.clone()),
+                (LABEL_EXPIRES.to_string(), lease.expires_unix_ms.to_string()),
+            ]),
+            volume: None,
+            publish: None,
+            restart: false,
+        };
+        match self.engine.create(&spec).await {
+            Ok(()) => return Ok(None),
+            Err(EngineError::Conflict) => {}
+            Err(e) => return Err(self.engine.error("cannot take a lock", e)),
+        }
+        // The engine reserves a name before the container can be inspected: a lock being
+        // taken by another run this instant is waited for briefly.
+        for _ in 0..20 {
+            match self.engine.labels(&container).await {
+                Ok(Some((_, labels))) => return Ok(Some(lease_of(&labels))),
+                Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Err(e) => return Err(self.engine.error("cannot read a lock", e)),
+            }
+        }
+        // Released meanwhile: held by nobody now, but not taken by this call either.
+        Ok(Some(Lease {
+            owner: "a holder that just released it".into(),
+            expires_unix_ms: 0,
+        }))
+    }
+
+    async fn release_lock(&self, name: &str, owner: &str) -> Result<(), RuntimeError> {
+        let container = lock_container(name);
+        match self.engine.labels(&container).await {
+            // By id: a lock another took since this look is a new container, and stays.
+            Ok(Some((id, labels))) if lease_of(&labels).owner == owner => self
+                .engine
+                .remove(&id)
+                .await
+                .map_err(|e| self.engine.error("cannot release a lock", e)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.engine.error("cannot read a lock", e)),
+        }
     }
 }

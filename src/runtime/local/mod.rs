@@ -256,7 +256,7 @@ impl Runtime for LocalRuntime {
         owner
             .strip_prefix("local-pid-")
             .and_then(|pid| pid.parse().ok())
-            .is_some_and(|pid| !process::is_live_provider(pid))
+            .is_some_and(|pid| !crate::runtime::procfs::is_live_provider(pid))
     }
 
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError> {

@@ -7,6 +7,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
+use crate::runtime::procfs::is_live;
+
 /// The pid recorded in a pid file, if the file exists and holds one.
 pub fn read_pid(pid_file: &Path) -> Option<i32> {
     std::fs::read_to_string(pid_file)
@@ -17,31 +19,9 @@ pub fn read_pid(pid_file: &Path) -> Option<i32> {
         .filter(|p| *p > 0)
 }
 
-/// The command name and state letter of a process, from /proc/PID/stat.
-fn comm_and_state(pid: u32) -> Option<(String, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Format: "pid (comm) state ...": comm may contain spaces, so split at the last ')'.
-    let (head, tail) = stat.rsplit_once(')')?;
-    let comm = head.split_once('(').map(|(_, c)| c)?.to_string();
-    let state = tail.trim_start().chars().next()?;
-    Some((comm, state))
-}
-
-/// Whether `pid` is alive (not a zombie waiting to be reaped) and its command name starts
-/// with `prefix`, which guards against a recycled pid belonging to something else.
-fn is_live(pid: u32, prefix: &str) -> bool {
-    comm_and_state(pid).is_some_and(|(comm, state)| comm.starts_with(prefix) && state != 'Z' && state != 'X')
-}
-
 /// Whether `pid` is a live valkey-server process.
 pub fn is_live_valkey(pid: i32) -> bool {
     u32::try_from(pid).is_ok_and(|pid| is_live(pid, "valkey-server"))
-}
-
-/// Whether `pid` is a live provider process (the one that wrote a record may still be at
-/// work). A killed provider lingers as a zombie until it is reaped: that counts as gone.
-pub fn is_live_provider(pid: u32) -> bool {
-    is_live(pid, "terraform-provi")
 }
 
 /// Stops a node that will run again: SIGTERM, on which valkey-server saves its data (when
@@ -90,18 +70,6 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_zombie_provider_counts_as_gone() {
-        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
-        let pid = child.id();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        // Exited but not yet reaped: a zombie.
-        assert_eq!(comm_and_state(pid).map(|(_, state)| state), Some('Z'));
-        assert!(!is_live(pid, "true"));
-        child.wait().unwrap();
-        assert!(!is_live_provider(std::process::id()));
-    }
 
     #[test]
     fn this_test_process_is_not_mistaken_for_valkey() {

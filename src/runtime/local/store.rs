@@ -1,5 +1,7 @@
 //! The local runtime's records: `data_dir/services/<name>/service.json`, and a primary's
-//! replica slots as files `services/<primary>/replicas/slot-<k>` holding the replica's name.
+//! replica slots as files `services/<primary>/replicas/slot-<k>` holding the replica's name,
+//! and locks as `flock`s on empty files `locks/<name>`: the kernel releases the lock of a
+//! process that dies, and taking one writes nothing, so it works on a full disk too.
 //! Each call holds an exclusive lock on `data_dir/.lock`, so Terraform runs sharing a data_dir
 //! see every call as atomic.
 
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::files::{
     create_exclusive, create_private_dir, io_error, remove_dir_if_present, remove_if_present, write_private_file,
 };
-use crate::runtime::{RecordStore, RuntimeError, ServiceRecord};
+use crate::runtime::{Lease, RecordStore, RuntimeError, ServiceRecord};
 
 const RECORD_FILE: &str = "service.json";
 const SLOTS_DIR: &str = "replicas";
@@ -18,6 +20,9 @@ const SLOT_PREFIX: &str = "slot-";
 
 pub struct LocalStore {
     data_dir: PathBuf,
+    /// The locks this process holds: the open lock file (closing it releases the lock) and
+    /// the owner it was taken for.
+    held: std::sync::Mutex<std::collections::HashMap<String, (fs::File, String)>>,
 }
 
 fn bad_record(path: &Path, reason: String) -> RuntimeError {
@@ -72,7 +77,10 @@ fn slots_in(dir: &Path) -> Result<Vec<(PathBuf, String)>, RuntimeError> {
 impl LocalStore {
     pub fn new(data_dir: PathBuf) -> Result<Self, RuntimeError> {
         create_private_dir(&data_dir.join("services"))?;
-        Ok(LocalStore { data_dir })
+        Ok(LocalStore {
+            data_dir,
+            held: Default::default(),
+        })
     }
 
     pub fn service_dir(&self, service: &str) -> PathBuf {
@@ -85,6 +93,10 @@ impl LocalStore {
 
     fn slots_dir(&self, owner: &str) -> PathBuf {
         self.service_dir(owner).join(SLOTS_DIR)
+    }
+
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.data_dir.join("locks").join(name)
     }
 
     /// Runs `f` holding the data_dir lock.
@@ -176,6 +188,46 @@ impl RecordStore for LocalStore {
         holders.sort();
         Ok(holders)
     }
+
+    async fn take_lock(&self, name: &str, lease: &Lease) -> Result<Option<Lease>, RuntimeError> {
+        let path = self.lock_path(name);
+        create_private_dir(path.parent().unwrap_or(&path))?;
+        // Never removed: a process waiting on this file's lock would hold a lock on nothing.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error("cannot open lock file", &path))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let mut held = self
+                    .held
+                    .lock()
+                    .map_err(|_| RuntimeError::Other("lock table poisoned".into()))?;
+                held.insert(name.to_string(), (file, lease.owner.clone()));
+                Ok(None)
+            }
+            // Held by a live process (the kernel frees a dead one's): it holds until released.
+            Err(fs::TryLockError::WouldBlock) => Ok(Some(Lease {
+                owner: "another Terraform run using this data_dir".into(),
+                expires_unix_ms: u64::MAX,
+            })),
+            Err(fs::TryLockError::Error(e)) => Err(io_error("cannot lock", &path)(e)),
+        }
+    }
+
+    async fn release_lock(&self, name: &str, owner: &str) -> Result<(), RuntimeError> {
+        let mut held = self
+            .held
+            .lock()
+            .map_err(|_| RuntimeError::Other("lock table poisoned".into()))?;
+        if held.get(name).is_some_and(|(_, holder)| holder == owner) {
+            held.remove(name);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -196,5 +248,18 @@ mod tests {
         );
         store.release_slots("main", "old-replica").await.unwrap();
         assert_eq!(store.slot_holders("main").await.unwrap(), ["new-replica"]);
+    }
+
+    #[tokio::test]
+    async fn a_lock_dies_with_the_process_that_held_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = |owner: &str| Lease::new(owner.into(), std::time::Duration::from_secs(60));
+        let killed = LocalStore::new(dir.path().to_path_buf()).unwrap();
+        assert_eq!(killed.take_lock("main", &lease("killed")).await.unwrap(), None);
+        let next = LocalStore::new(dir.path().to_path_buf()).unwrap();
+        assert!(next.take_lock("main", &lease("next")).await.unwrap().is_some());
+        // Its open file closes with it, as when the process ends.
+        drop(killed);
+        assert_eq!(next.take_lock("main", &lease("next")).await.unwrap(), None);
     }
 }
