@@ -39,7 +39,7 @@ pub struct ValkeyProvider {
     validated_regions: RwLock<Option<BTreeMap<String, RegionNames>>>,
     /// What this provider process has planned so far (one process serves one plan walk).
     planned: Arc<PlannedTopology>,
-    group_lock: Arc<tokio::sync::Mutex<()>>,
+    group_lock: Arc<crate::resources::group_lock::GroupLock>,
     leaving: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     services: ServiceResource,
     replicas: ReadReplicaResource,

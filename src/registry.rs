@@ -79,11 +79,23 @@ pub async fn name_in_use(runtime: &dyn Runtime, name: &str) -> Result<bool, Runt
 /// The read replicas of primary `primary`, sorted: holders of its slots whose record says so
 /// (a slot whose holder's record is gone was left by an interrupted removal).
 pub async fn replicas_of(runtime: &dyn Runtime, primary: &str) -> Result<Vec<String>, RuntimeError> {
+    Ok(replica_records_of(runtime, primary)
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .collect())
+}
+
+/// The records of primary `primary`'s read replicas, sorted by name, read concurrently.
+pub async fn replica_records_of(runtime: &dyn Runtime, primary: &str) -> Result<Vec<ServiceRecord>, RuntimeError> {
+    let holders = runtime.store().slot_holders(primary).await?;
+    let loads = holders.iter().map(|holder| runtime.store().load(holder));
     let mut replicas = Vec::new();
-    for holder in runtime.store().slot_holders(primary).await? {
-        let record = runtime.store().load(&holder).await?;
-        if record.is_some_and(|r| matches!(&r.upstream, Some(Upstream::Service { name }) if name == primary)) {
-            replicas.push(holder);
+    for record in futures_util::future::join_all(loads).await {
+        if let Some(record) = record?
+            && matches!(&record.upstream, Some(Upstream::Service { name }) if name == primary)
+        {
+            replicas.push(record);
         }
     }
     Ok(replicas)
@@ -131,8 +143,9 @@ pub async fn create(
     joined
 }
 
-/// Takes one of `primary`'s replica slots for `replica`, then checks the primary is still
-/// there and not being removed.
+/// Takes one of `primary`'s replica slots for `replica`, then checks the primary is there,
+/// is a primary and is not being removed (a removal marks it before its last look for slots,
+/// so one of the two always sees the other).
 async fn join_primary(runtime: &Arc<dyn Runtime>, replica: &str, primary: &str) -> Result<(), RecordError> {
     let store = runtime.store();
     let usable =
@@ -141,11 +154,11 @@ async fn join_primary(runtime: &Arc<dyn Runtime>, replica: &str, primary: &str) 
         primary: primary.to_string(),
         location: runtime.location(),
     };
-    if !usable(store.load(primary).await?) {
-        return Err(missing());
-    }
+    // The slots are tried from a random one on: replicas created together mostly find a free
+    // slot at the first try. The primary is checked once the slot is held (see below).
+    let first = rand::random_range(0..MAX_READ_REPLICAS);
     let mut claimed = false;
-    for slot in 0..MAX_READ_REPLICAS {
+    for slot in (0..MAX_READ_REPLICAS).map(|k| (first + k) % MAX_READ_REPLICAS) {
         if store.claim_slot(primary, slot, replica).await? {
             claimed = true;
             break;

@@ -44,7 +44,13 @@ const SENTINEL_PERIODS: [(&str, &str); 2] = [("INFO-PERIOD", "1000"), ("PUBLISH-
 /// down-after setting applied. A suspended group (its primary powered off) keeps its
 /// Sentinels stopped until that primary answers again, then resumes.
 pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> {
-    group_lock::exclusively(ctx, Some(name), ensure_group_held(ctx, name)).await
+    ensure_group_since(ctx, name, std::time::Instant::now()).await
+}
+
+/// `ensure_group` for a caller whose records were saved at `changed`: a run that started
+/// since then has done its work.
+pub async fn ensure_group_since(ctx: &Context, name: &str, changed: std::time::Instant) -> Result<(), Diagnostics> {
+    group_lock::converge_once(ctx, name, changed, || ensure_group_held(ctx, name)).await
 }
 
 async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics> {
@@ -88,26 +94,34 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
     };
     start_stopped_sentinels(ctx, &mut primary, &now).await?;
     let down_after = primary.failover.down_after_ms.to_string();
-    for s in &primary.sentinels {
-        let Some(mut client) = connect_sentinel(&primary, s).await else {
-            continue;
-        };
-        // Only when it differs: every SENTINEL SET makes the Sentinel rewrite and fsync its
-        // config file, and on a busy disk that stalls it long enough (measured: over a second)
-        // to see every instance as down and fail over a healthy primary.
-        let fields = client.primary().await.unwrap_or_default();
-        if fields.get("down-after-milliseconds") != Some(down_after.as_str()) {
-            let _ = client.set("down-after-milliseconds", &down_after).await;
-        }
-        let periods = client.periods().await.unwrap_or_default();
-        for (name, value) in SENTINEL_PERIODS {
-            if periods.get(name) != Some(value) {
-                let _ = client.set_period(name, value).await;
-            }
-        }
-    }
+    let settle = primary
+        .sentinels
+        .iter()
+        .map(|s| settle_sentinel(&primary, s, &down_after));
+    futures_util::future::join_all(settle).await;
     forget_removed(&primary, &replicas).await;
     Ok(())
+}
+
+/// Gives a running Sentinel the group's down-after setting and the periods it needs; a
+/// Sentinel that does not answer is left as it is.
+async fn settle_sentinel(primary: &ServiceRecord, s: &SentinelRecord, down_after: &str) {
+    let Some(mut client) = connect_sentinel(primary, s).await else {
+        return;
+    };
+    // Only when it differs: every SENTINEL SET makes the Sentinel rewrite and fsync its
+    // config file, and on a busy disk that stalls it long enough (measured: over a second)
+    // to see every instance as down and fail over a healthy primary.
+    let fields = client.primary().await.unwrap_or_default();
+    if fields.get("down-after-milliseconds") != Some(down_after) {
+        let _ = client.set("down-after-milliseconds", down_after).await;
+    }
+    let periods = client.periods().await.unwrap_or_default();
+    for (name, value) in SENTINEL_PERIODS {
+        if periods.get(name) != Some(value) {
+            let _ = client.set_period(name, value).await;
+        }
+    }
 }
 
 /// Starts the group's Sentinels that are not running, in parallel; a new one monitors the
@@ -133,15 +147,18 @@ async fn start_stopped_sentinels(
     let mut starts = tokio::task::JoinSet::new();
     for (position, s) in primary.sentinels.iter().enumerate() {
         let id = sentinel_id(primary, s);
-        if ctx.runtime.state(&id).await == NodeState::Running {
-            continue;
-        }
         let (runtime, spec, at) = (ctx.runtime.clone(), spec.clone(), s.endpoint());
-        starts.spawn(async move { (position, runtime.start(&id, &at, &spec, false).await) });
+        starts.spawn(async move {
+            if runtime.state(&id).await == NodeState::Running {
+                return (position, None);
+            }
+            (position, Some(runtime.start(&id, &at, &spec, false).await))
+        });
     }
     let mut moved = false;
     while let Some(started) = starts.join_next().await {
         let (position, started) = started.map_err(|e| error("Could not start a Sentinel", e))?;
+        let Some(started) = started else { continue };
         let at = started.map_err(|e| error("Could not start a Sentinel", e))?;
         let s = &mut primary.sentinels[position];
         if s.endpoint() != at {

@@ -43,7 +43,7 @@ pub struct Context {
     /// What this provider process has planned so far (one process serves one plan walk).
     pub planned: Arc<planned::PlannedTopology>,
     /// Serialises changes to failover groups (Sentinels) within this provider process.
-    pub group_lock: Arc<tokio::sync::Mutex<()>>,
+    pub group_lock: Arc<group_lock::GroupLock>,
     /// Members this provider process is destroying right now: Terraform destroys the members
     /// of a group in parallel, and a hand-over must not pick one that is about to go too.
     pub leaving: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,

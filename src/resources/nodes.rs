@@ -105,12 +105,30 @@ async fn relink_started(ctx: &Context, record: &ServiceRecord, started: &[usize]
 /// Starts every node of a newly recorded service (unless it is created powered off) and waits
 /// for its replication links.
 pub async fn start_new(ctx: &Context, record: &mut ServiceRecord, powered: bool) -> Result<(), Diagnostics> {
-    if !powered {
-        return Ok(());
+    start_new_then(ctx, record, powered, async { Ok(()) }).await
+}
+
+/// `start_new`, running `meanwhile` while the links come up (an initial sync takes a while,
+/// and the group's Sentinels need not wait for it); both must succeed.
+pub async fn start_new_then(
+    ctx: &Context,
+    record: &mut ServiceRecord,
+    powered: bool,
+    meanwhile: impl std::future::Future<Output = Result<(), Diagnostics>>,
+) -> Result<(), Diagnostics> {
+    if powered {
+        let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
+        start_nodes(ctx, record, &indices, false).await?;
     }
-    let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
-    start_nodes(ctx, record, &indices, false).await?;
-    wait_linked(ctx, record).await
+    let record: &ServiceRecord = record;
+    let linked = async {
+        match powered {
+            true => wait_linked(ctx, record).await,
+            false => Ok(()),
+        }
+    };
+    let (linked, done) = tokio::join!(linked, meanwhile);
+    linked.and(done)
 }
 
 /// Waits until every node that should replicate (see `desired_upstreams`: standbys, read

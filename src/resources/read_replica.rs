@@ -233,15 +233,22 @@ impl Lifecycle for ReadReplicaResource {
                 };
                 fail("Could not create the read replica", path, e.to_string())
             })?;
-        let mut started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
-        if started.is_ok()
-            && let Some(Upstream::Service { name }) = &record.upstream
-        {
-            // The first replica forms the primary's failover group.
-            started = failover::ensure_group(ctx, name).await;
-            if started.is_ok() && planned.promote == Some(true) {
-                started = switchover::promote(ctx, &record).await;
+        // The first replica forms the primary's failover group, while its link comes up; a
+        // group run that starts once the record is there covers this replica.
+        let recorded = std::time::Instant::now();
+        let group = match &record.upstream {
+            Some(Upstream::Service { name }) => Some(name.clone()),
+            _ => None,
+        };
+        let grouping = async {
+            match &group {
+                Some(primary) => failover::ensure_group_since(ctx, primary, recorded).await,
+                None => Ok(()),
             }
+        };
+        let mut started = nodes::start_new_then(ctx, &mut record, planned.powered != Some(false), grouping).await;
+        if started.is_ok() && group.is_some() && planned.promote == Some(true) {
+            started = switchover::promote(ctx, &record).await;
         }
         if let Err(d) = records::finish_create(ctx, &mut record).await {
             started = started.and(Err(d));

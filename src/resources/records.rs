@@ -69,13 +69,9 @@ pub async fn replica_names(ctx: &Context, primary: &str) -> Result<Vec<String>, 
 
 /// The records of a primary's read replicas.
 pub async fn replica_records(ctx: &Context, primary: &str) -> Result<Vec<ServiceRecord>, Diagnostics> {
-    let mut records = Vec::new();
-    for name in replica_names(ctx, primary).await? {
-        if let Some(r) = load(ctx, &name).await? {
-            records.push(r);
-        }
-    }
-    Ok(records)
+    registry::replica_records_of(ctx.runtime.as_ref(), primary)
+        .await
+        .map_err(|e| error("Could not list read replicas", e))
 }
 
 /// The record of the group's primary service for `record` (itself, for a primary).

@@ -242,7 +242,11 @@ impl Terraform {
             }
             _ => {
                 self.apply();
-                resize(if run.is_multiple_of(2) { "premium-4" } else { "business-4" });
+                resize(if run.is_multiple_of(2) {
+                    "premium-4"
+                } else {
+                    "business-4"
+                });
                 self.kill_during(&apply, after);
             }
         }

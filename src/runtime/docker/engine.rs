@@ -51,6 +51,22 @@ impl std::fmt::Display for EngineError {
     }
 }
 
+/// `create_container` from the type name of the future of bollard's `Docker::create_container`
+/// (or of ours, `Engine::read_file`), for the debug log of each call's time.
+fn call_label(type_name: &str) -> &str {
+    ["Engine::", "Docker::"]
+        .iter()
+        .find_map(|owner| {
+            let rest = &type_name[type_name.find(owner)? + owner.len()..];
+            Some(
+                &rest[..rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len())],
+            )
+        })
+        .unwrap_or(type_name)
+}
+
 fn classify(e: bollard::errors::Error) -> EngineError {
     match e {
         bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => EngineError::NotFound,
@@ -150,10 +166,15 @@ impl Engine {
                 "{why} (not asked again for {SILENT_FOR:?})"
             )));
         }
+        let (call_name, started) = (
+            call_label(std::any::type_name_of_val(&call)),
+            tokio::time::Instant::now(),
+        );
         let outcome = match tokio::time::timeout(limit, call).await {
             Ok(result) => result.map_err(classify),
             Err(_) => Err(EngineError::Unreachable(format!("no answer within {limit:?}"))),
         };
+        tracing::debug!(engine = %self.url, call = call_name, elapsed_ms = started.elapsed().as_millis() as u64, "engine call");
         if let Ok(mut silent) = self.silent_until.lock() {
             *silent = match &outcome {
                 Err(EngineError::Unreachable(why)) => Some((tokio::time::Instant::now() + SILENT_FOR, why.clone())),
@@ -377,5 +398,25 @@ impl Engine {
         let mut contents = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut contents).map_err(|e| EngineError::Other(e.to_string()))?;
         Ok(Some(contents))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_label;
+
+    #[test]
+    fn calls_are_logged_by_their_function_name() {
+        assert_eq!(
+            call_label("bollard::docker::Docker::create_container::{{closure}}<String>"),
+            "create_container"
+        );
+        assert_eq!(
+            call_label(
+                "futures_util::TryFold<..., terraform_provider_valkey::runtime::docker::engine::Engine::read_file::{{closure}}>"
+            ),
+            "read_file"
+        );
+        assert_eq!(call_label("something"), "something");
     }
 }
