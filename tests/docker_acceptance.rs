@@ -291,3 +291,64 @@ resource "valkey_read_replica" "far" {{
     stop_and_check_writes(writer, &access, &far, killed, "kill");
     docker_hosts::destroy_leaves_nothing(&tf, &marker);
 }
+
+/// `promote` and `powered` on docker: the replica in the other region is promoted, the former
+/// primary's containers are stopped and started again, and it comes back as a replica.
+#[test]
+fn promote_and_power_cycle_work_across_hosts() {
+    use support::group::{GroupAccess, wait_consistent};
+    let marker = docker_hosts::marker();
+    let _cleanup = docker_hosts::Cleanup(marker.clone());
+    let body = |promote: bool, powered: bool| {
+        format!(
+            r#"
+resource "valkey_service" "main" {{
+  name    = "main-{marker}"
+  cloud   = "docker"
+  plan    = "startup-4"
+  region  = "region-a"
+  powered = {powered}
+}}
+
+resource "valkey_read_replica" "far" {{
+  name            = "far-{marker}"
+  cloud           = "docker"
+  primary_service = valkey_service.main.name
+  plan            = "startup-4"
+  region          = "region-b"
+  promote         = {promote}
+}}
+"#
+        )
+    };
+    let tf = applied(&body(false, true));
+    refresh(&tf);
+    let access = GroupAccess::of(&tf, "valkey_service.main");
+    let (main, far) = (tf.address("valkey_service.main"), tf.address("valkey_read_replica.far"));
+    let members = [main.clone(), far.clone()];
+    wait_consistent(&access, &members, Some(&main), Duration::from_secs(20));
+
+    tf.apply_config_with_provider(&docker_hosts::provider_block(), &body(true, true));
+    wait_consistent(&access, &members, Some(&far), Duration::from_secs(20));
+    refresh(&tf);
+    assert_eq!(tf.state_attributes("valkey_read_replica.far")["role"], "primary");
+    let (changes, text) = tf.plan_has_changes();
+    assert!(!changes, "{text}");
+
+    // The former primary, now a replica, powered off: its container stops, the group goes on.
+    tf.apply_config_with_provider(&docker_hosts::provider_block(), &body(true, false));
+    let container = format!("vk-main-{marker}-0");
+    let engine = docker_hosts::host(1).0;
+    assert_eq!(docker_hosts::inspect(&engine, &container)[0]["State"]["Running"], false);
+    assert_eq!(access.sentinel_primary().as_deref(), Some(far.as_str()));
+    let (changes, text) = tf.plan_has_changes();
+    assert!(!changes, "{text}");
+
+    tf.apply_config_with_provider(&docker_hosts::provider_block(), &body(true, true));
+    wait_consistent(&access, &members, Some(&far), Duration::from_secs(20));
+    refresh(&tf);
+    assert_eq!(tf.state_attributes("valkey_service.main")["role"], "replica");
+    let (changes, text) = tf.plan_has_changes();
+    assert!(!changes, "{text}");
+    docker_hosts::destroy_leaves_nothing(&tf, &marker);
+}

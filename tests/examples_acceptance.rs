@@ -1,5 +1,7 @@
 //! Every example in examples/ is applied for real, so none rots.
 
+#[path = "support/docker.rs"]
+mod docker_hosts;
 mod support;
 
 use support::{Terraform, connect};
@@ -61,4 +63,23 @@ fn the_module_example_applies() {
     let json: serde_json::Value = serde_json::from_str(&tf.ok(&["output", "-json", "replica_uris"])).unwrap();
     assert_eq!(json.as_object().unwrap().len(), 2);
     destroy(&tf);
+}
+
+/// The docker example, on the test engines it names (two over their sockets, one over TLS).
+#[test]
+fn the_docker_example_applies_across_hosts_and_engines_over_tls() {
+    docker_hosts::settings();
+    docker_hosts::remove_everything_named("orders-example");
+    let _cleanup = docker_hosts::Cleanup("orders-example".into());
+    let tf = apply_cleanly("docker");
+    let mut primary = connect(&tf.output("service_uri"));
+    redis::cmd("SET").arg("hello").arg("docker").exec(&mut primary).unwrap();
+    redis::cmd("WAIT").arg(1).arg(5000).exec(&mut primary).unwrap();
+    let mut replica = connect(&tf.output("replica_uri"));
+    let got: String = redis::cmd("GET").arg("hello").query(&mut replica).unwrap();
+    assert_eq!(got, "docker");
+    assert!(tf.output("replica_uri").contains("@10.77.0.13:"));
+    let json: serde_json::Value = serde_json::from_str(&tf.ok(&["output", "-json", "sentinels"])).unwrap();
+    assert_eq!(json.as_array().map(Vec::len), Some(3));
+    docker_hosts::destroy_leaves_nothing(&tf, "orders-example");
 }

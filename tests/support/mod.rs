@@ -183,6 +183,13 @@ impl Terraform {
         self.apply()
     }
 
+    /// Writes main.tf with `provider_attributes` and `body` (see `write_config_with_provider`)
+    /// and applies it.
+    pub fn apply_config_with_provider(&self, provider_attributes: &str, body: &str) -> String {
+        self.write_config_with_provider(provider_attributes, body);
+        self.apply()
+    }
+
     /// `terraform plan -detailed-exitcode`: true when changes are planned. Panics on errors.
     pub fn plan_has_changes(&self) -> (bool, String) {
         let out = self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
