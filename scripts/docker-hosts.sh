@@ -8,6 +8,9 @@
 # it; `ensure N` brings them up unless all N answer already. Each engine also listens on
 # tcp://<host address>:2376 with TLS and client certificates (dockerd --tlsverify), from a test
 # CA made here: the client's ca.pem, cert.pem and key.pem are in /run/vk-docker-tls/client.
+# Each host also runs an sshd on <host address>:22 (Debian's openssh-server, installed when
+# missing) whose sessions reach that host's engine, for ssh:// engine urls: the key is in
+# /run/vk-docker-ssh, and /etc/ssh/ssh_config.d/vk-test-hosts.conf tells ssh to use it.
 # Installs Debian's docker.io when dockerd is missing. Needs root.
 set -euo pipefail
 
@@ -15,6 +18,8 @@ BRIDGE=vkbr0
 IMAGE=valkey-test:local
 STATE=/run/vk-docker
 TLS=/run/vk-docker-tls
+SSH=/run/vk-docker-ssh
+SSH_CLIENT_CONFIG=/etc/ssh/ssh_config.d/vk-test-hosts.conf
 
 host_ip() { echo "10.77.0.$((10 + $1))"; }
 
@@ -39,7 +44,45 @@ down() {
     rm -rf "/var/lib/vk-docker-$i" "$STATE-$i" "$STATE-$i.pid" "$STATE-$i.sock" "$STATE-$i.log" 2>/dev/null || true
   done
   ip link del "$BRIDGE" 2>/dev/null || true
-  rm -rf "$TLS"
+  for pidfile in "$SSH"/sshd-*.pid; do
+    [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  rm -rf "$TLS" "$SSH" "$SSH_CLIENT_CONFIG"
+}
+
+# An sshd per host whose sessions talk to that host's engine (`docker system dial-stdio`, as
+# ssh:// engine urls use it), and the client configuration for the hosts' addresses.
+ssh_servers() {
+  local count="$1" hosts=""
+  [ -x /usr/sbin/sshd ] || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+  }
+  mkdir -p "$SSH" /run/sshd /etc/ssh/ssh_config.d
+  ssh-keygen -q -t ed25519 -N '' -f "$SSH/id"
+  ssh-keygen -q -t ed25519 -N '' -f "$SSH/host_key"
+  for i in $(seq 1 "$count"); do
+    cat >"$SSH/sshd-$i.conf" <<CONF
+ListenAddress $(host_ip "$i")
+HostKey $SSH/host_key
+PidFile $SSH/sshd-$i.pid
+AuthorizedKeysFile $SSH/id.pub
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+SetEnv DOCKER_HOST=unix://$STATE-$i.sock
+CONF
+    nsenter --net="/var/run/netns/vkhost$i" /usr/sbin/sshd -f "$SSH/sshd-$i.conf"
+    hosts="$hosts $(host_ip "$i")"
+  done
+  cat >"$SSH_CLIENT_CONFIG" <<CONF
+# Written by terraform-provider-valkey's scripts/docker-hosts.sh for its test hosts.
+Host$hosts
+  IdentityFile $SSH/id
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+CONF
 }
 
 # A certificate signed by the test CA: `sign NAME SUBJECT-ALT-NAME EXTENDED-KEY-USAGE`.
@@ -109,6 +152,7 @@ up() {
     done
   done
   certificates "$count"
+  ssh_servers "$count"
   for i in $(seq 1 "$count"); do
     mkdir -p "$STATE-$i"
     # `ip netns exec` remounts /sys, and dockerd then finds no devices cgroup: enter only the

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use terraform_provider_valkey::provider::ValkeyProvider;
+use terraform_provider_valkey::runtime::docker::ssh_state::SshStateDir;
 use terraform_provider_valkey::tfplug::{logging, server};
 
 fn main() -> ExitCode {
@@ -10,6 +11,7 @@ fn main() -> ExitCode {
     // logs) is readable by the owner only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     logging::init();
+    let _ssh_state = SshStateDir::claim();
     let provider = match ValkeyProvider::new() {
         Ok(p) => p,
         Err(e) => {

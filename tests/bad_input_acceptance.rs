@@ -510,7 +510,10 @@ fn every_provider_argument_rejects_bad_values_at_plan() {
     for value in [
         hcl(""),
         hcl("http://engine:2375"),
-        hcl("ssh://ops@engine"),
+        hcl("ssh://"),
+        hcl("ssh://ops@"),
+        hcl("ssh://engine:ssh"),
+        hcl("ssh://a:b@engine"),
         hcl("unix://relative.sock"),
         hcl("tcp://engine"),
         hcl("tcp://:2375"),

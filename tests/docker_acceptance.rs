@@ -269,7 +269,21 @@ resource "valkey_read_replica" "far" {{
         "kill -9 -> the Sentinel client's first acknowledged write: {} ms",
         first.at_ms - killed
     );
-    assert_eq!(access.sentinel_primary().as_deref(), Some(far.as_str()));
+    // The client found the promoted primary through one Sentinel; the others follow within
+    // a publish period or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while access
+        .sentinel_views()
+        .iter()
+        .any(|v| v.as_deref() != Some(far.as_str()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Sentinels do not agree on {far}: {:?}",
+            access.sentinel_views()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let inspected = docker_hosts::inspect(&engine, &container);
     assert_eq!(
         inspected[0]["State"]["Running"], false,
@@ -351,4 +365,58 @@ resource "valkey_read_replica" "far" {{
     let (changes, text) = tf.plan_has_changes();
     assert!(!changes, "{text}");
     docker_hosts::destroy_leaves_nothing(&tf, &marker);
+    // The ssh client's control sockets went with the provider processes that made them.
+    let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("terraform-provider-valkey-ssh-")
+                .map(str::to_string)
+        })
+        .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    assert!(left.is_empty(), "control directories of ended providers: {left:?}");
+}
+
+/// An engine reached over SSH, as `docker -H ssh://` reaches it: the replica's region is host 3
+/// through its sshd; the primary's, hosts 1 and 2 through their sockets.
+#[test]
+fn an_engine_reached_over_ssh_runs_a_replica() {
+    let marker = docker_hosts::marker();
+    let _cleanup = docker_hosts::Cleanup(marker.clone());
+    let mut settings = docker_hosts::settings();
+    settings.regions[1].hosts[0].url = docker_hosts::ssh_url(3);
+    let tf = support::Terraform::new("");
+    tf.write_config_with_provider(&docker_hosts::provider_block_for(&settings), &config(&marker));
+    tf.apply();
+    let far = tf.state_attributes("valkey_read_replica.far");
+    assert_eq!(
+        (far["host"].as_str(), far["replication_status"].as_str()),
+        (Some("10.77.0.13"), Some("up"))
+    );
+    let containers = docker_hosts::containers_named(&format!("far-{marker}"));
+    assert!(
+        containers
+            .iter()
+            .any(|(url, name)| *url == docker_hosts::host(3).0 && *name == format!("vk-far-{marker}-0")),
+        "{containers:?}"
+    );
+    let (changes, text) = tf.plan_has_changes();
+    assert!(!changes, "{text}");
+    docker_hosts::destroy_leaves_nothing(&tf, &marker);
+    // The ssh client's control sockets went with the provider processes that made them.
+    let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("terraform-provider-valkey-ssh-")
+                .map(str::to_string)
+        })
+        .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    assert!(left.is_empty(), "control directories of ended providers: {left:?}");
 }

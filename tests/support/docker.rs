@@ -56,6 +56,11 @@ pub fn tls_settings() -> DockerSettings {
     }
 }
 
+/// Host `i`'s engine over SSH (the script's sshd on the host, with its key).
+pub fn ssh_url(i: usize) -> String {
+    format!("ssh://root@{}", host(i).2)
+}
+
 /// `region-a` on hosts 1 and 2, `region-b` on host 3.
 pub fn settings() -> DockerSettings {
     (1..=3).for_each(assert_running);

@@ -114,7 +114,7 @@ pub struct Engine {
 
 impl Engine {
     /// The engine at `url` (`unix:///path`, `tcp://host:port`, over TLS with the client files
-    /// in `cert_path`); nothing is contacted yet.
+    /// in `cert_path`, or `ssh://user@host`); nothing is contacted yet.
     pub fn new(url: &str, cert_path: Option<&str>) -> Engine {
         Engine {
             url: url.to_string(),
@@ -145,6 +145,9 @@ impl Engine {
             Docker::connect_with_ssl(url, &key, &cert, &ca, timeout, bollard::API_DEFAULT_VERSION)
         } else if let Some(rest) = url.strip_prefix("tcp://") {
             Docker::connect_with_http(&format!("http://{rest}"), timeout, bollard::API_DEFAULT_VERSION)
+        } else if url.starts_with("ssh://") {
+            // Runs `ssh` with the user's configuration and `docker system dial-stdio` on the host.
+            Docker::connect_with_ssh(url, timeout, bollard::API_DEFAULT_VERSION)
         } else {
             return Err(EngineError::Other(format!("engine address {url:?} is not supported")));
         }

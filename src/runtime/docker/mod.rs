@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod settings;
+pub mod ssh_state;
 pub mod store;
 
 use std::collections::HashMap;

@@ -14,8 +14,10 @@ pub const CLOUD: &str = crate::catalog::DOCKER_CLOUD;
 /// clients reach the ports it publishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DockerHost {
-    /// The engine's API: `unix:///var/run/docker.sock`, or `tcp://host:2376` (with
-    /// the region's `cert_path`, TLS with a client certificate; without it, plain HTTP).
+    /// The engine's API: `unix:///var/run/docker.sock`; `tcp://host:2376` (with the region's
+    /// `cert_path`, TLS with a client certificate; without it, plain HTTP); or
+    /// `ssh://user@host[:port]` (the `ssh` client with your SSH configuration and keys, and the
+    /// `docker` CLI on the host, as `docker -H ssh://` uses them).
     pub url: String,
     /// The address nodes on this engine are published and announced at.
     pub advertise_address: String,
@@ -172,7 +174,7 @@ fn check_cert_path(region: &DockerRegion) -> Result<(), String> {
 
 /// Why an engine URL cannot be used, if it cannot.
 pub fn check_url(url: &str) -> Result<(), String> {
-    let supported = "use unix:///path/to/docker.sock or tcp://host:port";
+    let supported = "use unix:///path/to/docker.sock, tcp://host:port or ssh://user@host";
     if let Some(path) = url.strip_prefix("unix://") {
         if path.starts_with('/') && !path.contains('\0') {
             return Ok(());
@@ -188,5 +190,50 @@ pub fn check_url(url: &str) -> Result<(), String> {
         }
         return Err(format!("give a host and a port; {supported}"));
     }
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let (userinfo, host_port) = rest.rsplit_once('@').unwrap_or(("", rest));
+        let host = match host_port.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok_and(|p| p > 0) => host,
+            Some(_) => return Err(format!("the port is not a number; {supported}")),
+            None => host_port,
+        };
+        let user_ok = rest.contains('@') != userinfo.is_empty() && !userinfo.contains([':', '/']);
+        let host_ok = !host.is_empty() && !host.contains(['/', '@', '?', '#', ' ']);
+        if user_ok && host_ok {
+            return Ok(());
+        }
+        return Err(format!("give a host, and a user before @ if needed; {supported}"));
+    }
     Err(format!("the scheme is not supported; {supported}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn engine_urls_are_sockets_tcp_or_ssh() {
+        for good in [
+            "unix:///run/docker.sock",
+            "tcp://10.0.0.1:2376",
+            "ssh://ops@eu-1.example",
+            "ssh://eu-1.example",
+            "ssh://ops@10.0.0.1:2222",
+        ] {
+            assert_eq!(check_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "http://engine:2375",
+            "unix://relative.sock",
+            "tcp://engine",
+            "ssh://",
+            "ssh://ops@",
+            "ssh://engine:ssh",
+            "ssh://a:b@engine",
+            "ssh://ops@engine/path",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
 }
