@@ -11,7 +11,8 @@
 # Each host also runs an sshd on <host address>:22 (Debian's openssh-server, installed when
 # missing) whose sessions reach that host's engine, for ssh:// engine urls: the key is in
 # /run/vk-docker-ssh, and /etc/ssh/ssh_config.d/vk-test-hosts.conf tells ssh to use it.
-# Installs Debian's docker.io when dockerd is missing. Needs root.
+# `engine stop I` / `engine start I` stop and start host I's engine, as a host that goes down
+# and comes back. Installs Debian's docker.io when dockerd is missing. Needs root.
 set -euo pipefail
 
 BRIDGE=vkbr0
@@ -153,16 +154,7 @@ up() {
   done
   certificates "$count"
   ssh_servers "$count"
-  for i in $(seq 1 "$count"); do
-    mkdir -p "$STATE-$i"
-    # `ip netns exec` remounts /sys, and dockerd then finds no devices cgroup: enter only the
-    # network namespace.
-    nsenter --net="/var/run/netns/vkhost$i" dockerd --iptables=false --ip6tables=false \
-      --data-root "/var/lib/vk-docker-$i" --exec-root "$STATE-$i" -H "unix://$STATE-$i.sock" \
-      -H "tcp://$(host_ip "$i"):2376" --tlsverify --tlscacert "$TLS/ca.pem" \
-      --tlscert "$TLS/server-$i.pem" --tlskey "$TLS/server-$i-key.pem" \
-      --pidfile "$STATE-$i.pid" --bip "172.30.$i.1/24" >"$STATE-$i.log" 2>&1 &
-  done
+  for i in $(seq 1 "$count"); do start_engine "$i"; done
   local tar
   tar="$(image_tar "${VALKEY_SERVER:-$("$(dirname "$0")/valkey-server-path.sh")}")"
   for i in $(seq 1 "$count"); do
@@ -178,6 +170,39 @@ up() {
   done
 }
 
+# Starts host i's engine in its namespace (its data root, containers and images kept).
+start_engine() {
+  local i="$1"
+  mkdir -p "$STATE-$i"
+  # `ip netns exec` remounts /sys, and dockerd then finds no devices cgroup: enter only the
+  # network namespace.
+  nsenter --net="/var/run/netns/vkhost$i" dockerd --iptables=false --ip6tables=false \
+    --data-root "/var/lib/vk-docker-$i" --exec-root "$STATE-$i" -H "unix://$STATE-$i.sock" \
+    -H "tcp://$(host_ip "$i"):2376" --tlsverify --tlscacert "$TLS/ca.pem" \
+    --tlscert "$TLS/server-$i.pem" --tlskey "$TLS/server-$i-key.pem" \
+    --pidfile "$STATE-$i.pid" --bip "172.30.$i.1/24" >>"$STATE-$i.log" 2>&1 &
+}
+
+# Stops host i's engine as a host shutting down would (dockerd stops its containers), or
+# starts it again and waits until it answers.
+engine() {
+  local action="$1" i="$2" pid
+  case "$action" in
+    stop)
+      pid="$(cat "$STATE-$i.pid")"
+      kill "$pid"
+      for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+      echo "engine $i did not stop" >&2; return 1 ;;
+    start)
+      start_engine "$i"
+      for _ in $(seq 1 300); do
+        docker -H "unix://$STATE-$i.sock" version >/dev/null 2>&1 && return 0
+        sleep 0.1
+      done
+      echo "engine $i did not start" >&2; return 1 ;;
+  esac
+}
+
 answering() {
   for i in $(seq 1 "$1"); do
     docker -H "unix://$STATE-$i.sock" image inspect "$IMAGE" >/dev/null 2>&1 || return 1
@@ -188,5 +213,6 @@ case "${1:-}" in
   up) up "${2:-3}" ;;
   ensure) answering "${2:-3}" || up "${2:-3}" ;;
   down) down ;;
-  *) echo "usage: $0 up [N] | ensure [N] | down" >&2; exit 2 ;;
+  engine) engine "$2" "$3" ;;
+  *) echo "usage: $0 up [N] | ensure [N] | down | engine stop|start I" >&2; exit 2 ;;
 esac

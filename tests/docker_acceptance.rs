@@ -154,7 +154,7 @@ fn a_primary_and_a_replica_on_three_hosts_replicate_keep_secrets_off_the_engines
 }
 
 #[test]
-fn containers_stopped_or_removed_outside_terraform_show_as_drift_and_import_finds_a_service_on_the_engines() {
+fn config_set_and_containers_stopped_or_removed_outside_terraform_show_as_drift_and_import_finds_a_service() {
     let marker = docker_hosts::marker();
     let _cleanup = docker_hosts::Cleanup(marker.clone());
     let body = format!(
@@ -164,11 +164,42 @@ resource "valkey_service" "solo" {{
   cloud  = "docker"
   plan   = "startup-4"
   region = "region-b"
+  valkey_user_config {{
+    maxmemory_policy = "allkeys-lru"
+  }}
 }}
 "#
     );
     let tf = applied(&body);
     let node = format!("vk-solo-{marker}-0");
+
+    // A setting changed with CONFIG SET: the plan shows it, the apply puts it back.
+    let uri = tf.state_attributes("valkey_service.solo")["service_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let policy = |conn: &mut redis::Connection| -> String {
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query(conn)
+            .unwrap();
+        got[1].clone()
+    };
+    let mut conn = client(&uri);
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("volatile-ttl")
+        .exec(&mut conn)
+        .unwrap();
+    let (changes, text) = tf.plan_has_changes();
+    assert!(
+        changes && text.contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#),
+        "{text}"
+    );
+    tf.apply();
+    assert_eq!(policy(&mut conn), "allkeys-lru");
     let engine = docker_hosts::host(3).0;
     let docker = |args: &[&str]| {
         let out = std::process::Command::new("docker")

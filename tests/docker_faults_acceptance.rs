@@ -1,7 +1,7 @@
 //! Hosts lost and found again, through real Terraform and a Sentinel client: a group spread
 //! over hosts 4, 5 and 6 (one region each, engines reached over TCP with TLS), whose engines
-//! this test alone uses, so it may hang one and cut another off the network. One test, so no
-//! two faults overlap.
+//! this test alone uses, so it may hang one, stop one, and cut another off the network. One
+//! test, so no two faults overlap.
 
 #[path = "support/docker.rs"]
 mod docker_hosts;
@@ -85,8 +85,24 @@ impl Faults {
     }
 }
 
+impl Faults {
+    /// `scripts/docker-hosts.sh engine stop|start I`: host I's engine stopped as a host going
+    /// down would stop it, or started again.
+    fn engine(&self, action: &str, i: usize) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/docker-hosts.sh");
+        let status = Command::new(script)
+            .args(["engine", action, &i.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "engine {action} {i}");
+    }
+}
+
 impl Drop for Faults {
     fn drop(&mut self) {
+        if !std::path::Path::new("/run/vk-docker-6.sock").exists() {
+            self.engine("start", 6);
+        }
         for i in 4..=6 {
             let _ = Command::new("ip")
                 .args(["link", "set", &format!("vkh{i}"), "up"])
@@ -117,7 +133,7 @@ fn timed_plan(tf: &Terraform, what: &str) -> String {
 }
 
 #[test]
-fn a_hung_engine_and_a_lost_primary_region_never_hang_a_plan_and_the_region_comes_back_as_replicas() {
+fn hung_and_stopped_engines_and_a_lost_primary_region_never_hang_a_plan_and_come_back_as_replicas() {
     let marker = docker_hosts::marker();
     let _cleanup = docker_hosts::Cleanup(marker.clone());
     let faults = Faults;
@@ -149,6 +165,23 @@ fn a_hung_engine_and_a_lost_primary_region_never_hang_a_plan_and_the_region_come
     faults.resume_engine(6);
     let text = timed_plan(&tf, "every host back");
     assert!(!text.contains("could not be reached"), "{text}");
+
+    // South goes down with its engine (which stops its containers) and comes back: the plan
+    // meanwhile reports it, the engine restarts the Sentinel but not the data node, and the
+    // apply starts that as a replica again.
+    faults.engine("stop", 6);
+    let text = timed_plan(&tf, "host 6's engine stopped");
+    assert!(
+        text.contains(&format!("Some nodes of south-{marker} could not be reached")),
+        "{text}"
+    );
+    faults.engine("start", 6);
+    let (changes, text) = tf.plan_has_changes();
+    assert!(changes && text.contains("powered"), "{text}");
+    tf.apply();
+    wait_consistent(&access, &members, Some(&main), Duration::from_secs(30));
+    let text = timed_plan(&tf, "host 6 back");
+    assert!(text.contains("No changes"), "{text}");
 
     // East, the primary's region (and the records' host), is cut off. The Sentinels in west
     // and south promote a replica; the client follows it.
