@@ -178,28 +178,15 @@ resource "valkey_service" "solo" {{
         .as_str()
         .unwrap()
         .to_string();
-    let policy = |conn: &mut redis::Connection| -> String {
-        let got: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory-policy")
-            .query(conn)
-            .unwrap();
-        got[1].clone()
-    };
     let mut conn = client(&uri);
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("volatile-ttl")
-        .exec(&mut conn)
-        .unwrap();
+    support::config_set(&mut conn, "maxmemory-policy", "volatile-ttl");
     let (changes, text) = tf.plan_has_changes();
     assert!(
         changes && text.contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#),
         "{text}"
     );
     tf.apply();
-    assert_eq!(policy(&mut conn), "allkeys-lru");
+    assert_eq!(support::config_get(&mut conn, "maxmemory-policy"), "allkeys-lru");
     let engine = docker_hosts::host(3).0;
     let docker = |args: &[&str]| {
         let out = std::process::Command::new("docker")

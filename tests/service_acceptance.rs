@@ -39,12 +39,7 @@ fn service_lifecycle_create_use_drift_import_destroy() {
     redis::cmd("SET").arg("greeting").arg("hello").exec(&mut conn).unwrap();
     let got: String = redis::cmd("GET").arg("greeting").query(&mut conn).unwrap();
     assert_eq!(got, "hello");
-    let policy: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(policy[1], "allkeys-lru");
+    assert_eq!(support::config_get(&mut conn, "maxmemory-policy"), "allkeys-lru");
     let state = tf.state_attributes("valkey_service.cache");
     assert_eq!(state["state"], "RUNNING");
     assert_eq!(state["role"], "primary");
@@ -55,24 +50,14 @@ fn service_lifecycle_create_use_drift_import_destroy() {
     assert!(!changes, "second plan should be empty:\n{plan}");
 
     // Drift 1: a setting changed out of band is planned back, and apply restores it.
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("volatile-ttl")
-        .exec(&mut conn)
-        .unwrap();
+    support::config_set(&mut conn, "maxmemory-policy", "volatile-ttl");
     let (changes, plan) = tf.plan_has_changes();
     assert!(
         changes && plan.contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#),
         "{plan}"
     );
     tf.apply();
-    let policy: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(policy[1], "allkeys-lru");
+    assert_eq!(support::config_get(&mut conn, "maxmemory-policy"), "allkeys-lru");
 
     // Drift 2: a node killed out of band plans a restart, and apply brings it back.
     let pids = tf.live_node_pids();

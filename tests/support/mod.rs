@@ -359,6 +359,17 @@ impl Drop for Terraform {
 }
 
 /// A synchronous client for a `valkey://` URI.
+/// A node's setting, as CONFIG GET reports it.
+pub fn config_get(conn: &mut redis::Connection, name: &str) -> String {
+    let got: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(conn).unwrap();
+    got.get(1).cloned().unwrap_or_default()
+}
+
+/// Changes a node's setting behind Terraform's back.
+pub fn config_set(conn: &mut redis::Connection, name: &str, value: &str) {
+    redis::cmd("CONFIG").arg("SET").arg(name).arg(value).exec(conn).unwrap();
+}
+
 pub fn connect(uri: &str) -> redis::Connection {
     redis::Client::open(uri)
         .expect("valid URI")
