@@ -162,6 +162,18 @@ fn hung_and_stopped_engines_and_a_lost_primary_region_never_hang_a_plan_and_come
         text.contains(&format!("Some nodes of south-{marker} could not be reached")) && text.contains(&south),
         "{text}"
     );
+    // What the refresh records meanwhile (the docker guide's words): the node is not known to be
+    // stopped, so powered stays; the Sentinel there is unreachable, not degraded.
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let south_state = tf.state_attributes("valkey_read_replica.south");
+    assert_eq!(
+        (south_state["state"].as_str(), south_state["powered"].as_bool()),
+        (Some("DEGRADED"), Some(true))
+    );
+    assert_eq!(
+        tf.state_attributes("valkey_service.main")["sentinel_status"],
+        "unreachable"
+    );
     faults.resume_engine(6);
     let text = timed_plan(&tf, "every host back");
     assert!(!text.contains("could not be reached"), "{text}");

@@ -29,9 +29,8 @@ pub async fn converge_once<F: Future<Output = Result<(), Diagnostics>>>(
     changed: Instant,
     converge: impl FnOnce() -> F,
 ) -> Result<(), Diagnostics> {
-    let asked = changed;
     exclusively(ctx, Some(group), async {
-        let done_since = |converged: &HashMap<String, Instant>| converged.get(group).is_some_and(|t| *t > asked);
+        let done_since = |converged: &HashMap<String, Instant>| converged.get(group).is_some_and(|t| *t > changed);
         if ctx.group_lock.converged.lock().is_ok_and(|c| done_since(&c)) {
             return Ok(());
         }

@@ -125,21 +125,21 @@ impl DockerRuntime {
                 async move { (h, h.engine.running(&name).await) }
             })
             .collect();
-        let mut silent = Vec::new();
+        let mut some_silent = false;
         while let Some((host, answer)) = futures_util::StreamExt::next(&mut asks).await {
             match answer {
                 Ok(Some(running)) => return Located::On(host, running),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(node = %node, engine = %host.engine.url, error = %e, "engine did not say where the node is");
-                    silent.push(host.engine.url.clone());
+                    some_silent = true;
                 }
             }
         }
-        if silent.is_empty() {
-            Located::Nowhere
-        } else {
+        if some_silent {
             Located::Unknown
+        } else {
+            Located::Nowhere
         }
     }
 

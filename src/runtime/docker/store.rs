@@ -51,6 +51,28 @@ impl DockerStore {
         &self.engine
     }
 
+    /// A container that never runs and exists for its name (and, for a record, its volume):
+    /// `kind` and `labels` say what it stands for.
+    fn placeholder(
+        &self,
+        name: String,
+        kind: &str,
+        labels: &[(&str, String)],
+        volume: Option<String>,
+    ) -> ContainerSpec {
+        let mut all = HashMap::from([(LABEL_KIND.to_string(), kind.to_string())]);
+        all.extend(labels.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        ContainerSpec {
+            name,
+            image: self.image.clone(),
+            cmd: vec!["true".into()],
+            labels: all,
+            volume,
+            publish: None,
+            restart: false,
+        }
+    }
+
     fn bad(&self, name: &str, reason: String) -> RuntimeError {
         RuntimeError::BadRecord {
             location: format!(
@@ -87,18 +109,12 @@ impl DockerStore {
 impl RecordStore for DockerStore {
     async fn insert(&self, record: &ServiceRecord) -> Result<Option<ServiceRecord>, RuntimeError> {
         let name = record_container(&record.name);
-        let spec = ContainerSpec {
-            name: name.clone(),
-            image: self.image.clone(),
-            cmd: vec!["true".into()],
-            labels: HashMap::from([
-                (LABEL_KIND.to_string(), "record".to_string()),
-                (LABEL_SERVICE.to_string(), record.name.clone()),
-            ]),
-            volume: Some(name.clone()),
-            publish: None,
-            restart: false,
-        };
+        let spec = self.placeholder(
+            name.clone(),
+            "record",
+            &[(LABEL_SERVICE, record.name.clone())],
+            Some(name.clone()),
+        );
         match self.engine.create(&spec).await {
             Ok(()) => {}
             Err(EngineError::Conflict) => {
@@ -169,19 +185,12 @@ impl RecordStore for DockerStore {
     }
 
     async fn claim_slot(&self, owner: &str, slot: usize, holder: &str) -> Result<bool, RuntimeError> {
-        let spec = ContainerSpec {
-            name: format!("{}{slot}", slot_prefix(owner)),
-            image: self.image.clone(),
-            cmd: vec!["true".into()],
-            labels: HashMap::from([
-                (LABEL_KIND.to_string(), "slot".to_string()),
-                (LABEL_SERVICE.to_string(), owner.to_string()),
-                (LABEL_HOLDER.to_string(), holder.to_string()),
-            ]),
-            volume: None,
-            publish: None,
-            restart: false,
-        };
+        let spec = self.placeholder(
+            format!("{}{slot}", slot_prefix(owner)),
+            "slot",
+            &[(LABEL_SERVICE, owner.to_string()), (LABEL_HOLDER, holder.to_string())],
+            None,
+        );
         match self.engine.create(&spec).await {
             Ok(()) => Ok(true),
             Err(EngineError::Conflict) => Ok(false),
@@ -209,19 +218,15 @@ impl RecordStore for DockerStore {
 
     async fn take_lock(&self, name: &str, lease: &Lease) -> Result<Option<Lease>, RuntimeError> {
         let container = lock_container(name);
-        let spec = ContainerSpec {
-            name: container.clone(),
-            image: self.image.clone(),
-            cmd: vec!["true".into()],
-            labels: HashMap::from([
-                (LABEL_KIND.to_string(), "lock".to_string()),
-                (LABEL_HOLDER.to_string(), lease.owner.clone()),
-                (LABEL_EXPIRES.to_string(), lease.expires_unix_ms.to_string()),
-            ]),
-            volume: None,
-            publish: None,
-            restart: false,
-        };
+        let spec = self.placeholder(
+            container.clone(),
+            "lock",
+            &[
+                (LABEL_HOLDER, lease.owner.clone()),
+                (LABEL_EXPIRES, lease.expires_unix_ms.to_string()),
+            ],
+            None,
+        );
         match self.engine.create(&spec).await {
             Ok(()) => return Ok(None),
             Err(EngineError::Conflict) => {}

@@ -44,6 +44,17 @@ fn read_record(path: &Path) -> Result<Option<ServiceRecord>, RuntimeError> {
     }
 }
 
+/// A file to `flock`, made empty and private if it is missing (creating it writes no data).
+fn open_lock_file(path: &Path) -> Result<fs::File, RuntimeError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error("cannot open lock file", path))
+}
+
 fn encode(record: &ServiceRecord, path: &Path) -> Result<Vec<u8>, RuntimeError> {
     serde_json::to_vec_pretty(record).map_err(|e| bad_record(path, e.to_string()))
 }
@@ -106,13 +117,7 @@ impl LocalStore {
     ) -> Result<T, RuntimeError> {
         let lock_path = self.data_dir.join(".lock");
         tokio::task::spawn_blocking(move || {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&lock_path)
-                .map_err(io_error("cannot open lock file", &lock_path))?;
+            let file = open_lock_file(&lock_path)?;
             file.lock().map_err(io_error("cannot lock", &lock_path))?;
             let result = f();
             drop(file);
@@ -193,13 +198,7 @@ impl RecordStore for LocalStore {
         let path = self.lock_path(name);
         create_private_dir(path.parent().unwrap_or(&path))?;
         // Never removed: a process waiting on this file's lock would hold a lock on nothing.
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error("cannot open lock file", &path))?;
+        let file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => {
                 let mut held = self
