@@ -71,6 +71,13 @@ fn classify(e: bollard::errors::Error) -> EngineError {
     match e {
         bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => EngineError::NotFound,
         bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => EngineError::Conflict,
+        // A container whose removal is under way has lost its filesystem before its name: what
+        // was in it is gone, as it will be.
+        bollard::errors::Error::DockerResponseServerError { message, .. }
+            if message.contains("RWLayer of container") && message.contains("unexpectedly nil") =>
+        {
+            EngineError::NotFound
+        }
         bollard::errors::Error::DockerResponseServerError { message, .. }
             if message.contains("address already in use") || message.contains("port is already allocated") =>
         {
