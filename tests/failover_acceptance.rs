@@ -107,9 +107,13 @@ fn sentinel_logs(tf: &Terraform) -> String {
         .join("\n")
 }
 
+/// The node's role and the primary it follows; empty while it cannot answer (Sentinel kills a
+/// rejoining primary's client connections when it makes it a replica), as the callers poll.
 fn replication(uri: &str) -> (String, String) {
     let mut conn = connect(uri);
-    let info: String = redis::cmd("INFO").arg("replication").query(&mut conn).unwrap();
+    let Ok(info) = redis::cmd("INFO").arg("replication").query::<String>(&mut conn) else {
+        return (String::new(), String::new());
+    };
     let field = |k: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}:")))
