@@ -11,7 +11,7 @@ use crate::registry;
 use crate::resources::lifecycle;
 use crate::resources::read_replica::{self, ReadReplicaResource};
 use crate::resources::service::{self, ServiceResource};
-use crate::resources::{Context, planned::PlannedTopology, read_replica_plan, service_plan, validate};
+use crate::resources::{Context, certificates, planned::PlannedTopology, read_replica_plan, service_plan, validate};
 use crate::runtime::RegionNames;
 use crate::runtime::SettingError;
 use crate::runtime::clouds::{self, CloudSettings, Clouds};
@@ -274,6 +274,18 @@ impl Provider for ValkeyProvider {
             }
         };
         validate::region(&mut response.diagnostics, config, &ctx.runtime.regions());
+        let tls = config.attr("tls");
+        if !tls.is_null()
+            && !tls.is_unknown()
+            && let Err(detail) = ctx.runtime.check_tls().await
+        {
+            response
+                .diagnostics
+                .push(Diagnostic::error("This cloud's Valkey cannot speak TLS", detail).at(AttrPath::root("tls")));
+        }
+        if !prior.is_null() && response.requires_replace.is_empty() {
+            certificates::plan_renewal(&ctx, prior, &mut response.planned_state).await;
+        }
         if prior.is_null() {
             // A replacement's old resource still holds the name it is about to free, but a
             // replacement has a prior state: a create with none must find the name free. (The

@@ -164,6 +164,8 @@ fn service() -> Body {
     body.insert("powered", "true".into());
     body.insert("failover.enabled", "true".into());
     body.insert("failover.down_after_ms", "5000".into());
+    body.insert("tls.certificate_validity", hcl("8760h"));
+    body.insert("tls.renew_before", hcl("720h"));
     user_config_and_timeouts(&mut body);
     body
 }
@@ -190,7 +192,7 @@ fn kind_of(path: &str) -> Kind {
         "timeout" => Kind::Int(catalog::CLIENT_TIMEOUT_RANGE),
         "io_threads" => Kind::Int(catalog::IO_THREADS_RANGE),
         "repl_timeout" => Kind::Int(catalog::REPL_TIMEOUT_RANGE),
-        "create" | "update" | "delete" => Kind::Duration,
+        "create" | "update" | "delete" | "certificate_validity" | "renew_before" => Kind::Duration,
         _ => Kind::Word,
     }
 }
@@ -254,8 +256,13 @@ impl Bench {
 
     /// main.tf with the provider keeping its data in this bench's data_dir, then `body`.
     fn main_tf(&self, body: &str) -> String {
+        // The TLS-capable binary, so a baseline with a tls block plans cleanly.
         let data_dir = hcl(&self.tf.data_dir().display().to_string());
-        support::main_tf(&format!("  data_dir = {data_dir}\n"), body)
+        let binary = std::env::var("VALKEY_TLS_SERVER").expect("VALKEY_TLS_SERVER (CI builds it)");
+        support::main_tf(
+            &format!("  data_dir = {data_dir}\n  valkey_server = {}\n", hcl(&binary)),
+            body,
+        )
     }
 
     fn plan(&self, main_tf: &str) -> (bool, String) {
@@ -423,7 +430,10 @@ fn every_read_replica_argument_rejects_bad_values_at_plan() {
 #[test]
 fn every_provider_argument_rejects_bad_values_at_plan() {
     let mut bench = Bench::new();
-    let resource = render("valkey_service", "primary", &service());
+    // Without its tls block, which needs the TLS-capable binary these provider blocks replace.
+    let mut body = service();
+    body.retain(|path, _| !path.starts_with("tls."));
+    let resource = render("valkey_service", "primary", &body);
     let with_provider = |attributes: &str| support::main_tf(attributes, &resource);
     let data_dir = hcl(&bench.tf.data_dir().display().to_string());
     let (ok, text) = bench.plan(&with_provider(&format!("  data_dir = {data_dir}\n")));

@@ -425,3 +425,18 @@ fn an_engine_reached_over_ssh_runs_a_replica() {
         .collect();
     assert!(left.is_empty(), "control directories of ended providers: {left:?}");
 }
+
+/// The docker cloud does not run groups with TLS yet: a plan with a `tls` block says so at the
+/// block (docs/guides/tls.md), before anything is made.
+#[test]
+fn a_tls_block_on_the_docker_cloud_is_refused_at_plan() {
+    let body = "resource \"valkey_service\" \"t\" {\n  name = \"tls-refused\"\n  plan = \"hobbyist\"\n  \
+                cloud = \"docker\"\n  region = \"region-a\"\n  tls {}\n}\n";
+    let tf = docker_hosts::workdir(body);
+    let refused = support::flatten(&tf.fails(&["plan", "-input=false", "-no-color"]));
+    assert!(refused.contains("This cloud's Valkey cannot speak TLS"), "{refused}");
+    assert!(
+        refused.contains("the docker cloud does not run groups with TLS yet"),
+        "{refused}"
+    );
+}

@@ -119,15 +119,17 @@ fn spec() -> NodeSpec {
         repl_timeout_seconds: 60,
         upstream: None,
         replica_priority: None,
+        tls_auth_clients: None,
     };
     NodeSpec {
         settings: config.render(),
         password: PASSWORD.into(),
+        tls: None,
     }
 }
 
 async fn client(at: &Endpoint) -> NodeClient {
-    NodeClient::connect(&at.host, at.port, PASSWORD, Duration::from_secs(5))
+    NodeClient::connect(&at.host, at.port, PASSWORD, None, Duration::from_secs(5))
         .await
         .unwrap()
 }
@@ -143,6 +145,7 @@ fn record(name: &str, upstream: Option<Upstream>) -> ServiceRecord {
             index: 0,
             host: "h".into(),
             port: 1,
+            cert: None,
         }],
         upstream,
         ..Default::default()
@@ -172,7 +175,7 @@ async fn nodes_keep_their_data_across_a_restart_and_go_with_remove(h: &dyn Harne
     runtime.stop(&node).await.unwrap();
     assert_eq!(runtime.state(&node).await, NodeState::Stopped);
     assert!(
-        NodeClient::connect(&at.host, at.port, PASSWORD, Duration::from_millis(500))
+        NodeClient::connect(&at.host, at.port, PASSWORD, None, Duration::from_millis(500))
             .await
             .is_err()
     );
@@ -223,7 +226,7 @@ async fn a_cancelled_start_is_finished_or_removed_by_the_next_call(h: &dyn Harne
     runtime.remove(&node).await.unwrap();
     assert_eq!(runtime.state(&node).await, NodeState::Stopped);
     assert!(
-        NodeClient::connect(&at.host, at.port, PASSWORD, Duration::from_millis(500))
+        NodeClient::connect(&at.host, at.port, PASSWORD, None, Duration::from_millis(500))
             .await
             .is_err()
     );

@@ -87,6 +87,34 @@ pub struct EndpointModel {
     /// must always reach the primary use the Sentinels.
     #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
     pub service_uri: Option<String>,
+
+    /// PEM certificate of the replication group's certificate authority, when the group
+    /// speaks TLS (the primary service's `tls` block): clients trust it to verify the nodes and
+    /// Sentinels. Empty without TLS.
+    #[schemars(extend("x-computed" = true))]
+    pub ca_certificate: Option<String>,
+
+    /// When the first certificate of this service's or replica's nodes (and, on a primary
+    /// service, its Sentinels) ends, RFC 3339; empty without TLS. A plan made once fewer than
+    /// the group's `tls.renew_before` remain shows the update that renews them.
+    #[schemars(extend("x-computed" = true))]
+    pub certificate_expires_at: Option<String>,
+}
+
+/// TLS on every link of a replication group: clients, replication (across regions too) and
+/// Sentinel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TlsModel {
+    /// How long the certificates the group's CA issues to nodes and Sentinels last: a
+    /// duration such as `8760h` (the default, a year), at least `1h`.
+    #[schemars(extend("default" = "8760h"))]
+    pub certificate_validity: Option<String>,
+
+    /// How long before a certificate ends an apply renews it (a plan shows the update), such as
+    /// `720h` (the default, 30 days); shorter than `certificate_validity`. Nodes take a renewed
+    /// certificate without a restart; Sentinels restart one at a time.
+    #[schemars(extend("default" = "720h"))]
+    pub renew_before: Option<String>,
 }
 
 /// How the service fails over to a read replica when its primary fails.

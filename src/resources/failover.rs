@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::group_view::{connect_sentinel, current_primary};
 use super::records::{self, group_primary_record, replica_records};
-use super::{Context, error, group_lock};
+use super::{Context, certificates, error, group_lock};
 use crate::catalog;
 use crate::runtime::{Endpoint, NodeId, NodeSpec, NodeState, SentinelRecord, ServiceRecord};
 use crate::tfplug::Diagnostics;
@@ -83,9 +83,26 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
                 region,
                 host: at.host,
                 port: at.port,
+                cert: None,
             });
         }
         records::save(ctx, &primary).await?;
+    }
+    // Certificates of new Sentinels, and those due for renewal: a running Sentinel cannot
+    // reload its certificate, so it restarts, one at a time (the others keep the quorum).
+    let issued =
+        certificates::issue_sentinels_due(&mut primary).map_err(|e| error("Could not issue a certificate", e))?;
+    if !issued.is_empty() {
+        records::save(ctx, &primary).await?;
+        for index in issued {
+            ctx.runtime
+                .stop(&NodeId::sentinel(&primary.name, index))
+                .await
+                .map_err(|e| error("Could not restart a Sentinel with its renewed certificate", e))?;
+            let now = current_primary(&primary).await;
+            let now = now.unwrap_or_else(|| primary.endpoint().unwrap_or_else(|| Endpoint::new("", 0)));
+            start_stopped_sentinels(ctx, &mut primary, &now).await?;
+        }
     }
     // A Sentinel started now must monitor where the primary is now.
     let now = match current_primary(&primary).await {
@@ -139,15 +156,17 @@ async fn start_stopped_sentinels(
         down_after_ms: primary.failover.down_after_ms,
         client_password: primary.sentinel_password.clone(),
         auth_password: primary.sentinel_auth_password.clone(),
-    };
-    let spec = NodeSpec {
-        settings: config.render(),
-        password: primary.sentinel_password.clone(),
+        tls_auth_clients: primary.tls.as_ref().map(|t| t.auth_clients.clone()),
     };
     let mut starts = tokio::task::JoinSet::new();
     for (position, s) in primary.sentinels.iter().enumerate() {
         let id = sentinel_id(primary, s);
-        let (runtime, spec, at) = (ctx.runtime.clone(), spec.clone(), s.endpoint());
+        let spec = NodeSpec {
+            settings: config.render(),
+            password: primary.sentinel_password.clone(),
+            tls: certificates::sentinel_identity(primary, s.index),
+        };
+        let (runtime, at) = (ctx.runtime.clone(), s.endpoint());
         starts.spawn(async move {
             if runtime.state(&id).await == NodeState::Running {
                 return (position, None);
@@ -177,7 +196,15 @@ async fn answers_as_primary(primary: &ServiceRecord, addr: &str) -> bool {
     let Some(at) = Endpoint::parse(addr) else {
         return false;
     };
-    let Ok(mut client) = NodeClient::connect(&at.host, at.port, &primary.password, Duration::from_secs(2)).await else {
+    let Ok(mut client) = NodeClient::connect(
+        &at.host,
+        at.port,
+        &primary.password,
+        certificates::client_identity(primary).as_ref(),
+        Duration::from_secs(2),
+    )
+    .await
+    else {
         return false;
     };
     client

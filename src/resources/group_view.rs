@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::records::group_primary_record;
-use super::{Context, error};
+use super::{Context, certificates, error};
 use crate::runtime::{Endpoint, NodeId, NodeState, SentinelRecord, ServiceRecord};
 use crate::tfplug::Diagnostics;
 use crate::valkey::{REPLICATION_USER, SENTINEL_PEER_USER, SentinelClient, UpstreamAuth};
@@ -23,6 +23,7 @@ pub async fn connect_sentinel(primary: &ServiceRecord, s: &SentinelRecord) -> Op
         s.port,
         SENTINEL_PEER_USER,
         &primary.sentinel_auth_password,
+        certificates::client_identity(primary).as_ref(),
         &primary.name,
         Duration::from_secs(1),
     )

@@ -1,6 +1,7 @@
 //! Terraform resources. Each resource has a model (its attributes), plan rules (pure) and a
 //! lifecycle (create, read, update, delete, import) that drives the runtime.
 
+pub mod certificates;
 pub mod common_model;
 pub mod converge;
 pub mod failover;

@@ -7,10 +7,10 @@ use tokio::task::JoinSet;
 
 use super::observe::observe;
 use super::upstreams::{configs, desired_upstreams, node_spec};
-use super::{Context, error, group_view, records};
+use super::{Context, certificates, error, group_view, records};
 use crate::runtime::{Endpoint, NodeId, RuntimeError, ServiceRecord};
 use crate::tfplug::Diagnostics;
-use crate::valkey::{NodeClient, NodeConfig};
+use crate::valkey::NodeClient;
 
 /// Longest wait for a replication link and its initial sync.
 const LINK_TIMEOUT: Duration = Duration::from_secs(300);
@@ -39,7 +39,7 @@ pub async fn start_nodes(
         }
         let (runtime, id, at) = (ctx.runtime.clone(), node_id(record, node.index), node.endpoint());
         let pinned = keep_endpoint && Some(node.index) == endpoint_index;
-        let (index, spec) = (node.index, node_spec(&config));
+        let (index, spec) = (node.index, node_spec(record, node.index, &config));
         set.spawn(async move { (index, runtime.start(&id, &at, &spec, pinned).await) });
     }
     let mut moved: Vec<(usize, Endpoint)> = Vec::new();
@@ -73,11 +73,18 @@ pub async fn start_nodes(
     relink_started(ctx, record, indices).await
 }
 
-/// A connection to a node, as the default user.
-async fn connect_node(at: &Endpoint, config: &NodeConfig) -> Result<NodeClient, Diagnostics> {
-    NodeClient::connect(&at.host, at.port, &config.password, Duration::from_secs(5))
-        .await
-        .map_err(|e| error("Node unreachable", e))
+/// A connection to a node of the record, as the default user.
+async fn connect_node(at: &Endpoint, record: &ServiceRecord) -> Result<NodeClient, Diagnostics> {
+    let tls = certificates::client_identity(record);
+    NodeClient::connect(
+        &at.host,
+        at.port,
+        &record.password,
+        tls.as_ref(),
+        Duration::from_secs(5),
+    )
+    .await
+    .map_err(|e| error("Node unreachable", e))
 }
 
 /// After the runtime moved a node, the nodes started before it replicate from its old
@@ -90,10 +97,14 @@ async fn relink_started(ctx: &Context, record: &ServiceRecord, started: &[usize]
             continue;
         }
         ctx.runtime
-            .configure(&node_id(record, node.index), &node.endpoint(), &node_spec(&config))
+            .configure(
+                &node_id(record, node.index),
+                &node.endpoint(),
+                &node_spec(record, node.index, &config),
+            )
             .await
             .map_err(|e| error("Could not write a node's config", e))?;
-        let mut client = connect_node(&node.endpoint(), &config).await?;
+        let mut client = connect_node(&node.endpoint(), record).await?;
         client
             .replicate(Some((&up.host, up.port, &up.user, &up.password)))
             .await
@@ -147,10 +158,11 @@ pub async fn wait_linked(ctx: &Context, record: &ServiceRecord) -> Result<(), Di
     let mut waits = JoinSet::new();
     for (node, _) in replicating {
         let (at, password) = (node.endpoint(), record.password.clone());
+        let tls = certificates::client_identity(record);
         let id = node_id(record, node.index);
         let log = ctx.runtime.log_location(&id);
         waits.spawn(async move {
-            let mut client = NodeClient::connect(&at.host, at.port, &password, Duration::from_secs(5))
+            let mut client = NodeClient::connect(&at.host, at.port, &password, tls.as_ref(), Duration::from_secs(5))
                 .await
                 .map_err(|e| error("Replicating node unreachable", e))?;
             let deadline = tokio::time::Instant::now() + LINK_TIMEOUT;
@@ -200,7 +212,7 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
     for ((node, status), config) in record.nodes.iter().zip(&statuses).zip(&configs) {
         let (id, at) = (node_id(record, node.index), node.endpoint());
         ctx.runtime
-            .configure(&id, &at, &node_spec(config))
+            .configure(&id, &at, &node_spec(record, node.index, config))
             .await
             .map_err(|e| error("Could not write a node's config", e))?;
         if !status.running {
@@ -217,11 +229,17 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
             to_start.push(node.index);
             continue;
         }
-        let mut client = connect_node(&at, config).await?;
+        let mut client = connect_node(&at, record).await?;
         client
             .config_set(&config.runtime_settings())
             .await
             .map_err(|e| error("Could not change a node's settings", e))?;
+        if record.tls.is_some() {
+            client
+                .reload_tls()
+                .await
+                .map_err(|e| error("Could not reload a node's certificate", e))?;
+        }
         // Re-link a node whose replication was changed outside Terraform. A node that should
         // be a primary is only promoted back where no Sentinel decides who the primary is.
         let following = status.primary_addr.as_ref().map(|(h, p)| (h.as_str(), *p));

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::Context;
 use super::common_model::{EndpointModel, NodeModel};
 use super::user_config::DRIFT_SETTINGS;
+use super::{Context, certificates};
 use crate::runtime::{Endpoint, NodeId, NodeState, ServiceRecord};
 use crate::tfplug::{Diagnostic, Diagnostics};
-use crate::valkey::NodeClient;
+use crate::valkey::{NodeClient, TlsIdentity};
 
 /// What one node really is right now.
 #[derive(Debug, Default, Clone)]
@@ -30,7 +30,7 @@ pub struct NodeStatus {
     pub primary_addr: Option<(String, u16)>,
 }
 
-async fn observe_node(at: Endpoint, password: String, state: NodeState) -> NodeStatus {
+async fn observe_node(at: Endpoint, password: String, tls: Option<TlsIdentity>, state: NodeState) -> NodeStatus {
     match state {
         NodeState::Running => {}
         NodeState::Stopped => return NodeStatus::default(),
@@ -45,7 +45,8 @@ async fn observe_node(at: Endpoint, password: String, state: NodeState) -> NodeS
         running: true,
         ..Default::default()
     };
-    if let Ok(mut client) = NodeClient::connect(&at.host, at.port, &password, Duration::from_secs(2)).await
+    if let Ok(mut client) =
+        NodeClient::connect(&at.host, at.port, &password, tls.as_ref(), Duration::from_secs(2)).await
         && let Ok((info, settings)) = client.replication_and_settings(DRIFT_SETTINGS).await
     {
         status.role = info.role();
@@ -71,10 +72,14 @@ pub async fn observe(ctx: &Context, record: &ServiceRecord) -> Vec<NodeStatus> {
     let mut set = JoinSet::new();
     for (position, node) in record.nodes.iter().enumerate() {
         let (runtime, id) = (ctx.runtime.clone(), NodeId::data(&record.name, node.index));
-        let (at, password) = (node.endpoint(), record.password.clone());
+        let (at, password, tls) = (
+            node.endpoint(),
+            record.password.clone(),
+            certificates::client_identity(record),
+        );
         set.spawn(async move {
             let state = runtime.state(&id).await;
-            (position, observe_node(at, password, state).await)
+            (position, observe_node(at, password, tls, state).await)
         });
     }
     let mut statuses = vec![NodeStatus::default(); record.nodes.len()];
@@ -171,8 +176,19 @@ pub fn endpoint(record: &ServiceRecord) -> EndpointModel {
         host: Some(at.host.clone()),
         port: Some(i64::from(at.port)),
         password: Some(record.password.clone()),
-        service_uri: Some(format!("valkey://default:{}@{at}", record.password)),
+        service_uri: Some(format!("{}://default:{}@{at}", uri_scheme(record), record.password)),
+        ca_certificate: Some(record.tls.as_ref().map(|t| t.ca.cert.clone()).unwrap_or_default()),
+        certificate_expires_at: Some(
+            certificates::earliest_end(record)
+                .map(certificates::rfc3339)
+                .unwrap_or_default(),
+        ),
     }
+}
+
+/// `valkeys` for a group that speaks TLS, `valkey` otherwise.
+fn uri_scheme(record: &ServiceRecord) -> &'static str {
+    if record.tls.is_some() { "valkeys" } else { "valkey" }
 }
 
 #[cfg(test)]

@@ -20,6 +20,17 @@ pub struct PlanShape {
     pub created: &'static [&'static str],
 }
 
+/// What both resources fix at creation: how clients reach them and what they trust.
+pub const CREATED: &[&str] = &[
+    "host",
+    "port",
+    "password",
+    "service_uri",
+    "sentinel_password",
+    "ca_certificate",
+    "certificate_expires_at",
+];
+
 impl PlanShape {
     /// Every attribute computed from the running nodes.
     pub fn observed_names(&self) -> impl Iterator<Item = &'static str> + '_ {

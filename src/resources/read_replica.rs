@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use tonic::async_trait;
 
-use super::Context;
 use super::common_model::TimeoutsModel;
 use super::lifecycle::{CreateResult, Lifecycle};
 use super::observe::{self, NodeStatus};
@@ -14,6 +13,7 @@ use super::read_replica_model::TopologyModel;
 use super::read_replica_plan;
 use super::secrets::GroupSecrets;
 use super::timeouts::timeout_of;
+use super::{Context, certificates, error};
 use super::{converge, failover, nodes, records, service, switchover, upstreams, user_config};
 use crate::catalog;
 use crate::registry;
@@ -46,18 +46,33 @@ impl ReadReplicaResource {
 async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus, record: &ServiceRecord) -> Option<i64> {
     let up = upstream?;
     (replica.role == Some("replica")).then_some(())?;
-    let mut primary = NodeClient::connect_as(&up.host, up.port, Some(&up.user), &up.password, Duration::from_secs(2))
-        .await
-        .ok()?;
+    // A read replica of a service shares its group's TLS; an external primary speaks plaintext.
+    let tls = certificates::client_identity(record);
+    let mut primary = NodeClient::connect_as(
+        &up.host,
+        up.port,
+        Some(&up.user),
+        &up.password,
+        tls.as_ref(),
+        Duration::from_secs(2),
+    )
+    .await
+    .ok()?;
     let primary_offset = primary
         .info(&["replication"])
         .await
         .ok()?
         .get_i64("master_repl_offset")?;
     let at = record.endpoint()?;
-    let mut own = NodeClient::connect(&at.host, at.port, &record.password, Duration::from_secs(2))
-        .await
-        .ok()?;
+    let mut own = NodeClient::connect(
+        &at.host,
+        at.port,
+        &record.password,
+        tls.as_ref(),
+        Duration::from_secs(2),
+    )
+    .await
+    .ok()?;
     let replica_offset = own.info(&["replication"]).await.ok()?.get_i64("slave_repl_offset")?;
     Some((primary_offset - replica_offset).max(0))
 }
@@ -219,8 +234,10 @@ impl Lifecycle for ReadReplicaResource {
             nodes: vec![node],
             upstream: Some(upstream),
             failover_priority: Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY)),
+            tls: secrets.tls,
             ..Default::default()
         };
+        certificates::issue_due(&mut record, true).map_err(|e| fail("Could not issue a certificate", "name", e))?;
         // The 5-replica limit is enforced here again, atomically, by the registry.
         let lease_for = timeout_of(planned.timeouts.as_ref(), |t| t.create.as_ref());
         registry::create(&ctx.runtime, &mut record, lease_for)
@@ -266,6 +283,9 @@ impl Lifecycle for ReadReplicaResource {
         let mut record = records::load_existing(ctx, &planned.name, "read replica").await?;
         record.user_config = user_config::effective_user_config(planned.valkey_user_config.as_ref());
         record.failover_priority = Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY));
+        // Renewal is planned: the plan shows certificate_expires_at unknown.
+        let renewing = planned.endpoint.certificate_expires_at.is_none();
+        certificates::issue_due(&mut record, renewing).map_err(|e| error("Could not renew a certificate", e))?;
         records::save(ctx, &record).await?;
         let mut record = converge::power(ctx, &record.name, "read replica", planned.powered != Some(false)).await?;
         // A powered-off replica cannot take over; it is promoted once it runs again.

@@ -65,7 +65,7 @@ pub const SHAPE: PlanShape = PlanShape {
         ("current_primary", &["promote"]),
     ],
     volatile: &["replication_lag_bytes"],
-    created: &["host", "port", "password", "service_uri", "sentinel_password"],
+    created: plan_rules::CREATED,
 };
 
 pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
@@ -108,9 +108,16 @@ fn needs_role_change(prior: &Value, planned: &Value) -> bool {
 /// Refuses a server that is not Valkey: read replicas replicate the same service type only.
 pub async fn probe_primary_uri(text: &str) -> Result<(), String> {
     let up = uri::parse(text)?;
-    let mut client = NodeClient::connect_as(&up.host, up.port, Some(&up.user), &up.password, Duration::from_secs(3))
-        .await
-        .map_err(|e| format!("cannot check the primary: {e}"))?;
+    let mut client = NodeClient::connect_as(
+        &up.host,
+        up.port,
+        Some(&up.user),
+        &up.password,
+        None,
+        Duration::from_secs(3),
+    )
+    .await
+    .map_err(|e| format!("cannot check the primary: {e}"))?;
     let info = client
         .info(&["server"])
         .await

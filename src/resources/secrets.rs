@@ -3,7 +3,7 @@
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
-use crate::runtime::ServiceRecord;
+use crate::runtime::{GroupTls, ServiceRecord};
 
 pub fn generate_secret() -> String {
     rand::rng()
@@ -19,6 +19,8 @@ pub struct GroupSecrets {
     pub replication_password: String,
     pub sentinel_password: String,
     pub sentinel_auth_password: String,
+    /// The group's CA and settings, when it speaks TLS.
+    pub tls: Option<GroupTls>,
 }
 
 impl GroupSecrets {
@@ -29,6 +31,7 @@ impl GroupSecrets {
             replication_password: generate_secret(),
             sentinel_password: generate_secret(),
             sentinel_auth_password: generate_secret(),
+            tls: None,
         }
     }
 
@@ -39,6 +42,7 @@ impl GroupSecrets {
             replication_password: record.replication_password,
             sentinel_password: record.sentinel_password,
             sentinel_auth_password: record.sentinel_auth_password,
+            tls: record.tls,
         }
     }
 }

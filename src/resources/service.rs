@@ -10,7 +10,7 @@ use super::service_model::ServiceModel;
 use super::service_model::TopologyModel;
 use super::timeouts::timeout_of;
 use super::{Context, error};
-use super::{converge, group_view, nodes, records, switchover, user_config};
+use super::{certificates, converge, group_view, nodes, records, switchover, user_config};
 use crate::catalog;
 use crate::registry;
 use crate::runtime::{FailoverSettings, NodeId, NodeRecord, RuntimeError, ServiceRecord};
@@ -81,6 +81,7 @@ fn model_from(
         nodes: Some(observe::node_models(record, statuses)),
         read_replicas: Some(replicas),
         failover: prior.failover.clone(),
+        tls: prior.tls.clone(),
         sentinel_status: Some(sentinel_status.to_string()),
         topology,
         timeouts: prior.timeouts.clone(),
@@ -95,6 +96,7 @@ pub async fn place(ctx: &Context, name: &str, index: usize, region: &str) -> Res
             index,
             host: at.host,
             port: at.port,
+            cert: None,
         }),
         Err(e @ RuntimeError::CannotPlace { .. }) => {
             Err(Diagnostic::error("Cannot listen in this region", e.to_string())
@@ -103,6 +105,15 @@ pub async fn place(ctx: &Context, name: &str, index: usize, region: &str) -> Res
         }
         Err(e) => Err(error("Could not place a node", e)),
     }
+}
+
+/// An error about the `tls` block's attribute `attr` ("tls" for the block itself).
+fn tls_error(summary: &str, attr: &str, detail: String) -> Diagnostics {
+    let path = match attr {
+        "tls" => AttrPath::root("tls"),
+        attr => AttrPath::root("tls").attr(attr),
+    };
+    Diagnostic::error(summary, detail).at(path).into()
 }
 
 #[async_trait]
@@ -139,6 +150,16 @@ impl Lifecycle for ServiceResource {
             node_records.push(node);
         }
         let secrets = GroupSecrets::generate();
+        let tls = match &planned.tls {
+            Some(model) => {
+                let choice = certificates::choice_of(model)
+                    .map_err(|(attr, e)| (tls_error("Invalid tls block", attr, e), None))?;
+                let group = certificates::new_group(&planned.name, &choice)
+                    .map_err(|e| (tls_error("Could not make the group's certificates", "tls", e), None))?;
+                Some(group)
+            }
+            None => None,
+        };
         let mut record = ServiceRecord {
             name: planned.name.clone(),
             plan: plan.name.to_string(),
@@ -154,8 +175,11 @@ impl Lifecycle for ServiceResource {
             upstream: None,
             failover_priority: None,
             failover: failover_settings(planned),
+            tls,
             ..Default::default()
         };
+        certificates::issue_due(&mut record, true)
+            .map_err(|e| (tls_error("Could not issue a certificate", "tls", e), None))?;
         let lease_for = timeout_of(planned.timeouts.as_ref(), |t| t.create.as_ref());
         registry::create(&ctx.runtime, &mut record, lease_for)
             .await
@@ -184,6 +208,11 @@ impl Lifecycle for ServiceResource {
         record.user_config = user_config::effective_user_config(planned.valkey_user_config.as_ref());
         record.termination_protection = planned.termination_protection.unwrap_or(false);
         record.failover = failover_settings(planned);
+        if let (Some(tls), Some(model)) = (record.tls.as_mut(), &planned.tls) {
+            let choice = certificates::choice_of(model).map_err(|(attr, e)| tls_error("Invalid tls block", attr, e))?;
+            tls.validity_seconds = choice.validity.as_secs();
+            tls.renew_before_seconds = choice.renew_before.as_secs();
+        }
         // Resize: new standbys are placed in the region; surplus standbys (highest first) are
         // removed.
         while record.nodes.len() < plan.nodes {
@@ -191,6 +220,10 @@ impl Lifecycle for ServiceResource {
             record.nodes.push(node);
         }
         let surplus: Vec<usize> = record.nodes.iter().skip(plan.nodes).map(|n| n.index).collect();
+        // Renewal is planned: the plan shows certificate_expires_at unknown.
+        let renewing = planned.endpoint.certificate_expires_at.is_none();
+        certificates::issue_due(&mut record, renewing)
+            .map_err(|e| tls_error("Could not issue a certificate", "tls", e))?;
         // A standby that is the group's primary (after a failover) hands over first.
         switchover::hand_over(ctx, &record, &surplus).await?;
         while record.nodes.len() > plan.nodes {
@@ -259,6 +292,7 @@ impl Lifecycle for ServiceResource {
                 down_after_ms: Some(record.failover.down_after_ms),
             }),
             valkey_user_config: user_config::imported_user_config(&record.user_config),
+            tls: record.tls.as_ref().map(certificates::model_of),
             ..Default::default()
         })
     }

@@ -4,7 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::common_model::{EndpointModel, FailoverModel, NodeModel, TimeoutsModel, TopologyModel, UserConfigModel};
+pub use super::common_model::{
+    EndpointModel, FailoverModel, NodeModel, TimeoutsModel, TlsModel, TopologyModel, UserConfigModel,
+};
 
 /// A Valkey service: a primary node, plus standby nodes on the business and premium plans,
 /// run by the provider's runtime (processes on this host for the `local` cloud).
@@ -76,6 +78,15 @@ pub struct ServiceModel {
     /// Names of the read replicas that replicate from this service.
     #[schemars(extend("x-computed" = true))]
     pub read_replicas: Option<Vec<String>>,
+
+    /// TLS on every link of the replication group: with the block, every node and Sentinel of
+    /// the service and its read replicas listens with TLS only (no plaintext port), replication
+    /// and Sentinel links use TLS, `service_uri` is `valkeys://...`, and clients trust
+    /// `ca_certificate`. The provider makes the group's CA and a certificate per node naming its
+    /// address. The block cannot be added to or removed from an existing service (the plan
+    /// says so): create the service with it.
+    #[schemars(extend("x-block" = true))]
+    pub tls: Option<TlsModel>,
 
     /// Automatic failover to a read replica when the primary fails.
     #[schemars(extend("x-block" = true))]

@@ -6,8 +6,11 @@ use crate::tfplug::provider::PlanResponse;
 use crate::tfplug::schema::Block;
 use crate::tfplug::{Diagnostics, Value};
 
+use super::certificates;
+use super::common_model::TlsModel;
 use super::plan_rules::{self, PlanShape};
 use super::validate;
+use crate::tfplug::{AttrPath, Diagnostic};
 
 /// Checks every known value of a valkey_service configuration that needs no provider
 /// configuration (regions are checked at plan time, when the provider's regions are known).
@@ -21,7 +24,50 @@ pub fn validate_config(config: &Value) -> Diagnostics {
         "down_after_ms",
         catalog::DOWN_AFTER_MS_RANGE,
     );
+    validate_tls(&mut d, config.attr("tls"));
     d
+}
+
+/// The `tls` block's durations, once both are known.
+fn validate_tls(d: &mut Diagnostics, tls: &Value) {
+    let (validity, renew_before) = (tls.attr("certificate_validity"), tls.attr("renew_before"));
+    if tls.is_null() || tls.is_unknown() || validity.is_unknown() || renew_before.is_unknown() {
+        return;
+    }
+    let model = TlsModel {
+        certificate_validity: validity.as_str().map(str::to_string),
+        renew_before: renew_before.as_str().map(str::to_string),
+    };
+    if let Err((attr, detail)) = certificates::choice_of(&model) {
+        d.push(Diagnostic::error("Invalid tls block", detail).at(AttrPath::root("tls").attr(attr)));
+    }
+}
+
+/// A plan that adds or removes the `tls` block of an existing service is refused: every
+/// client, replica and Sentinel of the group would have to switch at the same instant, and
+/// a node cannot serve both at once on its one port.
+fn refuse_tls_toggle(prior: &Value, config: &Value) -> Option<Diagnostic> {
+    let (was, is) = (!prior.attr("tls").is_null(), !config.attr("tls").is_null());
+    if was == is || config.attr("tls").is_unknown() {
+        return None;
+    }
+    let (verb, now) = if is {
+        ("added to", "on")
+    } else {
+        ("removed from", "off")
+    };
+    Some(
+        Diagnostic::error(
+            "TLS cannot change on an existing service",
+            format!(
+                "the tls block cannot be {verb} an existing service: every node, read replica, Sentinel and client of \
+                 its replication group would have to switch at the same instant, and a node serves either TLS or \
+                 plaintext on its port. Create a new service with TLS {now} (and its read replicas), move clients \
+                 to it, then destroy this one; or put the block back as it was."
+            ),
+        )
+        .at(AttrPath::root("tls")),
+    )
 }
 
 pub const SHAPE: PlanShape = PlanShape {
@@ -38,7 +84,7 @@ pub const SHAPE: PlanShape = PlanShape {
         ("sentinel_status", &["powered", "failover"]),
     ],
     volatile: &[],
-    created: &["host", "port", "password", "service_uri", "sentinel_password"],
+    created: plan_rules::CREATED,
 };
 
 /// Plans a create, update or destroy of a service from Terraform's proposed state. A node out
@@ -47,6 +93,10 @@ pub const SHAPE: PlanShape = PlanShape {
 pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
     let mut response = plan_rules::plan_change(&SHAPE, block, prior, proposed, config);
     if prior.is_null() || response.planned_state.is_null() || !response.requires_replace.is_empty() {
+        return response;
+    }
+    if let Some(refused) = refuse_tls_toggle(prior, config) {
+        response.diagnostics.push(refused);
         return response;
     }
     if any_node_out_of_place(prior) {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use super::group_view::{connect_sentinel, current_primary, settled_primary};
 use super::records::{group_primary_record, replica_records};
-use super::{Context, error, group_lock};
+use super::{Context, certificates, error, group_lock};
 use crate::catalog;
 use crate::runtime::{Endpoint, ServiceRecord};
 use crate::tfplug::Diagnostics;
+use crate::valkey::TlsIdentity;
 use crate::valkey::{Fields, NodeClient};
 
 /// One data node of a replication group.
@@ -19,6 +20,8 @@ struct Member {
     addr: Endpoint,
     /// The group's application password (every member has it).
     password: String,
+    /// What the provider presents to the group's nodes, when the group speaks TLS.
+    tls: Option<TlsIdentity>,
     /// failover_priority of the member's resource: lower is promoted first, 0 never.
     priority: i64,
     /// Node 0 of the primary service: where the group began, preferred among equals.
@@ -39,6 +42,7 @@ async fn group_members(ctx: &Context, primary: &ServiceRecord) -> Result<Vec<Mem
             r.nodes.iter().map(move |n| Member {
                 addr: n.endpoint(),
                 password: r.password.clone(),
+                tls: certificates::client_identity(r),
                 priority,
                 home: home_service && n.index == 0,
                 member: r.name.clone(),
@@ -156,6 +160,7 @@ async fn follows(member: &Member, primary: &Endpoint) -> bool {
         &member.addr.host,
         member.addr.port,
         &member.password,
+        member.tls.as_ref(),
         Duration::from_secs(2),
     )
     .await
@@ -193,9 +198,10 @@ async fn switch_to(ctx: &Context, primary: &ServiceRecord, target_addr: Endpoint
         return Ok(());
     }
     let members = group_members(ctx, primary).await?;
-    let set_priority = |addr: Endpoint, password: String, priority: i64| async move {
+    let set_priority = |addr: Endpoint, password: String, tls: Option<TlsIdentity>, priority: i64| async move {
         let set = async {
-            let mut c = NodeClient::connect(&addr.host, addr.port, &password, Duration::from_secs(2)).await?;
+            let mut c =
+                NodeClient::connect(&addr.host, addr.port, &password, tls.as_ref(), Duration::from_secs(2)).await?;
             c.config_set(&[("replica-priority", priority.to_string())]).await
         };
         if let Err(e) = set.await {
@@ -204,16 +210,129 @@ async fn switch_to(ctx: &Context, primary: &ServiceRecord, target_addr: Endpoint
     };
     for m in &members {
         let priority = if m.addr == target_addr { 1 } else { 0 };
-        set_priority(m.addr.clone(), m.password.clone(), priority).await;
+        set_priority(m.addr.clone(), m.password.clone(), m.tls.clone(), priority).await;
     }
     let result = run_coordinated_failover(primary, &target_addr).await;
     for m in members {
-        set_priority(m.addr, m.password, m.priority).await;
+        set_priority(m.addr, m.password, m.tls, m.priority).await;
     }
     result
 }
 
+/// How long the primary's writes may stay held while Valkey 8's Sentinels hand the group over:
+/// longer than they take to promote the target and demote the primary.
+const HANDOVER_PAUSE: Duration = Duration::from_secs(30);
+/// How long the target may take to catch up with the held primary.
+const CATCH_UP: Duration = Duration::from_secs(10);
+
+/// The group's primary, its writes held for a handover (Valkey 8).
+struct Held {
+    at: Endpoint,
+    client: NodeClient,
+}
+
+/// Before an uncoordinated failover (Valkey 8's Sentinels have no COORDINATED): holds the
+/// primary's writes, then waits until `target` has every one it acknowledged, so promoting
+/// the target loses none.
+async fn hold_primary_for(primary: &ServiceRecord, target: &Endpoint) -> Result<Held, String> {
+    let at = current_primary(primary)
+        .await
+        .ok_or("no Sentinel names the group's primary")?;
+    let tls = certificates::client_identity(primary);
+    let connect = |at: Endpoint| {
+        let (password, tls) = (primary.password.clone(), tls.clone());
+        async move { NodeClient::connect(&at.host, at.port, &password, tls.as_ref(), Duration::from_secs(2)).await }
+    };
+    let mut client = connect(at.clone()).await.map_err(|e| e.to_string())?;
+    client
+        .pause_writes(HANDOVER_PAUSE.as_millis() as u64)
+        .await
+        .map_err(|e| e.to_string())?;
+    let caught_up = async {
+        let offset = client.info(&["replication"]).await?.get_i64("master_repl_offset");
+        let mut replica = connect(target.clone()).await?;
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while tokio::time::Instant::now() < deadline {
+            let has = replica.info(&["replication"]).await?.get_i64("slave_repl_offset");
+            if has.is_some() && has >= offset {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok::<_, crate::valkey::ValkeyError>(false)
+    };
+    match caught_up.await {
+        Ok(true) => Ok(Held { at, client }),
+        outcome => {
+            let _ = client.unpause().await;
+            Err(match outcome {
+                Err(e) => e.to_string(),
+                _ => format!("{target} did not catch up with the primary within {CATCH_UP:?}"),
+            })
+        }
+    }
+}
+
+/// Lets the held primary's writes go: once it is demoted (they then fail, unacknowledged), or
+/// at once when the handover did not happen.
+async fn release(mut held: Held, handed_over: bool) {
+    if handed_over {
+        let deadline = tokio::time::Instant::now() + HANDOVER_PAUSE;
+        while tokio::time::Instant::now() < deadline {
+            match held.client.info(&["replication"]).await {
+                Ok(info) if info.role() == Some("replica") => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(node = %held.at, error = %e, "cannot see the old primary's role");
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if let Err(e) = held.client.unpause().await {
+        tracing::warn!(node = %held.at, error = %e, "could not release the old primary's writes; they resume when the pause ends");
+    }
+}
+
+/// Asks a Sentinel for the switchover: a COORDINATED failover on Valkey 9; on Valkey 8, the
+/// primary's writes are held until the target has them all, then a plain failover.
+async fn request_failover(
+    primary: &ServiceRecord,
+    client: &mut crate::valkey::SentinelClient,
+    target: &Endpoint,
+    held: &mut Option<Held>,
+) -> Result<(), String> {
+    if client.major_version().await.ok().flatten().is_some_and(|v| v >= 9) {
+        return client.failover_coordinated().await.map_err(|e| e.to_string());
+    }
+    if held.is_none() {
+        *held = Some(hold_primary_for(primary, target).await?);
+    }
+    let asked = client.failover().await.map_err(|e| e.to_string());
+    if asked.is_err()
+        && let Some(refused) = held.take()
+    {
+        // Writes go on until the next attempt holds them again.
+        release(refused, false).await;
+    }
+    asked
+}
+
 async fn run_coordinated_failover(primary: &ServiceRecord, target: &Endpoint) -> Result<(), Diagnostics> {
+    let mut held = None;
+    let result = run_failover_holding(primary, target, &mut held).await;
+    if let Some(held) = held {
+        release(held, result.is_ok()).await;
+    }
+    result
+}
+
+async fn run_failover_holding(
+    primary: &ServiceRecord,
+    target: &Endpoint,
+    held: &mut Option<Held>,
+) -> Result<(), Diagnostics> {
     let timeout = Duration::from_secs(60);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut requested = false;
@@ -241,8 +360,8 @@ async fn run_coordinated_failover(primary: &ServiceRecord, target: &Endpoint) ->
                     tracing::debug!(?peers, "waiting for Sentinel's links to its peers before a switchover");
                     break;
                 }
-                match client.failover_coordinated().await {
-                    Ok(_) => requested = true,
+                match request_failover(primary, &mut client, target, held).await {
+                    Ok(()) => requested = true,
                     Err(e) => tracing::debug!(error = %e, "Sentinel refused the failover request; retrying"),
                 }
             }
@@ -349,6 +468,7 @@ mod tests {
         Member {
             addr: Endpoint::new("127.0.0.1", port),
             password: "pw".into(),
+            tls: None,
             priority,
             home,
             member: format!("m{port}"),

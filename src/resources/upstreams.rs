@@ -1,7 +1,7 @@
 //! Where each node of a record replicates from, and the config it runs with.
 
 use super::group_view::sentinel_upstream;
-use super::{Context, error, records};
+use super::{Context, certificates, error, records};
 use crate::catalog;
 use crate::runtime::{NodeSpec, ServiceRecord, Upstream};
 use crate::tfplug::Diagnostics;
@@ -88,14 +88,16 @@ pub fn node_config(record: &ServiceRecord, upstream: Option<UpstreamAuth>) -> Re
         repl_timeout_seconds: uc.repl_timeout,
         upstream,
         replica_priority: record.failover_priority,
+        tls_auth_clients: record.tls.as_ref().map(|t| t.auth_clients.clone()),
     })
 }
 
-/// What the runtime runs a node with.
-pub fn node_spec(config: &NodeConfig) -> NodeSpec {
+/// What the runtime runs node `index` of the record with.
+pub fn node_spec(record: &ServiceRecord, index: usize, config: &NodeConfig) -> NodeSpec {
     NodeSpec {
         settings: config.render(),
         password: config.password.clone(),
+        tls: certificates::node_identity(record, index),
     }
 }
 

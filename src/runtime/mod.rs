@@ -15,7 +15,10 @@ pub mod store;
 
 pub use error::{RuntimeError, SettingError};
 pub use node::{Endpoint, NodeId, NodeKind, NodeSpec, NodeState, RegionNames};
-pub use record::{FailoverSettings, Lease, NodeRecord, SentinelRecord, ServiceRecord, Upstream, UserConfigValues};
+pub use record::{
+    CertRecord, FailoverSettings, GroupTls, Lease, NodeRecord, SentinelRecord, ServiceRecord, Upstream,
+    UserConfigValues,
+};
 pub use store::RecordStore;
 
 /// Places, runs and observes nodes, and keeps the service records. Every call may be
@@ -42,6 +45,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// local provider process that no longer runs). False when the runtime cannot tell.
     fn lease_holder_gone(&self, _owner: &str) -> bool {
         false
+    }
+
+    /// Ok when the nodes this runtime runs can speak TLS; else what to do about it. Ok too when
+    /// the runtime cannot tell before a node starts (a start then fails with the node's log).
+    async fn check_tls(&self) -> Result<(), String> {
+        Ok(())
     }
 
     /// Chooses where a new node of `node.service` in `region` runs and returns its endpoint.

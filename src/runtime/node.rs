@@ -1,5 +1,7 @@
 //! What the boundary speaks of: nodes, their endpoints and specs, regions.
 
+use crate::valkey::TlsIdentity;
+
 /// A data node, or a Sentinel watching the service's replication group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeKind {
@@ -76,12 +78,48 @@ impl std::fmt::Display for Endpoint {
 }
 
 /// What a node runs with, whatever the runtime: its config directives (the runtime adds those
-/// that depend on where it runs: address, port, announced address, paths) and the `default`
-/// user's password, with which the runtime checks it answers.
+/// that depend on where it runs: address, port, announced address, paths), the `default`
+/// user's password, with which the runtime checks it answers, and its TLS identity when its
+/// group speaks TLS: the runtime keeps those in files only the node's user reads, and the
+/// node then listens with TLS only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
     pub settings: String,
     pub password: String,
+    pub tls: Option<TlsIdentity>,
+}
+
+/// File names of a node's TLS identity, in its directory.
+const TLS_CA_FILE: &str = "tls-ca.crt";
+const TLS_CERT_FILE: &str = "tls-node.crt";
+const TLS_KEY_FILE: &str = "tls-node.key";
+
+impl NodeSpec {
+    /// The directives saying where the node listens, its files kept in `dir`: `port` in
+    /// plaintext, or with TLS only (no plaintext port at all).
+    pub fn listen_directives(&self, port: u16, dir: &str) -> Vec<String> {
+        match &self.tls {
+            None => vec![format!("port {port}")],
+            Some(_) => vec![
+                "port 0".into(),
+                format!("tls-port {port}"),
+                format!("tls-ca-cert-file {dir}/{TLS_CA_FILE}"),
+                format!("tls-cert-file {dir}/{TLS_CERT_FILE}"),
+                format!("tls-key-file {dir}/{TLS_KEY_FILE}"),
+            ],
+        }
+    }
+
+    /// The files of the node's TLS identity, by name: what `listen_directives` points at.
+    pub fn tls_files(&self) -> Vec<(&'static str, &str)> {
+        self.tls.as_ref().map_or_else(Vec::new, |tls| {
+            vec![
+                (TLS_CA_FILE, tls.ca_pem.as_str()),
+                (TLS_CERT_FILE, tls.cert_pem.as_str()),
+                (TLS_KEY_FILE, tls.key_pem.as_str()),
+            ]
+        })
+    }
 }
 
 /// What a runtime sees of a node.

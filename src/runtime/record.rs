@@ -33,6 +33,46 @@ impl Default for UserConfigValues {
     }
 }
 
+/// A certificate and its private key (PEM), with when it ends and the host it names.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRecord {
+    pub cert: String,
+    pub key: String,
+    /// Seconds since the Unix epoch after which the certificate is no longer valid.
+    pub not_after_unix: i64,
+    /// The address the certificate names; empty for the CA and the provider's own.
+    #[serde(default)]
+    pub host: String,
+}
+
+impl std::fmt::Debug for CertRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertRecord")
+            .field("not_after_unix", &self.not_after_unix)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a replication group speaks TLS: kept alike on the record of every member, so each can
+/// issue and renew its nodes' certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupTls {
+    /// The group's certificate authority, with its key.
+    pub ca: CertRecord,
+    /// Whether the user gave the CA (else the provider made it).
+    #[serde(default)]
+    pub user_ca: bool,
+    /// Whether nodes ask clients for a certificate: `no`, `optional` or `yes`.
+    pub auth_clients: String,
+    /// How long the certificates the CA issues last, seconds.
+    pub validity_seconds: u64,
+    /// How long before its end an apply renews a certificate, seconds.
+    pub renew_before_seconds: u64,
+    /// The certificate the provider presents to the group's nodes and Sentinels.
+    pub client: CertRecord,
+}
+
 /// A data node and the endpoint its runtime placed it at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
@@ -42,6 +82,9 @@ pub struct NodeRecord {
     #[serde(default)]
     pub host: String,
     pub port: u16,
+    /// The node's certificate, when its group speaks TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<CertRecord>,
 }
 
 impl NodeRecord {
@@ -73,6 +116,9 @@ pub struct SentinelRecord {
     #[serde(alias = "bind")]
     pub host: String,
     pub port: u16,
+    /// The Sentinel's certificate, when its group speaks TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<CertRecord>,
 }
 
 impl SentinelRecord {
@@ -179,6 +225,9 @@ pub struct ServiceRecord {
     /// fail over) and start again once that node answers as the primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended_primary: Option<String>,
+    /// Set when the group speaks TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<GroupTls>,
 }
 
 impl ServiceRecord {

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, IntoConnectionInfo, RedisConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, TlsCertificates,
+};
 use tokio::time::Instant;
 
 use super::info::Info;
@@ -27,6 +29,57 @@ pub enum ValkeyError {
     },
 }
 
+/// A member of a group that speaks TLS, as TLS knows it: the group's CA certificate, which it
+/// trusts, and a certificate the CA issued it with its key (PEM), which it presents: a node
+/// serves with it, a client shows it to nodes that verify their clients.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A client of the node at `host:port`: over TLS trusting only the group's CA when `tls` is
+/// given (the node's certificate must name `host`), else plaintext.
+fn client_for(
+    host: &str,
+    port: u16,
+    auth: RedisConnectionInfo,
+    tls: Option<&TlsIdentity>,
+) -> redis::RedisResult<redis::Client> {
+    let info = (host, port).into_connection_info()?.set_redis_settings(auth);
+    let Some(tls) = tls else {
+        return redis::Client::open(info);
+    };
+    // The process may link more than one rustls crypto provider: pick one once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let info = info.set_addr(ConnectionAddr::TcpTls {
+        host: host.to_string(),
+        port,
+        insecure: false,
+        tls_params: None,
+    });
+    redis::Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls: Some(ClientTlsConfig {
+                client_cert: tls.cert_pem.clone().into_bytes(),
+                client_key: tls.key_pem.clone().into_bytes(),
+            }),
+            root_cert: Some(tls.ca_pem.clone().into_bytes()),
+        },
+    )
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"(redacted)")
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct NodeClient {
     addr: String,
     conn: MultiplexedConnection,
@@ -37,8 +90,14 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl NodeClient {
     /// Connects and authenticates as the default user.
-    pub async fn connect(host: &str, port: u16, password: &str, timeout: Duration) -> Result<Self, ValkeyError> {
-        Self::connect_as(host, port, None, password, timeout).await
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        password: &str,
+        tls: Option<&TlsIdentity>,
+        timeout: Duration,
+    ) -> Result<Self, ValkeyError> {
+        Self::connect_as(host, port, None, password, tls, timeout).await
     }
 
     /// Connects and authenticates as `user` (the default user when None or "default").
@@ -47,6 +106,7 @@ impl NodeClient {
         port: u16,
         user: Option<&str>,
         password: &str,
+        tls: Option<&TlsIdentity>,
         timeout: Duration,
     ) -> Result<Self, ValkeyError> {
         let addr = format!("{host}:{port}");
@@ -61,11 +121,7 @@ impl NodeClient {
         if let Some(user) = user.filter(|u| *u != "default") {
             auth = auth.set_username(user);
         }
-        let info = (host, port)
-            .into_connection_info()
-            .map_err(connect_error)?
-            .set_redis_settings(auth);
-        let client = redis::Client::open(info).map_err(connect_error)?;
+        let client = client_for(host, port, auth, tls).map_err(connect_error)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -77,12 +133,18 @@ impl NodeClient {
     }
 
     /// Connects as soon as the node answers PING (it may still be starting or loading data).
-    pub async fn wait_ready(host: &str, port: u16, password: &str, within: Duration) -> Result<Self, ValkeyError> {
+    pub async fn wait_ready(
+        host: &str,
+        port: u16,
+        password: &str,
+        tls: Option<&TlsIdentity>,
+        within: Duration,
+    ) -> Result<Self, ValkeyError> {
         let deadline = Instant::now() + within;
         let mut pause = Duration::from_millis(2);
         loop {
             let attempt = async {
-                let mut client = Self::connect(host, port, password, Duration::from_millis(500)).await?;
+                let mut client = Self::connect(host, port, password, tls, Duration::from_millis(500)).await?;
                 client.ping().await?;
                 Ok::<_, ValkeyError>(client)
             };
@@ -180,6 +242,28 @@ impl NodeClient {
             }
         }
         Ok(())
+    }
+
+    /// Holds every write (and everything that may replicate) for up to `millis`, while reads go
+    /// on; a node demoted meanwhile refuses the held writes when they run.
+    pub async fn pause_writes(&mut self, millis: u64) -> Result<(), ValkeyError> {
+        let _: String = self.command(&["CLIENT", "PAUSE", &millis.to_string(), "WRITE"]).await?;
+        Ok(())
+    }
+
+    pub async fn unpause(&mut self) -> Result<(), ValkeyError> {
+        let _: String = self.command(&["CLIENT", "UNPAUSE"]).await?;
+        Ok(())
+    }
+
+    /// Makes a node that speaks TLS read its certificate files again (any CONFIG SET of a TLS
+    /// setting reloads them all), so a renewed certificate takes effect without a restart.
+    pub async fn reload_tls(&mut self) -> Result<(), ValkeyError> {
+        let files = self.config_get(&["tls-cert-file"]).await?;
+        match files.get("tls-cert-file").filter(|f| !f.is_empty()) {
+            Some(file) => self.config_set(&[("tls-cert-file", file.clone())]).await,
+            None => Ok(()),
+        }
     }
 
     /// Sets settings on the running node (one atomic CONFIG SET).

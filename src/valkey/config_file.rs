@@ -34,6 +34,16 @@ pub struct NodeConfig {
     pub upstream: Option<UpstreamAuth>,
     /// replica-priority: lower is promoted first by Sentinel, 0 never.
     pub replica_priority: Option<i64>,
+    /// When the group speaks TLS: whether nodes ask clients for a certificate (`no`,
+    /// `optional` or `yes`). The runtime adds the TLS port and the certificate files.
+    pub tls_auth_clients: Option<String>,
+}
+
+/// The TLS directives of a node or Sentinel of a group that speaks TLS, beyond where it listens
+/// and its files: its own links to other nodes use TLS too, and clients are asked for a
+/// certificate as `auth_clients` says.
+pub fn tls_directives(auth_clients: &str) -> String {
+    format!("tls-replication yes\ntls-auth-clients {auth_clients}\n")
 }
 
 /// Where and as whom a node replicates.
@@ -103,6 +113,12 @@ impl NodeConfig {
         line("repl-diskless-sync-delay 0".into());
         line("repl-diskless-load on-empty-db".into());
         line("replica-read-only yes".into());
+        if let Some(auth_clients) = &self.tls_auth_clients {
+            out += &tls_directives(auth_clients);
+        }
+        let mut line = |s: String| {
+            let _ = writeln!(out, "{s}");
+        };
         match &self.upstream {
             Some(up) => {
                 line(format!("replicaof {} {}", up.host, up.port));
@@ -165,6 +181,7 @@ mod tests {
             io_threads: 2,
             upstream: None,
             replica_priority: None,
+            tls_auth_clients: None,
         }
     }
 
@@ -208,6 +225,17 @@ mod tests {
         assert!(text.contains("shutdown-on-sigterm default\n"));
         assert!(!text.contains("\nreplicaof "));
         assert!(text.contains("user sentinel on >sentpw -@all allchannels"));
+        assert!(!text.contains("tls-"));
+    }
+
+    #[test]
+    fn a_node_of_a_tls_group_replicates_over_tls_and_asks_clients_as_told() {
+        let mut c = config();
+        c.tls_auth_clients = Some("optional".into());
+        let text = c.render();
+        assert!(text.contains("tls-replication yes\ntls-auth-clients optional\n"));
+        // Where it listens and its certificate files are the runtime's to add.
+        assert!(!text.contains("tls-port") && !text.contains("tls-cert-file"));
     }
 
     #[test]

@@ -40,6 +40,11 @@ impl Info {
         self.get("server_name") == Some("valkey")
     }
 
+    /// The major version of Valkey (`valkey_version:8.1.1` is 8).
+    pub fn major_version(&self) -> Option<u32> {
+        self.get("valkey_version")?.split('.').next()?.parse().ok()
+    }
+
     /// For a replica: whether its link to the primary is up.
     pub fn primary_link_up(&self) -> bool {
         self.get("master_link_status") == Some("up")

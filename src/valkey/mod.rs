@@ -1,6 +1,7 @@
 //! Talking to Valkey nodes: their config file, INFO parsing, and a small async client on the
 //! `redis` crate. Knows Valkey, not Terraform.
 
+pub mod certs;
 pub mod client;
 pub mod config_file;
 pub mod info;
@@ -8,7 +9,7 @@ pub mod sentinel;
 pub mod sentinel_config;
 pub mod uri;
 
-pub use client::{NodeClient, ValkeyError};
+pub use client::{NodeClient, TlsIdentity, ValkeyError};
 pub use config_file::{NodeConfig, REPLICATION_USER, SENTINEL_USER, UpstreamAuth};
 pub use info::Info;
 pub use sentinel::{Fields, SentinelClient};

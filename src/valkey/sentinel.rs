@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::client::{NodeClient, ValkeyError};
+use super::client::{NodeClient, TlsIdentity, ValkeyError};
 
 /// A reply made of name, value, name, value, ... (`SENTINEL MASTER`, `REPLICAS`, `SENTINELS`,
 /// `DEBUG`).
@@ -60,10 +60,11 @@ impl SentinelClient {
         port: u16,
         user: &str,
         password: &str,
+        tls: Option<&TlsIdentity>,
         group: &str,
         timeout: Duration,
     ) -> Result<Self, ValkeyError> {
-        let node = NodeClient::connect_as(host, port, Some(user), password, timeout).await?;
+        let node = NodeClient::connect_as(host, port, Some(user), password, tls, timeout).await?;
         Ok(SentinelClient {
             node,
             group: group.to_string(),
@@ -125,6 +126,18 @@ impl SentinelClient {
     /// Forgets the group's replicas and peers, which the Sentinel then rediscovers.
     pub async fn reset(&mut self) -> Result<(), ValkeyError> {
         let _: i64 = self.node.command(&["SENTINEL", "RESET", &self.group]).await?;
+        Ok(())
+    }
+
+    /// The major version of Valkey this Sentinel runs.
+    pub async fn major_version(&mut self) -> Result<Option<u32>, ValkeyError> {
+        Ok(self.node.info(&["server"]).await?.major_version())
+    }
+
+    /// Asks for a failover at once, without coordination: the chosen replica is promoted with
+    /// whatever it has (the caller pauses the primary's writes first).
+    pub async fn failover(&mut self) -> Result<(), ValkeyError> {
+        let _: String = self.node.command(&["SENTINEL", "FAILOVER", &self.group]).await?;
         Ok(())
     }
 

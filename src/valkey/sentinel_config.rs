@@ -1,7 +1,7 @@
 //! The config a Sentinel starts from. Sentinel rewrites this file with what it learns (peers,
 //! replicas, epochs), so it is written once, at the Sentinel's creation.
 
-use super::config_file::SENTINEL_USER;
+use super::config_file::{SENTINEL_USER, tls_directives};
 
 /// The ACL user Sentinels of a group authenticate to each other as, and the provider
 /// administers them as (SENTINEL SET, FAILOVER, RESET).
@@ -31,6 +31,9 @@ pub struct SentinelConfig {
     /// What Sentinels authenticate with: to each other as [`SENTINEL_PEER_USER`], to the
     /// group's nodes as their Sentinel ACL user. The provider uses it too.
     pub auth_password: String,
+    /// When the group speaks TLS: whether the Sentinel asks clients for a certificate; its
+    /// links to nodes and other Sentinels use TLS.
+    pub tls_auth_clients: Option<String>,
 }
 
 impl SentinelConfig {
@@ -61,6 +64,7 @@ impl SentinelConfig {
         ]
         .join("\n")
             + "\n"
+            + &self.tls_auth_clients.as_deref().map(tls_directives).unwrap_or_default()
     }
 }
 
@@ -78,6 +82,7 @@ mod tests {
             down_after_ms: 1000,
             client_password: "cpw".into(),
             auth_password: "apw".into(),
+            tls_auth_clients: None,
         };
         let text = c.render();
         assert!(text.contains("sentinel monitor main 127.0.1.1 7000 2\n"));

@@ -6,8 +6,11 @@ password, the group's name and the group's one application password.
 Each acknowledged SET is logged as `A <n> <unix ms>`, each failed one as `E <unix ms> <error>`
 (one line each, flushed), until the process receives SIGTERM or SIGINT.
 
+With --ca-file (a group with a tls block), every connection, to Sentinels and to nodes, uses
+TLS and trusts that CA certificate (the service's ca_certificate), as the guide documents.
+
 usage: sentinel_writer.py --sentinels H:P,H:P --sentinel-password S --group G --password P
-                          --prefix KEYPREFIX --log FILE [--interval-ms 1]
+                          --prefix KEYPREFIX --log FILE [--interval-ms 1] [--ca-file CA.pem]
 """
 import argparse
 import signal
@@ -26,6 +29,7 @@ def main():
     ap.add_argument("--prefix", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--interval-ms", type=float, default=1.0)
+    ap.add_argument("--ca-file")
     args = ap.parse_args()
 
     stopping = []
@@ -34,11 +38,13 @@ def main():
 
     # The configuration the failover guide documents.
     sentinels = [(h, int(p)) for h, p in (a.rsplit(":", 1) for a in args.sentinels.split(","))]
+    tls = {"ssl": True, "ssl_ca_certs": args.ca_file} if args.ca_file else {}
     sentinel = Sentinel(
         sentinels,
-        sentinel_kwargs={"password": args.sentinel_password, "socket_timeout": 0.5},
+        sentinel_kwargs={"password": args.sentinel_password, "socket_timeout": 0.5, **tls},
         password=args.password,
         socket_timeout=0.5,
+        **tls,
     )
     primary = sentinel.master_for(args.group)
 

@@ -20,13 +20,26 @@ pub struct GroupAccess {
     pub sentinels: Vec<String>,
     pub sentinel_password: String,
     pub password: String,
+    /// The group's CA certificate file, when the group speaks TLS: every connection then uses
+    /// TLS trusting it.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl GroupAccess {
     /// From the state of `address` (a valkey_service), after a refresh.
     pub fn of(tf: &Terraform, address: &str) -> GroupAccess {
         let state = tf.state_attributes(address);
+        let ca = state["ca_certificate"].as_str().unwrap_or_default();
+        let ca_file = (!ca.is_empty()).then(|| {
+            let path = tf
+                .dir
+                .path()
+                .join(format!("{}-ca.pem", state["name"].as_str().unwrap()));
+            std::fs::write(&path, ca).unwrap();
+            path
+        });
         GroupAccess {
+            ca_file,
             group: state["name"].as_str().unwrap().to_string(),
             sentinels: state["sentinel_addresses"]
                 .as_array()
@@ -60,11 +73,19 @@ impl GroupAccess {
     }
 
     fn sentinel_connection(&self, sentinel: &str) -> Option<redis::Connection> {
-        let uri = format!("redis://:{}@{sentinel}", self.sentinel_password);
-        redis::Client::open(uri.as_str())
+        self.client(sentinel, &self.sentinel_password)
             .ok()?
             .get_connection_with_timeout(Duration::from_secs(1))
             .ok()
+    }
+
+    /// A client of the node or Sentinel at `addr` with `password`: over TLS trusting the
+    /// group's CA when it speaks TLS.
+    pub fn client(&self, addr: &str, password: &str) -> redis::RedisResult<redis::Client> {
+        match &self.ca_file {
+            None => redis::Client::open(format!("redis://:{password}@{addr}").as_str()),
+            Some(ca) => super::tls_client(&format!("rediss://:{password}@{addr}"), &std::fs::read(ca).unwrap()),
+        }
     }
 
     /// The replicas (host:port) each Sentinel that answers knows.
@@ -85,8 +106,8 @@ impl GroupAccess {
 
     /// A connection to one data node with the group's application password.
     pub fn node(&self, addr: &str) -> redis::RedisResult<redis::Connection> {
-        let uri = format!("redis://:{}@{addr}", self.password);
-        redis::Client::open(uri.as_str())?.get_connection_with_timeout(Duration::from_secs(1))
+        self.client(addr, &self.password)?
+            .get_connection_with_timeout(Duration::from_secs(1))
     }
 }
 
@@ -141,6 +162,12 @@ impl SentinelWriter {
             .args(["--group", &access.group])
             .args(["--password", &access.password])
             .args(["--prefix", prefix])
+            .args(
+                access
+                    .ca_file
+                    .iter()
+                    .flat_map(|ca| [std::ffi::OsStr::new("--ca-file"), ca.as_os_str()]),
+            )
             .arg("--log")
             .arg(&log)
             .stdout(Stdio::null())

@@ -370,6 +370,19 @@ pub fn config_set(conn: &mut redis::Connection, name: &str, value: &str) {
     redis::cmd("CONFIG").arg("SET").arg(name).arg(value).exec(conn).unwrap();
 }
 
+/// A client for a `rediss://` URI that trusts only the CA certificate `ca_pem`.
+pub fn tls_client(uri: &str, ca_pem: &[u8]) -> redis::RedisResult<redis::Client> {
+    // The test build links two rustls crypto providers: pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    redis::Client::build_with_tls(
+        uri,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca_pem.to_vec()),
+        },
+    )
+}
+
 pub fn connect(uri: &str) -> redis::Connection {
     redis::Client::open(uri)
         .expect("valid URI")

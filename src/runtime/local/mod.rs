@@ -39,6 +39,8 @@ const LOG_FILE: &str = "valkey.log";
 pub struct LocalRuntime {
     data_dir: PathBuf,
     valkey_server: PathBuf,
+    /// Whether valkey_server was built with TLS, probed once when first asked.
+    has_tls: tokio::sync::OnceCell<Result<bool, String>>,
     regions: Regions,
     store: LocalStore,
     owner: String,
@@ -62,6 +64,7 @@ impl LocalRuntime {
             store: LocalStore::new(data_dir.clone())?,
             data_dir,
             valkey_server,
+            has_tls: tokio::sync::OnceCell::new(),
             regions,
             owner: format!("local-pid-{}", std::process::id()),
         })
@@ -124,12 +127,14 @@ impl LocalRuntime {
             "# Written by terraform-provider-valkey: terraform apply rewrites it (a Sentinel appends its own state)."
                 .to_string(),
             format!("bind {}", at.host),
-            format!("port {}", at.port),
+        ];
+        lines.extend(spec.listen_directives(at.port, &dir.display().to_string()));
+        lines.extend([
             "daemonize no".into(),
             format!("dir {}", dir.display()),
             format!("pidfile {}", dir.join(PID_FILE).display()),
             format!("logfile {}", dir.join(LOG_FILE).display()),
-        ];
+        ]);
         // Peers and Sentinels must reach the node at its region's address, not at the source
         // address of its outgoing connections.
         match node.kind {
@@ -183,7 +188,7 @@ impl LocalRuntime {
         if let Some(pid) = child.id() {
             write_private_file(&pid_file, pid.to_string().as_bytes())?;
         }
-        let ready = NodeClient::wait_ready(&at.host, at.port, &spec.password, START_TIMEOUT);
+        let ready = NodeClient::wait_ready(&at.host, at.port, &spec.password, spec.tls.as_ref(), START_TIMEOUT);
         tokio::select! {
             ready = ready => {
                 // Reap the process if it exits while this provider process still runs.
@@ -259,6 +264,21 @@ impl Runtime for LocalRuntime {
             .is_some_and(|pid| !crate::runtime::procfs::is_live_provider(pid))
     }
 
+    async fn check_tls(&self) -> Result<(), String> {
+        let binary = &self.valkey_server;
+        let probed = self.has_tls.get_or_init(|| settings::binary_has_tls(binary)).await;
+        match probed {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "the valkey-server this provider runs ({}) was built without TLS. Set the provider's valkey_server \
+                 (or VALKEY_SERVER) to a TLS-capable build, such as the valkey-server of Debian 13 or of the \
+                 official images, or remove the tls block",
+                binary.display()
+            )),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError> {
         let bind = self.regions.address(region).ok_or_else(|| RuntimeError::CannotPlace {
             region: region.to_string(),
@@ -278,6 +298,10 @@ impl Runtime for LocalRuntime {
     async fn configure(&self, node: &NodeId, at: &Endpoint, spec: &NodeSpec) -> Result<(), RuntimeError> {
         let dir = self.node_dir(node);
         create_private_dir(&dir)?;
+        // A Sentinel keeps its config, but takes a renewed certificate at its next start.
+        for (name, contents) in spec.tls_files() {
+            write_private_file(&dir.join(name), contents.as_bytes())?;
+        }
         let path = dir.join(config_file(node.kind));
         if node.kind == NodeKind::Sentinel && path.exists() {
             return Ok(());

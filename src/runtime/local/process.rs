@@ -7,7 +7,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use crate::runtime::procfs::is_live;
+use crate::runtime::procfs::is_live_program;
 
 /// The pid recorded in a pid file, if the file exists and holds one.
 pub fn read_pid(pid_file: &Path) -> Option<i32> {
@@ -21,7 +21,7 @@ pub fn read_pid(pid_file: &Path) -> Option<i32> {
 
 /// Whether `pid` is a live valkey-server process.
 pub fn is_live_valkey(pid: i32) -> bool {
-    u32::try_from(pid).is_ok_and(|pid| is_live(pid, "valkey-server"))
+    u32::try_from(pid).is_ok_and(|pid| is_live_program(pid, "valkey-server"))
 }
 
 /// Stops a node that will run again: SIGTERM, on which valkey-server saves its data (when

@@ -194,6 +194,25 @@ pub fn check_valkey_binary(binary: &Path) -> Result<String, String> {
     }
 }
 
+/// Whether `binary` was built with TLS: started with a TLS port and certificate files that do
+/// not exist, a build without TLS says it has no TLS support, one with TLS fails on the files.
+/// Nothing listens either way.
+pub async fn binary_has_tls(binary: &Path) -> Result<bool, String> {
+    let probe = tokio::process::Command::new(binary)
+        .args(["--port", "0", "--tls-port", "1", "--bind", "127.0.0.1", "--save", ""])
+        .args(["--tls-cert-file", "/nonexistent", "--tls-key-file", "/nonexistent"])
+        .args(["--tls-ca-cert-file", "/nonexistent"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), probe)
+        .await
+        .map_err(|_| format!("{} did not exit within 10 s when probed for TLS", binary.display()))?
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    Ok(!text.contains("TLS support") && !text.contains("connection type tls"))
+}
+
 /// data_dir as an absolute path (relative ones are under Terraform's working directory).
 pub fn data_dir(settings: &LocalSettings) -> PathBuf {
     let dir = PathBuf::from(
