@@ -234,7 +234,9 @@ fn promote_on_valkey_8_loses_no_acknowledged_write_over_tls() {
     std::thread::sleep(Duration::from_millis(500));
     let body = group("tls {}").replace("failover_priority = 50", "failover_priority = 50\n  promote = true");
     tf.write_config_with_provider(&provider_attributes(), &body);
+    let started = Instant::now();
     tf.apply();
+    eprintln!("promote on Valkey 8.1 over TLS: the apply took {:?}", started.elapsed());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(access.sentinel_primary().as_deref(), Some(us_addr.as_str()));
     let acks = writer.acks().len();
@@ -408,7 +410,7 @@ impl Capture {
     fn start(file: std::path::PathBuf, filter: &str) -> Capture {
         use std::io::BufRead;
         let mut child = std::process::Command::new("tcpdump")
-            .args(["-i", "lo", "-U", "-s", "0", "-w"])
+            .args(["-i", "lo", "--immediate-mode", "-U", "-s", "0", "-w"])
             .arg(&file)
             .arg(filter)
             .stdout(std::process::Stdio::null())

@@ -229,6 +229,8 @@ const CATCH_UP: Duration = Duration::from_secs(10);
 struct Held {
     at: Endpoint,
     client: NodeClient,
+    /// Whether it now replicates from the target.
+    demoted: bool,
 }
 
 /// Before an uncoordinated failover (Valkey 8's Sentinels have no COORDINATED): holds the
@@ -262,7 +264,11 @@ async fn hold_primary_for(primary: &ServiceRecord, target: &Endpoint) -> Result<
         Ok::<_, crate::valkey::ValkeyError>(false)
     };
     match caught_up.await {
-        Ok(true) => Ok(Held { at, client }),
+        Ok(true) => Ok(Held {
+            at,
+            client,
+            demoted: false,
+        }),
         outcome => {
             let _ = client.unpause().await;
             Err(match outcome {
@@ -273,23 +279,39 @@ async fn hold_primary_for(primary: &ServiceRecord, target: &Endpoint) -> Result<
     }
 }
 
-/// Lets the held primary's writes go: once it is demoted (they then fail, unacknowledged), or
-/// at once when the handover did not happen.
-async fn release(mut held: Held, handed_over: bool) {
-    if handed_over {
-        let deadline = tokio::time::Instant::now() + HANDOVER_PAUSE;
-        while tokio::time::Instant::now() < deadline {
-            match held.client.info(&["replication"]).await {
-                Ok(info) if info.role() == Some("replica") => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(node = %held.at, error = %e, "cannot see the old primary's role");
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+/// Once the target answers as the primary, makes the held primary its replica. The Sentinels
+/// would, but they cannot while its writes are held: their own announcements on it wait, and
+/// every command they send it queues behind them.
+async fn demote_once_promoted(primary: &ServiceRecord, target: &Endpoint, held: &mut Held) {
+    let tls = certificates::client_identity(primary);
+    let promoted = async {
+        let mut client = NodeClient::connect(
+            &target.host,
+            target.port,
+            &primary.password,
+            tls.as_ref(),
+            Duration::from_secs(2),
+        )
+        .await?;
+        client.info(&["replication"]).await
+    };
+    if !promoted.await.is_ok_and(|info| info.role() == Some("primary")) {
+        return;
     }
+    // Its config already names the group's replication user and password.
+    match held
+        .client
+        .command::<String>(&["REPLICAOF", &target.host, &target.port.to_string()])
+        .await
+    {
+        Ok(_) => held.demoted = true,
+        Err(e) => tracing::debug!(node = %held.at, error = %e, "could not demote the old primary yet"),
+    }
+}
+
+/// Lets the held primary's writes go: demoted, it refuses them (unacknowledged, so nothing
+/// acknowledged is lost); when the handover did not happen, it takes them as before.
+async fn release(mut held: Held) {
     if let Err(e) = held.client.unpause().await {
         tracing::warn!(node = %held.at, error = %e, "could not release the old primary's writes; they resume when the pause ends");
     }
@@ -314,7 +336,7 @@ async fn request_failover(
         && let Some(refused) = held.take()
     {
         // Writes go on until the next attempt holds them again.
-        release(refused, false).await;
+        release(refused).await;
     }
     asked
 }
@@ -323,7 +345,7 @@ async fn run_coordinated_failover(primary: &ServiceRecord, target: &Endpoint) ->
     let mut held = None;
     let result = run_failover_holding(primary, target, &mut held).await;
     if let Some(held) = held {
-        release(held, result.is_ok()).await;
+        release(held).await;
     }
     result
 }
@@ -367,9 +389,17 @@ async fn run_failover_holding(
             }
             break;
         }
+        if requested && let Some(h) = held.as_mut() {
+            demote_once_promoted(primary, target, h).await;
+            if h.demoted
+                && let Some(demoted) = held.take()
+            {
+                release(demoted).await;
+            }
+        }
         // Done when every Sentinel that answers has finished: Sentinel already names the target
         // while it still reconfigures the other replicas.
-        if requested && settled_primary(primary).await.ok().flatten().as_ref() == Some(target) {
+        if requested && held.is_none() && settled_primary(primary).await.ok().flatten().as_ref() == Some(target) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
