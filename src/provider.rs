@@ -263,6 +263,7 @@ impl Provider for ValkeyProvider {
             read_replica::TYPE_NAME => read_replica_plan::plan_change(block, prior, proposed, config),
             _ => service_plan::plan_change(block, prior, proposed, config),
         };
+        response.planned_state = block.without_write_only(&response.planned_state);
         if proposed.is_null() {
             return response;
         }
@@ -322,15 +323,22 @@ impl Provider for ValkeyProvider {
                 };
             }
         };
-        let (prior, planned, cancel) = (&request.prior_state, &request.planned_state, &request.cancel);
-        match request.type_name.as_str() {
-            service::TYPE_NAME => lifecycle::apply(&self.services, &ctx, prior, planned, cancel).await,
-            read_replica::TYPE_NAME => lifecycle::apply(&self.replicas, &ctx, prior, planned, cancel).await,
-            other => ApplyResponse {
+        let Some(block) = self.block(&request.type_name) else {
+            return ApplyResponse {
                 new_state: request.prior_state.clone(),
-                diagnostics: unknown_type(other),
-            },
-        }
+                diagnostics: unknown_type(&request.type_name),
+            };
+        };
+        // Write-only arguments reach the apply from the configuration only, and leave it in no
+        // state.
+        let planned = block.with_write_only_from(&request.config, &request.planned_state);
+        let (prior, cancel) = (&request.prior_state, &request.cancel);
+        let mut response = match request.type_name.as_str() {
+            read_replica::TYPE_NAME => lifecycle::apply(&self.replicas, &ctx, prior, &planned, cancel).await,
+            _ => lifecycle::apply(&self.services, &ctx, prior, &planned, cancel).await,
+        };
+        response.new_state = block.without_write_only(&response.new_state);
+        response
     }
 
     async fn import(&self, type_name: &str, id: &str) -> ImportResponse {

@@ -166,8 +166,24 @@ fn service() -> Body {
     body.insert("failover.down_after_ms", "5000".into());
     body.insert("tls.certificate_validity", hcl("8760h"));
     body.insert("tls.renew_before", hcl("720h"));
+    body.insert("tls.auth_clients", hcl("yes"));
+    let (ca_cert, ca_key) = users_ca();
+    body.insert("tls.ca_certificate", hcl(&ca_cert));
+    body.insert("tls.ca_private_key_wo", hcl(&ca_key));
     user_config_and_timeouts(&mut body);
     body
+}
+
+/// A CA of the user's, certificate and key (PEM), made once per test process.
+fn users_ca() -> (String, String) {
+    static CA: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    })
+    .clone()
 }
 
 fn replica() -> Body {

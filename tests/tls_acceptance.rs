@@ -530,3 +530,140 @@ fn a_capture_of_the_cross_region_replication_link_shows_no_plaintext() {
         );
     }
 }
+
+/// Runs a Python script with valkey-py; its output, trimmed (stderr when it fails).
+fn python(script: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let text = if out.status.success() { out.stdout } else { out.stderr };
+    String::from_utf8_lossy(&text).trim().to_string()
+}
+
+/// A CA of the user's, and a client certificate it signed: (CA cert, CA key, client cert,
+/// client key), PEM.
+fn users_ca_and_client() -> (String, String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "team CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    client_params.distinguished_name.push(rcgen::DnType::CommonName, "app");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+    (
+        ca_cert.pem(),
+        ca_key.serialize_pem(),
+        client_cert.pem(),
+        client_key.serialize_pem(),
+    )
+}
+
+/// With the user's CA and `auth_clients = "yes"`, nodes and Sentinels serve only clients that
+/// show a certificate that CA signed; replication and Sentinel links show theirs; the CA's key
+/// (write-only) is in no plan and no state.
+#[test]
+fn with_auth_clients_yes_only_clients_showing_a_certificate_from_the_users_ca_are_served() {
+    let tf = tls_terraform("");
+    let (ca, ca_key, client_cert, client_key) = users_ca_and_client();
+    let file = |name: &str, text: &str| {
+        let path = tf.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (ca_file, ca_key_file) = (file("team-ca.pem", &ca), file("team-ca.key", &ca_key));
+    let (cert_file, key_file) = (file("app.pem", &client_cert), file("app.key", &client_key));
+    let tls = |auth_clients: &str| {
+        format!(
+            "tls {{\n    ca_certificate    = file(\"{ca_file}\")\n    ca_private_key_wo = file(\"{ca_key_file}\")\n    \
+             auth_clients      = \"{auth_clients}\"\n  }}"
+        )
+    };
+    let body = group(&tls("yes"));
+    tf.write_config_with_provider(&provider_attributes(), &body);
+    tf.apply();
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    let primary = tf.state_attributes("valkey_service.primary");
+    assert_eq!(
+        primary["ca_certificate"].as_str().unwrap(),
+        ca,
+        "the group's CA is the user's"
+    );
+    let state = std::fs::read_to_string(tf.work().join("terraform.tfstate")).unwrap();
+    assert!(!state.contains("PRIVATE KEY"), "a private key is in the state");
+    assert!(primary["tls"][0]["ca_private_key_wo"].is_null());
+
+    let uri = primary["service_uri"].as_str().unwrap();
+    let ping = |with_cert: bool| {
+        let cert = if with_cert {
+            format!(", ssl_certfile='{cert_file}', ssl_keyfile='{key_file}'")
+        } else {
+            String::new()
+        };
+        python(&format!(
+            "import valkey\ntry:\n    print(valkey.from_url('{uri}', ssl_ca_certs='{ca_file}', socket_timeout=2{cert}).ping())\n\
+             except Exception as e:\n    print('refused', type(e).__name__)"
+        ))
+    };
+    assert!(
+        ping(false).starts_with("refused"),
+        "a client without a certificate: {}",
+        ping(false)
+    );
+    assert_eq!(ping(true), "True");
+
+    // Replication and the Sentinels work with client certificates required everywhere.
+    let sentinels: Vec<String> = primary["sentinel_addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "('{}', {})",
+                a.as_str().unwrap().rsplit_once(':').unwrap().0,
+                a.as_str().unwrap().rsplit_once(':').unwrap().1
+            )
+        })
+        .collect();
+    let eu = tf.state_attributes("valkey_read_replica.eu");
+    let script = format!(
+        "import time, valkey\nfrom valkey.sentinel import Sentinel\n\
+         tls = dict(ssl=True, ssl_ca_certs='{ca_file}', ssl_certfile='{cert_file}', ssl_keyfile='{key_file}')\n\
+         s = Sentinel([{}], sentinel_kwargs=dict(password='{}', socket_timeout=1, **tls), password='{}', socket_timeout=1, **tls)\n\
+         s.master_for('primary').set('mtls', 'yes')\n\
+         eu = valkey.Valkey(host='{}', port={}, password='{}', socket_timeout=1, **tls)\n\
+         for _ in range(100):\n    if eu.get('mtls'):\n        break\n    time.sleep(0.05)\n\
+         print(s.discover_master('primary'), eu.get('mtls'))",
+        sentinels.join(", "),
+        primary["sentinel_password"].as_str().unwrap(),
+        primary["password"].as_str().unwrap(),
+        eu["host"].as_str().unwrap(),
+        eu["port"],
+        primary["password"].as_str().unwrap(),
+    );
+    let seen = python(&script);
+    assert_eq!(
+        seen,
+        format!("('{}', {}) b'yes'", primary["host"].as_str().unwrap(), primary["port"]),
+        "through the Sentinels to the primary, and replicated to eu"
+    );
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "a write-only key must not make a perpetual diff:\n{plan}");
+
+    tf.write_config_with_provider(&provider_attributes(), &group(&tls("optional")));
+    let refused = support::flatten(&tf.fails(&["plan", "-input=false", "-no-color"]));
+    assert!(
+        refused.contains("tls.auth_clients is set when the service is created"),
+        "{refused}"
+    );
+    tf.write_config_with_provider(&provider_attributes(), &body);
+    tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+}

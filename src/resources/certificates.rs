@@ -82,13 +82,57 @@ pub fn choice_of(model: &TlsModel) -> Result<TlsChoice, (&'static str, String)> 
             ),
         ));
     }
+    let auth_clients = model.auth_clients.clone().unwrap_or_else(|| "no".into());
+    if !AUTH_CLIENTS.contains(&auth_clients.as_str()) {
+        return Err((
+            "auth_clients",
+            format!("auth_clients {auth_clients:?} is not one of \"no\", \"optional\" or \"yes\""),
+        ));
+    }
+    let user_ca = match (&model.ca_certificate, &model.ca_private_key_wo) {
+        (Some(cert), Some(key)) => {
+            let ca = certs::authority_from(cert, key).map_err(|e| {
+                let e = e.to_string();
+                match e.starts_with("the CA key") {
+                    true => ("ca_private_key_wo", format!("ca_private_key_wo: {e}")),
+                    false => ("ca_certificate", format!("ca_certificate: {e}")),
+                }
+            })?;
+            Some((ca.cert_pem, ca.key_pem))
+        }
+        (Some(_), None) => {
+            return Err((
+                "ca_private_key_wo",
+                "ca_private_key_wo is required with ca_certificate: give the CA's private key (PEM)".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err((
+                "ca_certificate",
+                "ca_certificate is required with ca_private_key_wo: give the CA's certificate (PEM)".into(),
+            ));
+        }
+        (None, None) => None,
+    };
+    if auth_clients != "no" && user_ca.is_none() {
+        return Err((
+            "auth_clients",
+            format!(
+                "auth_clients = {auth_clients:?} needs ca_certificate and ca_private_key_wo: clients show certificates \
+                 signed by the group's CA, so the CA must be one you hold"
+            ),
+        ));
+    }
     Ok(TlsChoice {
-        auth_clients: "no".into(),
+        auth_clients,
         validity,
         renew_before,
-        user_ca: None,
+        user_ca,
     })
 }
+
+/// What `auth_clients` may be, as Valkey's `tls-auth-clients` takes it.
+const AUTH_CLIENTS: [&str; 3] = ["no", "optional", "yes"];
 
 /// The `tls` block that describes a record's group, for state after an import.
 pub fn model_of(tls: &GroupTls) -> TlsModel {
@@ -101,6 +145,9 @@ pub fn model_of(tls: &GroupTls) -> TlsModel {
     TlsModel {
         certificate_validity: Some(text(tls.validity_seconds)),
         renew_before: Some(text(tls.renew_before_seconds)),
+        auth_clients: Some(tls.auth_clients.clone()),
+        ca_certificate: tls.user_ca.then(|| tls.ca.cert.clone()),
+        ca_private_key_wo: None,
     }
 }
 

@@ -115,6 +115,24 @@ pub struct TlsModel {
     /// certificate without a restart; Sentinels restart one at a time.
     #[schemars(extend("default" = "720h"))]
     pub renew_before: Option<String>,
+
+    /// Whether nodes and Sentinels ask clients for a certificate signed by the group's CA:
+    /// `no` (the default; clients authenticate with the password only), `optional` (a client
+    /// that shows one must show a valid one) or `yes` (every client must). Anything but `no`
+    /// needs `ca_certificate`, so you can issue client certificates. Set at creation.
+    #[schemars(extend("default" = "no"))]
+    pub auth_clients: Option<String>,
+
+    /// A CA certificate (PEM) of yours for the group, instead of one the provider makes: it
+    /// signs the nodes' certificates, and the client certificates you issue with it. Needs
+    /// `ca_private_key_wo`. Set at creation.
+    pub ca_certificate: Option<String>,
+
+    /// The private key (PEM) of `ca_certificate`. Write-only: Terraform keeps it in no plan
+    /// and no state; the provider keeps it with the group's other secrets (files of mode
+    /// 0600), to sign node certificates and their renewals.
+    #[schemars(extend("x-write-only" = true))]
+    pub ca_private_key_wo: Option<String>,
 }
 
 /// How the service fails over to a read replica when its primary fails.

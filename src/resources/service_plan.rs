@@ -28,26 +28,61 @@ pub fn validate_config(config: &Value) -> Diagnostics {
     d
 }
 
-/// The `tls` block's durations, once both are known.
+/// The `tls` block's arguments that depend on one another, once all are known.
 fn validate_tls(d: &mut Diagnostics, tls: &Value) {
-    let (validity, renew_before) = (tls.attr("certificate_validity"), tls.attr("renew_before"));
-    if tls.is_null() || tls.is_unknown() || validity.is_unknown() || renew_before.is_unknown() {
+    const ARGUMENTS: [&str; 5] = [
+        "certificate_validity",
+        "renew_before",
+        "auth_clients",
+        "ca_certificate",
+        "ca_private_key_wo",
+    ];
+    if tls.is_null() || tls.is_unknown() || ARGUMENTS.iter().any(|a| tls.attr(a).is_unknown()) {
         return;
     }
+    let text = |name: &str| tls.attr(name).as_str().map(str::to_string);
     let model = TlsModel {
-        certificate_validity: validity.as_str().map(str::to_string),
-        renew_before: renew_before.as_str().map(str::to_string),
+        certificate_validity: text("certificate_validity"),
+        renew_before: text("renew_before"),
+        auth_clients: text("auth_clients"),
+        ca_certificate: text("ca_certificate"),
+        ca_private_key_wo: text("ca_private_key_wo"),
     };
     if let Err((attr, detail)) = certificates::choice_of(&model) {
         d.push(Diagnostic::error("Invalid tls block", detail).at(AttrPath::root("tls").attr(attr)));
     }
 }
 
+/// A change of a `tls` argument that is set at creation.
+fn refuse_set_at_creation(prior: &Value, config: &Value) -> Option<Diagnostic> {
+    let changed = ["auth_clients", "ca_certificate"].into_iter().find(|name| {
+        let (was, is) = (prior.attr(name), config.attr(name));
+        // An unset auth_clients is its default.
+        let default = |v: &Value| v.is_null() && *name == "auth_clients";
+        !is.is_unknown() && was != is && !(default(is) && was.as_str() == Some("no"))
+    })?;
+    Some(
+        Diagnostic::error(
+            "This TLS setting cannot change on an existing service",
+            format!(
+                "tls.{changed} is set when the service is created: every node, read replica and Sentinel of the group \
+                 and every client would have to switch at once. Put it back as it was, or create a new service with \
+                 the new setting and move clients to it."
+            ),
+        )
+        .at(AttrPath::root("tls").attr(changed)),
+    )
+}
+
 /// A plan that adds or removes the `tls` block of an existing service is refused: every
 /// client, replica and Sentinel of the group would have to switch at the same instant, and
-/// a node cannot serve both at once on its one port.
+/// a node cannot serve both at once on its one port. So is one that changes the group's CA or
+/// whether clients show certificates, which are set at creation.
 fn refuse_tls_toggle(prior: &Value, config: &Value) -> Option<Diagnostic> {
     let (was, is) = (!prior.attr("tls").is_null(), !config.attr("tls").is_null());
+    if was && is {
+        return refuse_set_at_creation(prior.attr("tls"), config.attr("tls"));
+    }
     if was == is || config.attr("tls").is_unknown() {
         return None;
     }

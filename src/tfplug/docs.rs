@@ -37,6 +37,9 @@ fn attribute_line(out: &mut String, attr: &Attribute, anchor_prefix: &str) {
         }
     };
     let mut notes = Vec::new();
+    if attr.write_only {
+        notes.push("Write-only".to_string());
+    }
     if attr.sensitive {
         notes.push("Sensitive".to_string());
     }
@@ -129,6 +132,7 @@ mod tests {
 
     fn attr(name: &str, required: bool, optional: bool, computed: bool) -> Attribute {
         Attribute {
+            write_only: false,
             name: name.into(),
             kind: AttributeType::Plain(Type::String),
             description: format!("About {name}."),

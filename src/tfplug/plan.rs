@@ -76,6 +76,7 @@ mod tests {
 
     fn attr(name: &str, computed: bool, default: Option<Value>, force_new: bool) -> Attribute {
         Attribute {
+            write_only: false,
             name: name.into(),
             kind: AttributeType::Plain(Type::String),
             description: String::new(),

@@ -38,6 +38,9 @@ pub struct Attribute {
     pub optional: bool,
     pub computed: bool,
     pub sensitive: bool,
+    /// Set in configuration only: Terraform keeps it out of plans and state, and the provider
+    /// reads it from the configuration when it applies.
+    pub write_only: bool,
     pub force_new: bool,
     pub default: Option<Value>,
 }
@@ -100,7 +103,7 @@ impl Attribute {
             sensitive: self.sensitive,
             description_kind: pb::StringKind::Markdown as i32,
             deprecated: false,
-            write_only: false,
+            write_only: self.write_only,
         }
     }
 }
@@ -130,6 +133,33 @@ impl Block {
 
     pub fn nested_block(&self, name: &str) -> Option<&NestedBlock> {
         self.blocks.iter().find(|b| b.type_name == name)
+    }
+
+    /// `value` with every write-only attribute null (in this block and single nested blocks),
+    /// as plans and states must have them.
+    pub fn without_write_only(&self, value: &Value) -> Value {
+        self.with_write_only_from(&Value::Null, value)
+    }
+
+    /// `value` with each write-only attribute taken from `config` (null where `config` has
+    /// none): what an apply works with.
+    pub fn with_write_only_from(&self, config: &Value, value: &Value) -> Value {
+        if value.is_null() || value.is_unknown() {
+            return value.clone();
+        }
+        let mut out = value.clone();
+        for a in self.attributes.iter().filter(|a| a.write_only) {
+            out.set_attr(&a.name, config.attr(&a.name).clone());
+        }
+        for b in self.blocks.iter().filter(|b| b.nesting == Nesting::Single) {
+            let inner = b
+                .block
+                .with_write_only_from(config.attr(&b.type_name), value.attr(&b.type_name));
+            if !value.attr(&b.type_name).is_null() {
+                out.set_attr(&b.type_name, inner);
+            }
+        }
+        out
     }
 
     fn to_proto(&self, version: i64) -> pb::schema::Block {
@@ -167,5 +197,65 @@ impl Schema {
             version: self.version,
             block: Some(self.block.to_proto(self.version)),
         }
+    }
+}
+
+#[cfg(test)]
+mod write_only_tests {
+    use super::*;
+
+    fn attr(name: &str, write_only: bool) -> Attribute {
+        Attribute {
+            name: name.into(),
+            kind: AttributeType::Plain(Type::String),
+            description: String::new(),
+            required: false,
+            optional: true,
+            computed: false,
+            sensitive: write_only,
+            write_only,
+            force_new: false,
+            default: None,
+        }
+    }
+
+    #[test]
+    fn write_only_attributes_come_from_configuration_and_leave_no_state() {
+        let inner = Block {
+            attributes: vec![attr("cert", false), attr("key_wo", true)],
+            ..Default::default()
+        };
+        let block = Block {
+            attributes: vec![attr("name", false)],
+            blocks: vec![NestedBlock {
+                type_name: "tls".into(),
+                block: inner,
+                nesting: Nesting::Single,
+                max_items: 0,
+            }],
+            ..Default::default()
+        };
+        let text = |s: &str| Value::String(s.into());
+        let object = |pairs: &[(&str, Value)]| {
+            let mut v = Value::Object(Default::default());
+            for (k, val) in pairs {
+                v.set_attr(k, val.clone());
+            }
+            v
+        };
+        let config = object(&[
+            ("name", text("a")),
+            ("tls", object(&[("cert", text("C")), ("key_wo", text("K"))])),
+        ]);
+        let planned = object(&[
+            ("name", text("a")),
+            ("tls", object(&[("cert", text("C")), ("key_wo", Value::Null)])),
+        ]);
+        let applied = block.with_write_only_from(&config, &planned);
+        assert_eq!(applied.attr("tls").attr("key_wo"), &text("K"));
+        assert_eq!(block.without_write_only(&applied), planned);
+        // No block in the value: none is made.
+        let bare = object(&[("name", text("a")), ("tls", Value::Null)]);
+        assert_eq!(block.with_write_only_from(&config, &bare), bare);
     }
 }

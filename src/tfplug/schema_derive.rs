@@ -4,9 +4,9 @@
 //! Conventions read from the JSON Schema:
 //! - doc comments become descriptions; `Option<T>` fields are optional, others required;
 //! - `"default"` makes an attribute optional and computed, filled in at plan time;
-//! - extensions: `x-computed` (set by the provider only), `x-sensitive`, `x-force-new`
-//!   (changing it replaces the resource) and `x-block` (a nested struct is a block, not a
-//!   nested attribute);
+//! - extensions: `x-computed` (set by the provider only), `x-sensitive`, `x-write-only`
+//!   (configuration only, never in plans or state; sensitive too), `x-force-new` (changing it
+//!   replaces the resource) and `x-block` (a nested struct is a block, not a nested attribute);
 //! - nested structs and lists of structs become nested attributes (or blocks with `x-block`).
 
 use std::any::type_name;
@@ -176,7 +176,8 @@ fn block_from(schema: &Json, root: &Json) -> Result<Block, String> {
             // Optional unless required, or computed with nothing for the user to set.
             optional: !(required || (computed && default.is_none())),
             computed: computed || default.is_some(),
-            sensitive: flag(prop, "x-sensitive"),
+            sensitive: flag(prop, "x-sensitive") || flag(prop, "x-write-only"),
+            write_only: flag(prop, "x-write-only"),
             force_new: flag(prop, "x-force-new"),
             default,
         });
