@@ -4,7 +4,9 @@
 # starts a dockerd in each (its own data root, exec root, socket /run/vk-docker-i.sock and
 # bridge subnet 172.30.i.0/24, no iptables: its userland proxy publishes ports), routes each
 # host's container subnet to it, and imports the test image `valkey-test:local` into every
-# engine from the valkey-server binary and the shared libraries it needs. `down` undoes all of
+# engine from the valkey-server binary and the shared libraries it needs, and into hosts 1 to 3
+# the TLS test image `valkey-tls-test:local`: Debian 13's root filesystem that
+# scripts/valkey-tls.sh makes, a Debian-based Valkey 8.1 image with TLS. `down` undoes all of
 # it; `ensure N` brings them up unless all N answer already. Each engine also listens on
 # tcp://<host address>:2376 with TLS and client certificates (dockerd --tlsverify), from a test
 # CA made here: the client's ca.pem, cert.pem and key.pem are in /run/vk-docker-tls/client.
@@ -17,6 +19,8 @@ set -euo pipefail
 
 BRIDGE=vkbr0
 IMAGE=valkey-test:local
+TLS_IMAGE=valkey-tls-test:local
+TLS_IMAGE_HOSTS=3
 STATE=/run/vk-docker
 TLS=/run/vk-docker-tls
 SSH=/run/vk-docker-ssh
@@ -124,6 +128,24 @@ image_tar() {
   echo "$root.tar"
 }
 
+# The TLS test image from the trixie root: valkey-server where the runtime runs it, and /data
+# for the node user (uid 999) the runtime runs containers as.
+tls_image_tar() {
+  local root copy
+  root="$("$(dirname "$0")/valkey-tls.sh")"
+  root="${root%.valkey-server}"
+  copy="$(mktemp -d)"
+  cp -a "$root/." "$copy/"
+  mkdir -p "$copy/usr/local/bin" "$copy/data"
+  ln -sf /usr/bin/valkey-server "$copy/usr/local/bin/valkey-server"
+  echo 'vknode:x:999:999::/data:/usr/sbin/nologin' >> "$copy/etc/passwd"
+  echo 'vknode:x:999:' >> "$copy/etc/group"
+  chown 999:999 "$copy/data"
+  tar -C "$copy" -cf "$copy.tar" .
+  rm -rf "$copy"
+  echo "$copy.tar"
+}
+
 up() {
   local count="$1"
   command -v dockerd >/dev/null 2>&1 || {
@@ -163,6 +185,11 @@ up() {
       sleep 0.1
     done
     docker -H "unix://$STATE-$i.sock" import "$tar" "$IMAGE" >/dev/null
+  done
+  rm -f "$tar"
+  tar="$(tls_image_tar)"
+  for i in $(seq 1 "$(( count < TLS_IMAGE_HOSTS ? count : TLS_IMAGE_HOSTS ))"); do
+    docker -H "unix://$STATE-$i.sock" import "$tar" "$TLS_IMAGE" >/dev/null
   done
   rm -f "$tar"
   for i in $(seq 1 "$count"); do
@@ -206,6 +233,9 @@ engine() {
 answering() {
   for i in $(seq 1 "$1"); do
     docker -H "unix://$STATE-$i.sock" image inspect "$IMAGE" >/dev/null 2>&1 || return 1
+  done
+  for i in $(seq 1 "$(( $1 < TLS_IMAGE_HOSTS ? $1 : TLS_IMAGE_HOSTS ))"); do
+    docker -H "unix://$STATE-$i.sock" image inspect "$TLS_IMAGE" >/dev/null 2>&1 || return 1
   done
 }
 

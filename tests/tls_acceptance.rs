@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::group::{GroupAccess, SentinelWriter, now_ms, stop_and_check_writes, wait_consistent};
-use support::{Terraform, kill9, tls_client};
+use support::{Terraform, kill9, ping, tls_client};
 
 /// The TLS-capable valkey-server; missing, the test fails (CI builds it), it never skips.
 fn tls_server() -> String {
@@ -81,14 +81,6 @@ fn stranger_ca() -> String {
     let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params.self_signed(&key).unwrap().pem()
-}
-
-/// What PING over a connection of `client` gives: "PONG", or the error.
-fn ping(client: redis::RedisResult<redis::Client>) -> String {
-    client
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .unwrap_or_else(|e| format!("refused: {e}"))
 }
 
 #[test]

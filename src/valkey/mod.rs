@@ -7,6 +7,7 @@ pub mod config_file;
 pub mod info;
 pub mod sentinel;
 pub mod sentinel_config;
+pub mod tls_probe;
 pub mod uri;
 
 pub use client::{NodeClient, TlsIdentity, ValkeyError};

@@ -383,6 +383,14 @@ pub fn tls_client(uri: &str, ca_pem: &[u8]) -> redis::RedisResult<redis::Client>
     )
 }
 
+/// What PING over a connection of `client` gives: "PONG", or why it was refused.
+pub fn ping(client: redis::RedisResult<redis::Client>) -> String {
+    client
+        .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .unwrap_or_else(|e| format!("refused: {e}"))
+}
+
 pub fn connect(uri: &str) -> redis::Connection {
     redis::Client::open(uri)
         .expect("valid URI")

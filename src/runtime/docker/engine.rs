@@ -9,7 +9,7 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
     UploadToContainerOptionsBuilder,
 };
 use futures_util::TryStreamExt;
@@ -255,6 +255,49 @@ impl Engine {
             CALL_TIMEOUT,
         )
         .await
+    }
+
+    /// Runs `cmd` in a new container of `image` named `name` until it exits (within `limit`),
+    /// and returns what it printed; the container is removed either way.
+    pub async fn output_of(
+        &self,
+        name: &str,
+        image: &str,
+        cmd: Vec<String>,
+        limit: Duration,
+    ) -> Result<String, EngineError> {
+        let spec = ContainerSpec {
+            name: name.to_string(),
+            image: image.to_string(),
+            cmd,
+            labels: HashMap::new(),
+            volume: None,
+            publish: None,
+            restart: false,
+        };
+        let ran = async {
+            self.create(&spec).await?;
+            self.start(name).await?;
+            let deadline = tokio::time::Instant::now() + limit;
+            while self.running(name).await? == Some(true) {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(EngineError::Other(format!("{name} still ran after {limit:?}")));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let docker = self.docker()?;
+            let options = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+            let logs = self
+                .bounded(docker.logs(name, Some(options)).try_collect::<Vec<_>>(), CALL_TIMEOUT)
+                .await?;
+            Ok(logs
+                .into_iter()
+                .map(|l| String::from_utf8_lossy(&l.into_bytes()).into_owned())
+                .collect())
+        };
+        let output = ran.await;
+        let _ = self.remove(name).await;
+        output
     }
 
     /// Stops a container with SIGTERM (a node saves first), SIGKILL after the grace period.

@@ -31,6 +31,8 @@ const PORTS: std::ops::Range<u16> = 20000..30000;
 const PORT_RETRIES: usize = 3;
 const LABEL_ENDPOINT: &str = "io.terraform-provider-valkey.endpoint";
 const LABEL_NODE: &str = "io.terraform-provider-valkey.node";
+/// Where the image has valkey-server.
+const VALKEY_SERVER: &str = "/usr/local/bin/valkey-server";
 /// Where a node's volume is mounted: its config, data and TLS files.
 const DATA_DIR: &str = "/data";
 
@@ -53,6 +55,8 @@ enum Located<'a> {
 
 pub struct DockerRuntime {
     settings: DockerSettings,
+    /// Whether the image's valkey-server was built with TLS, probed once when first asked.
+    has_tls: tokio::sync::OnceCell<Result<bool, String>>,
     hosts: Vec<Host>,
     store: DockerStore,
     owner: String,
@@ -99,6 +103,7 @@ impl DockerRuntime {
         let store = DockerStore::new(hosts[0].engine.clone(), settings.image.clone());
         Ok(DockerRuntime {
             settings: settings.clone(),
+            has_tls: tokio::sync::OnceCell::new(),
             hosts,
             store,
             owner: format!("{}{}", owner_prefix(), std::process::id()),
@@ -191,10 +196,7 @@ impl DockerRuntime {
             NodeKind::Data => "data",
             NodeKind::Sentinel => "sentinel",
         };
-        let mut cmd = vec![
-            "/usr/local/bin/valkey-server".to_string(),
-            format!("/data/{}", config_file(node.kind)),
-        ];
+        let mut cmd = vec![VALKEY_SERVER.to_string(), format!("/data/{}", config_file(node.kind))];
         if node.kind == NodeKind::Sentinel {
             cmd.push("--sentinel".into());
         }
@@ -254,14 +256,33 @@ impl Runtime for DockerRuntime {
             .is_some_and(|pid| !crate::runtime::procfs::is_live_provider(pid))
     }
 
-    /// Refused until the docker cloud's TLS is built and tested (the image must then carry a
-    /// TLS-capable valkey-server, and each container its certificate files).
+    /// Whether the image's valkey-server was built with TLS: probed once, in a container of the
+    /// image on the records' engine.
     async fn check_tls(&self) -> Result<(), String> {
-        Err(
-            "the docker cloud does not run groups with TLS yet; use the local cloud for a service with a tls block, \
-             or remove the block"
-                .into(),
-        )
+        let image = &self.settings.image;
+        let probed = self
+            .has_tls
+            .get_or_init(|| async {
+                let mut cmd = vec![VALKEY_SERVER.to_string()];
+                cmd.extend(crate::valkey::tls_probe::PROBE_ARGS.iter().map(|a| a.to_string()));
+                let name = format!("vkprobe-{}", rand::rng().random::<u32>());
+                let engine = self.store.engine();
+                engine
+                    .output_of(&name, image, cmd, START_TIMEOUT)
+                    .await
+                    .map(|output| crate::valkey::tls_probe::built_with_tls(&output))
+                    .map_err(|e| format!("cannot run the image {image} on engine {} to check it: {e}", engine.url))
+            })
+            .await;
+        match probed {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "the valkey-server of the docker image {image} was built without TLS. Set the docker block's image \
+                 to one whose valkey-server has TLS (the official and Debian-based Valkey images do), or remove the \
+                 tls block"
+            )),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError> {

@@ -194,14 +194,10 @@ pub fn check_valkey_binary(binary: &Path) -> Result<String, String> {
     }
 }
 
-/// Whether `binary` was built with TLS: started with a TLS port and certificate files that do
-/// not exist, a build without TLS says it has no TLS support, one with TLS fails on the files.
-/// Nothing listens either way.
+/// Whether `binary` was built with TLS (see `tls_probe`).
 pub async fn binary_has_tls(binary: &Path) -> Result<bool, String> {
     let probe = tokio::process::Command::new(binary)
-        .args(["--port", "0", "--tls-port", "1", "--bind", "127.0.0.1", "--save", ""])
-        .args(["--tls-cert-file", "/nonexistent", "--tls-key-file", "/nonexistent"])
-        .args(["--tls-ca-cert-file", "/nonexistent"])
+        .args(crate::valkey::tls_probe::PROBE_ARGS)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -210,7 +206,7 @@ pub async fn binary_has_tls(binary: &Path) -> Result<bool, String> {
         .map_err(|_| format!("{} did not exit within 10 s when probed for TLS", binary.display()))?
         .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    Ok(!text.contains("TLS support") && !text.contains("connection type tls"))
+    Ok(crate::valkey::tls_probe::built_with_tls(&text))
 }
 
 /// data_dir as an absolute path (relative ones are under Terraform's working directory).
