@@ -656,6 +656,32 @@ fn with_auth_clients_yes_only_clients_showing_a_certificate_from_the_users_ca_ar
         refused.contains("tls.auth_clients is set when the service is created"),
         "{refused}"
     );
+
+    // A second workstation imports the service, its tls block as declared: no change to plan.
+    let primary_only = body
+        .split("resource \"valkey_read_replica\"")
+        .next()
+        .unwrap()
+        .to_string();
+    let other = support::Terraform::with_data_dir(&tf.data_dir(), "");
+    other.write_config_with_provider(&provider_attributes(), &primary_only);
+    other.ok(&[
+        "import",
+        "-input=false",
+        "-no-color",
+        "valkey_service.primary",
+        "primary",
+    ]);
+    let (changes, plan) = other.plan_has_changes();
+    assert!(
+        !changes,
+        "the import of a service with the user's CA plans a change:\n{plan}"
+    );
+    let imported = std::fs::read_to_string(other.work().join("terraform.tfstate")).unwrap();
+    assert!(
+        !imported.contains("PRIVATE KEY"),
+        "the import put a private key in the state"
+    );
     tf.write_config_with_provider(&provider_attributes(), &body);
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
 }
