@@ -12,22 +12,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from failover import REPO, TERRAFORM, setup  # noqa: E402
+from failover import REPO  # noqa: E402
+from suite import Workdir  # noqa: E402
 
-CONFIG = """
-terraform {
-  required_providers {
-    valkey = { source = "terraform.local/local/valkey" }
-  }
-}
-provider "valkey" {
-  data_dir      = "%(data)s"
-  valkey_server = "%(server)s"
-}
+BODY = """
 resource "valkey_service" "primary" {
   name   = "primary"
   plan   = "startup-4"
@@ -55,37 +46,32 @@ output "ca" {
 """
 
 
-class Workdir:
-    def __init__(self, server, tls, replicas):
-        self.path = tempfile.mkdtemp(prefix="tls-bench-")
-        self.env = setup(self.path)
-        data = os.path.join(self.path, "data")
-        with open(os.path.join(self.path, "main.tf"), "w") as f:
-            f.write(CONFIG % {"data": data, "server": server, "tls": "tls {}" if tls else "", "replicas": replicas})
-        self.tf("init", "-input=false")
+def workdir(server, tls, replicas):
+    """bench/suite.py's working directory, its provider running `server` (VALKEY_SERVER)."""
+    w = Workdir()
+    w.env["VALKEY_SERVER"] = server
+    w.write(BODY % {"tls": "tls {}" if tls else "", "replicas": replicas})
+    w.tf("init")
+    return w
 
-    def tf(self, *args):
-        out = subprocess.run([TERRAFORM, *args], cwd=self.path, env=self.env, capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit(f"terraform {args} failed:\n{out.stdout}\n{out.stderr}")
-        return out.stdout
 
-    def apply_seconds(self):
-        start = time.perf_counter()
-        self.tf("apply", "-auto-approve", "-input=false")
-        return time.perf_counter() - start
-
-    def destroy(self):
-        self.tf("destroy", "-auto-approve", "-input=false")
+def apply_seconds(w):
+    start = time.perf_counter()
+    w.tf("apply", "-auto-approve")
+    return time.perf_counter() - start
 
 
 def bench_apply(server, runs):
-    dirs = {label: Workdir(server, label == "TLS", 2) for label in ("plaintext", "TLS")}
+    dirs = {label: workdir(server, label == "TLS", 2) for label in ("plaintext", "TLS")}
     samples = {label: [] for label in dirs}
-    for _ in range(runs):
-        for label, w in dirs.items():
-            samples[label].append(w.apply_seconds())
-            w.destroy()
+    try:
+        for _ in range(runs):
+            for label, w in dirs.items():
+                samples[label].append(apply_seconds(w))
+                w.tf("destroy", "-auto-approve")
+    finally:
+        for w in dirs.values():
+            w.close()
     for label, values in samples.items():
         print(f"1. apply primary + 2 replicas until linked, {label}: median {statistics.median(values):.3f} s "
               f"(min {min(values):.3f}, max {max(values):.3f}, {runs} runs)")
@@ -94,9 +80,9 @@ def bench_apply(server, runs):
 def bench_lag(server):
     lag = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replication-lag.py")
     for label in ("plaintext", "TLS"):
-        w = Workdir(server, label == "TLS", 1)
+        w = workdir(server, label == "TLS", 1)
         try:
-            w.tf("apply", "-auto-approve", "-input=false")
+            w.tf("apply", "-auto-approve")
             # Steady state: in the first second after an apply a plaintext replica showed one
             # stall of about 0.4 s (Valkey 8.1; not traced), which TLS's longer apply hid.
             time.sleep(3)
@@ -113,7 +99,7 @@ def bench_lag(server):
             text = (out.stdout + out.stderr).strip().replace("\n", "; ")
             print(f"2. replication lag at 20,000 SET/s, {label}: {text}")
         finally:
-            w.destroy()
+            w.close()
 
 
 def main():

@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use super::group_view::{connect_sentinel, current_primary};
+use super::group_view::{connect_member, connect_sentinel, current_primary};
 use super::records::{self, group_primary_record, replica_records};
 use super::{Context, certificates, error, group_lock};
 use crate::catalog;
 use crate::runtime::{Endpoint, NodeId, NodeSpec, NodeState, SentinelRecord, ServiceRecord};
 use crate::tfplug::Diagnostics;
-use crate::valkey::{NodeClient, SentinelConfig};
+use crate::valkey::SentinelConfig;
 
 /// Regions for the group's Sentinels: the replicas' regions first, then the primary's, so
 /// that a majority of Sentinels survives the loss of the primary's region when there is
@@ -201,15 +201,7 @@ async fn answers_as_primary(primary: &ServiceRecord, addr: &str) -> bool {
     let Some(at) = Endpoint::parse(addr) else {
         return false;
     };
-    let Ok(mut client) = NodeClient::connect(
-        &at.host,
-        at.port,
-        &primary.password,
-        certificates::client_identity(primary).as_ref(),
-        Duration::from_secs(2),
-    )
-    .await
-    else {
+    let Ok(mut client) = connect_member(primary, &at, Duration::from_secs(2)).await else {
         return false;
     };
     client

@@ -7,7 +7,7 @@ use super::records::group_primary_record;
 use super::{Context, certificates, error};
 use crate::runtime::{Endpoint, NodeId, NodeState, SentinelRecord, ServiceRecord};
 use crate::tfplug::Diagnostics;
-use crate::valkey::{REPLICATION_USER, SENTINEL_PEER_USER, SentinelClient, UpstreamAuth};
+use crate::valkey::{NodeClient, REPLICATION_USER, SENTINEL_PEER_USER, SentinelClient, UpstreamAuth, ValkeyError};
 
 /// How long to wait for Sentinel to finish a failover before giving up on a restart.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,6 +29,17 @@ pub async fn connect_sentinel(primary: &ServiceRecord, s: &SentinelRecord) -> Op
     )
     .await
     .ok()
+}
+
+/// A connection to the data node at `at`, a member of `record`'s group, as the `default` user
+/// with the group's password, over TLS with the provider's certificate when the group speaks it.
+pub async fn connect_member(
+    record: &ServiceRecord,
+    at: &Endpoint,
+    timeout: Duration,
+) -> Result<NodeClient, ValkeyError> {
+    let tls = certificates::client_identity(record);
+    NodeClient::connect(&at.host, at.port, &record.password, tls.as_ref(), timeout).await
 }
 
 /// Where the group's primary is now: the node powered off as the primary while the group is

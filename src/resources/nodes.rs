@@ -75,16 +75,9 @@ pub async fn start_nodes(
 
 /// A connection to a node of the record, as the default user.
 async fn connect_node(at: &Endpoint, record: &ServiceRecord) -> Result<NodeClient, Diagnostics> {
-    let tls = certificates::client_identity(record);
-    NodeClient::connect(
-        &at.host,
-        at.port,
-        &record.password,
-        tls.as_ref(),
-        Duration::from_secs(5),
-    )
-    .await
-    .map_err(|e| error("Node unreachable", e))
+    group_view::connect_member(record, at, Duration::from_secs(5))
+        .await
+        .map_err(|e| error("Node unreachable", e))
 }
 
 /// After the runtime moved a node, the nodes started before it replicate from its old

@@ -14,7 +14,7 @@ use super::read_replica_plan;
 use super::secrets::GroupSecrets;
 use super::timeouts::timeout_of;
 use super::{Context, certificates, error};
-use super::{converge, failover, nodes, records, service, switchover, upstreams, user_config};
+use super::{converge, failover, group_view, nodes, records, service, switchover, upstreams, user_config};
 use crate::catalog;
 use crate::registry;
 use crate::runtime::{Endpoint, ServiceRecord, Upstream};
@@ -64,15 +64,9 @@ async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus, record
         .ok()?
         .get_i64("master_repl_offset")?;
     let at = record.endpoint()?;
-    let mut own = NodeClient::connect(
-        &at.host,
-        at.port,
-        &record.password,
-        tls.as_ref(),
-        Duration::from_secs(2),
-    )
-    .await
-    .ok()?;
+    let mut own = group_view::connect_member(record, &at, Duration::from_secs(2))
+        .await
+        .ok()?;
     let replica_offset = own.info(&["replication"]).await.ok()?.get_i64("slave_repl_offset")?;
     Some((primary_offset - replica_offset).max(0))
 }

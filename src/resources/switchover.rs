@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::group_view::{connect_sentinel, current_primary, settled_primary};
+use super::group_view::{connect_member, connect_sentinel, current_primary, settled_primary};
 use super::records::{group_primary_record, replica_records};
 use super::{Context, certificates, error, group_lock};
 use crate::catalog;
@@ -240,19 +240,16 @@ async fn hold_primary_for(primary: &ServiceRecord, target: &Endpoint) -> Result<
     let at = current_primary(primary)
         .await
         .ok_or("no Sentinel names the group's primary")?;
-    let tls = certificates::client_identity(primary);
-    let connect = |at: Endpoint| {
-        let (password, tls) = (primary.password.clone(), tls.clone());
-        async move { NodeClient::connect(&at.host, at.port, &password, tls.as_ref(), Duration::from_secs(2)).await }
-    };
-    let mut client = connect(at.clone()).await.map_err(|e| e.to_string())?;
+    let mut client = connect_member(primary, &at, Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
     client
         .pause_writes(HANDOVER_PAUSE.as_millis() as u64)
         .await
         .map_err(|e| e.to_string())?;
     let caught_up = async {
         let offset = client.info(&["replication"]).await?.get_i64("master_repl_offset");
-        let mut replica = connect(target.clone()).await?;
+        let mut replica = connect_member(primary, target, Duration::from_secs(2)).await?;
         let deadline = tokio::time::Instant::now() + CATCH_UP;
         while tokio::time::Instant::now() < deadline {
             let has = replica.info(&["replication"]).await?.get_i64("slave_repl_offset");
@@ -283,16 +280,8 @@ async fn hold_primary_for(primary: &ServiceRecord, target: &Endpoint) -> Result<
 /// would, but they cannot while its writes are held: their own announcements on it wait, and
 /// every command they send it queues behind them.
 async fn demote_once_promoted(primary: &ServiceRecord, target: &Endpoint, held: &mut Held) {
-    let tls = certificates::client_identity(primary);
     let promoted = async {
-        let mut client = NodeClient::connect(
-            &target.host,
-            target.port,
-            &primary.password,
-            tls.as_ref(),
-            Duration::from_secs(2),
-        )
-        .await?;
+        let mut client = connect_member(primary, target, Duration::from_secs(2)).await?;
         client.info(&["replication"]).await
     };
     if !promoted.await.is_ok_and(|info| info.role() == Some("primary")) {
