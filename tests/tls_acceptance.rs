@@ -581,7 +581,28 @@ fn with_auth_clients_yes_only_clients_showing_a_certificate_from_the_users_ca_ar
     };
     let body = group(&tls("yes"));
     tf.write_config_with_provider(&provider_attributes(), &body);
-    tf.apply();
+    let provider_log = tf.dir.path().join("provider.log");
+    let log_path = provider_log.display().to_string();
+    let applied = tf.run_with_env(
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+        &[("TF_LOG_PROVIDER", "DEBUG"), ("TF_LOG_PATH", &log_path)],
+    );
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    // No key in the provider's debug log, nor in any node's or Sentinel's log.
+    let mut logs = vec![provider_log];
+    for entry in std::fs::read_dir(tf.data_dir().join("services")).unwrap() {
+        for node in std::fs::read_dir(entry.unwrap().path()).unwrap() {
+            logs.push(node.unwrap().path().join("valkey.log"));
+        }
+    }
+    for log in logs.iter().filter(|l| l.exists()) {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(!text.contains("PRIVATE KEY"), "a private key is in {}", log.display());
+    }
+    assert!(
+        logs.len() > 6,
+        "the provider log and the nodes' and Sentinels' logs were read"
+    );
     tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
     let primary = tf.state_attributes("valkey_service.primary");
     assert_eq!(
@@ -649,6 +670,14 @@ fn with_auth_clients_yes_only_clients_showing_a_certificate_from_the_users_ca_ar
     );
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "a write-only key must not make a perpetual diff:\n{plan}");
+    // Each plan checks the write-only key against the certificate, though it keeps neither.
+    std::fs::write(&ca_key_file, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let refused = support::flatten(&tf.fails(&["plan", "-input=false", "-no-color"]));
+    assert!(
+        refused.contains("ca_private_key_wo: the CA key is not the CA certificate's private key"),
+        "{refused}"
+    );
+    std::fs::write(&ca_key_file, &ca_key).unwrap();
 
     tf.write_config_with_provider(&provider_attributes(), &group(&tls("optional")));
     let refused = support::flatten(&tf.fails(&["plan", "-input=false", "-no-color"]));
