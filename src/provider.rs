@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog;
 use crate::registry;
+use crate::resources::acl_user;
 use crate::resources::lifecycle;
 use crate::resources::read_replica::{self, ReadReplicaResource};
 use crate::resources::service::{self, ServiceResource};
-use crate::resources::{Context, certificates, planned::PlannedTopology, read_replica_plan, service_plan, validate};
+use crate::resources::{
+    Context, acl_user_plan, certificates, planned::PlannedTopology, read_replica_plan, service_plan, validate,
+};
 use crate::runtime::RegionNames;
 use crate::runtime::SettingError;
 use crate::runtime::clouds::{self, CloudSettings, Clouds};
@@ -49,6 +52,7 @@ impl ValkeyProvider {
     pub fn new() -> Result<Self, String> {
         let service_schema = service::schema()?;
         let replica_schema = read_replica::schema()?;
+        let user_schema = acl_user::schema()?;
         Ok(ValkeyProvider {
             services: ServiceResource::new(&service_schema),
             replicas: ReadReplicaResource::new(&replica_schema),
@@ -57,6 +61,7 @@ impl ValkeyProvider {
                 resources: vec![
                     (service::TYPE_NAME.to_string(), service_schema),
                     (read_replica::TYPE_NAME.to_string(), replica_schema),
+                    (acl_user::TYPE_NAME.to_string(), user_schema),
                 ],
             },
             clouds: RwLock::new(None),
@@ -106,13 +111,19 @@ impl ValkeyProvider {
 
     /// The context of the cloud that holds a record named `id` (local when none does: the
     /// import then says it was not found there).
-    async fn import_context(&self, id: &str) -> Result<Context, Diagnostics> {
+    async fn import_context(&self, id: &str) -> Result<(String, Context), Diagnostics> {
         for (cloud, runtime) in self.configured()?.all() {
             if matches!(runtime.store().load(id).await, Ok(Some(_))) {
-                return self.context(cloud);
+                return Ok((cloud.to_string(), self.context(cloud)?));
             }
         }
-        self.context(catalog::LOCAL_CLOUD)
+        Ok((catalog::LOCAL_CLOUD.to_string(), self.context(catalog::LOCAL_CLOUD)?))
+    }
+
+    fn value_type(&self, type_name: &str) -> crate::tfplug::Type {
+        self.block(type_name)
+            .map(|b| b.value_type())
+            .unwrap_or(crate::tfplug::Type::Dynamic)
     }
 
     fn block(&self, type_name: &str) -> Option<&crate::tfplug::schema::Block> {
@@ -127,7 +138,7 @@ impl ValkeyProvider {
 fn unknown_type(type_name: &str) -> Diagnostics {
     Diagnostic::error(
         format!("Unknown resource type {type_name:?}"),
-        "This provider implements valkey_service and valkey_read_replica.",
+        "This provider implements valkey_service, valkey_read_replica and valkey_user.",
     )
     .into()
 }
@@ -219,6 +230,7 @@ impl Provider for ValkeyProvider {
         let mut d = match type_name {
             service::TYPE_NAME => service_plan::validate_config(config),
             read_replica::TYPE_NAME => read_replica_plan::validate_config(config),
+            acl_user::TYPE_NAME => return acl_user_plan::validate_config(config),
             other => return unknown_type(other),
         };
         if let Ok(slot) = self.validated_regions.read()
@@ -244,6 +256,7 @@ impl Provider for ValkeyProvider {
         match type_name {
             service::TYPE_NAME => lifecycle::read(&self.services, &ctx, &current_state).await,
             read_replica::TYPE_NAME => lifecycle::read(&self.replicas, &ctx, &current_state).await,
+            acl_user::TYPE_NAME => acl_user::read(&ctx, &current_state, &self.value_type(type_name)).await,
             other => ReadResponse {
                 new_state: current_state,
                 diagnostics: unknown_type(other),
@@ -261,10 +274,17 @@ impl Provider for ValkeyProvider {
         let (prior, proposed, config) = (&request.prior_state, &request.proposed_new_state, &request.config);
         let mut response = match request.type_name.as_str() {
             read_replica::TYPE_NAME => read_replica_plan::plan_change(block, prior, proposed, config),
+            acl_user::TYPE_NAME => acl_user_plan::plan_change(block, prior, proposed, config),
             _ => service_plan::plan_change(block, prior, proposed, config),
         };
         response.planned_state = block.without_write_only(&response.planned_state);
         if proposed.is_null() {
+            return response;
+        }
+        if request.type_name == acl_user::TYPE_NAME {
+            if let Err(d) = self.context_of(config) {
+                response.diagnostics.extend(d);
+            }
             return response;
         }
         let ctx = match self.context_of(config) {
@@ -335,6 +355,7 @@ impl Provider for ValkeyProvider {
         let (prior, cancel) = (&request.prior_state, &request.cancel);
         let mut response = match request.type_name.as_str() {
             read_replica::TYPE_NAME => lifecycle::apply(&self.replicas, &ctx, prior, &planned, cancel).await,
+            acl_user::TYPE_NAME => acl_user::apply(&ctx, prior, &planned, &block.value_type()).await,
             _ => lifecycle::apply(&self.services, &ctx, prior, &planned, cancel).await,
         };
         response.new_state = block.without_write_only(&response.new_state);
@@ -342,7 +363,12 @@ impl Provider for ValkeyProvider {
     }
 
     async fn import(&self, type_name: &str, id: &str) -> ImportResponse {
-        let ctx = match self.import_context(id).await {
+        // A user's ID is SERVICE/USERNAME: its service's record says which cloud holds it.
+        let record_name = match type_name {
+            acl_user::TYPE_NAME => id.split('/').next().unwrap_or(id),
+            _ => id,
+        };
+        let (cloud, ctx) = match self.import_context(record_name).await {
             Ok(c) => c,
             Err(diagnostics) => {
                 return ImportResponse {
@@ -354,6 +380,7 @@ impl Provider for ValkeyProvider {
         match type_name {
             service::TYPE_NAME => lifecycle::import(&self.services, &ctx, id, "service").await,
             read_replica::TYPE_NAME => lifecycle::import(&self.replicas, &ctx, id, "read replica").await,
+            acl_user::TYPE_NAME => acl_user::import(&ctx, &cloud, id, &self.value_type(type_name)).await,
             other => ImportResponse {
                 state: Value::Null,
                 diagnostics: unknown_type(other),
@@ -381,7 +408,7 @@ mod tests {
             .map(|a| a.name.as_str())
             .collect();
         assert_eq!(names, ["data_dir", "valkey_server", "regions"]);
-        assert_eq!(p.schemas.resources.len(), 2);
+        assert_eq!(p.schemas.resources.len(), 3);
     }
 
     #[test]

@@ -120,6 +120,7 @@ fn spec() -> NodeSpec {
         upstream: None,
         replica_priority: None,
         tls_auth_clients: None,
+        acl_users: Vec::new(),
     };
     NodeSpec {
         settings: config.render(),

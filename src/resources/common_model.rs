@@ -77,12 +77,14 @@ pub struct EndpointModel {
 
     /// Password of the `default` user, generated with the primary service. Every member of a
     /// replication group (the primary service, its standbys and its read replicas) has the
-    /// same one, so it works on whichever member is the primary after a failover.
+    /// same one, so it works on whichever member is the primary after a failover. Empty once
+    /// a `valkey_user` named `default` gave it write-only (`password_wo`).
     #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
     pub password: Option<String>,
 
     /// Connection URI of this service's or replica's own first node,
-    /// `valkey://default:PASSWORD@HOST:PORT`, with the group's password. On a read replica it
+    /// `valkey://default:PASSWORD@HOST:PORT`, with the group's password (`valkey://HOST:PORT`
+    /// once the password was given write-only). On a read replica it
     /// serves reads, and writes only while that replica is the group's primary; clients that
     /// must always reach the primary use the Sentinels.
     #[schemars(extend("x-computed" = true, "x-sensitive" = true))]

@@ -1,6 +1,9 @@
 //! Terraform resources. Each resource has a model (its attributes), plan rules (pure) and a
 //! lifecycle (create, read, update, delete, import) that drives the runtime.
 
+pub mod acl_user;
+pub mod acl_user_model;
+pub mod acl_user_plan;
 pub mod certificates;
 pub mod common_model;
 pub mod converge;

@@ -175,8 +175,16 @@ pub fn endpoint(record: &ServiceRecord) -> EndpointModel {
     EndpointModel {
         host: Some(at.host.clone()),
         port: Some(i64::from(at.port)),
-        password: Some(record.password.clone()),
-        service_uri: Some(format!("{}://default:{}@{at}", uri_scheme(record), record.password)),
+        // A default password given write-only shows nowhere in state.
+        password: Some(if record.password_write_only {
+            String::new()
+        } else {
+            record.password.clone()
+        }),
+        service_uri: Some(match record.password_write_only {
+            true => format!("{}://{at}", uri_scheme(record)),
+            false => format!("{}://default:{}@{at}", uri_scheme(record), record.password),
+        }),
         ca_certificate: Some(record.tls.as_ref().map(|t| t.ca.cert.clone()).unwrap_or_default()),
         certificate_expires_at: Some(
             certificates::earliest_end(record)

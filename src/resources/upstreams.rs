@@ -3,9 +3,9 @@
 use super::group_view::sentinel_upstream;
 use super::{Context, certificates, error, records};
 use crate::catalog;
-use crate::runtime::{NodeSpec, ServiceRecord, Upstream};
+use crate::runtime::{AclUserRecord, NodeSpec, ServiceRecord, Upstream};
 use crate::tfplug::Diagnostics;
-use crate::valkey::{NodeConfig, REPLICATION_USER, UpstreamAuth};
+use crate::valkey::{NodeConfig, REPLICATION_USER, UpstreamAuth, acl};
 
 /// Where the record's node 0 replicates from when no Sentinel says otherwise: nowhere on a
 /// primary service, its primary on a read replica.
@@ -72,8 +72,13 @@ pub async fn desired_upstreams(
         .collect())
 }
 
-/// The config of a node of the record, replicating from `upstream`.
-pub fn node_config(record: &ServiceRecord, upstream: Option<UpstreamAuth>) -> Result<NodeConfig, Diagnostics> {
+/// The config of a node of the record, replicating from `upstream`, with the group's
+/// application users `users`.
+pub fn node_config(
+    record: &ServiceRecord,
+    upstream: Option<UpstreamAuth>,
+    users: &[AclUserRecord],
+) -> Result<NodeConfig, Diagnostics> {
     let plan = catalog::plan(&record.plan).map_err(|e| error("Invalid service record", e))?;
     let uc = &record.user_config;
     Ok(NodeConfig {
@@ -89,6 +94,12 @@ pub fn node_config(record: &ServiceRecord, upstream: Option<UpstreamAuth>) -> Re
         upstream,
         replica_priority: record.failover_priority,
         tls_auth_clients: record.tls.as_ref().map(|t| t.auth_clients.clone()),
+        // The default user is requirepass's.
+        acl_users: users
+            .iter()
+            .filter(|u| u.username != acl::DEFAULT_USER)
+            .map(|u| acl::config_line(&u.username, &u.password_hash, &u.rules))
+            .collect(),
     })
 }
 
@@ -101,11 +112,16 @@ pub fn node_spec(record: &ServiceRecord, index: usize, config: &NodeConfig) -> N
     }
 }
 
-/// Every node's config, in `record.nodes` order, each with its desired upstream.
+/// Every node's config, in `record.nodes` order, each with its desired upstream and the
+/// group's application users (kept on the group's primary service's record).
 pub async fn configs(ctx: &Context, record: &ServiceRecord) -> Result<Vec<NodeConfig>, Diagnostics> {
+    let users = records::group_primary_record(ctx, record)
+        .await
+        .map(|primary| primary.acl_users)
+        .unwrap_or_default();
     desired_upstreams(ctx, record)
         .await?
         .into_iter()
-        .map(|up| node_config(record, up))
+        .map(|up| node_config(record, up, &users))
         .collect()
 }

@@ -16,7 +16,7 @@ pub mod store;
 pub use error::{RuntimeError, SettingError};
 pub use node::{Endpoint, NodeId, NodeKind, NodeSpec, NodeState, RegionNames};
 pub use record::{
-    CertRecord, FailoverSettings, GroupTls, Lease, NodeRecord, SentinelRecord, ServiceRecord, Upstream,
+    AclUserRecord, CertRecord, FailoverSettings, GroupTls, Lease, NodeRecord, SentinelRecord, ServiceRecord, Upstream,
     UserConfigValues,
 };
 pub use store::RecordStore;

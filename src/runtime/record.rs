@@ -73,6 +73,24 @@ pub struct GroupTls {
     pub client: CertRecord,
 }
 
+/// An application ACL user of a replication group. Valkey does not replicate ACLs, so the
+/// provider sets it on every member and writes it into every node's config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclUserRecord {
+    pub username: String,
+    /// SHA-256 of its password, hex: what nodes hold.
+    pub password_hash: String,
+    /// The password itself when the provider generated it (it is in Terraform's state too);
+    /// none when the user gave it write-only, which nothing keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Its access rules, as ACL SETUSER takes them after the password.
+    pub rules: String,
+    /// How a node lists it (ACL LIST) once set: a member that lists it otherwise was changed
+    /// outside Terraform.
+    pub listed: String,
+}
+
 /// A data node and the endpoint its runtime placed it at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
@@ -228,6 +246,13 @@ pub struct ServiceRecord {
     /// Set when the group speaks TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<GroupTls>,
+    /// On a primary service: the group's application ACL users (valkey_user).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl_users: Vec<AclUserRecord>,
+    /// Set on every member once the `default` user's password was given write-only: no state
+    /// attribute may then show it (`password` and `service_uri` go without it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_write_only: bool,
 }
 
 impl ServiceRecord {

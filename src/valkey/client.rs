@@ -229,6 +229,21 @@ impl NodeClient {
         self.query(&cmd, "a command").await
     }
 
+    /// ACL with `args` (`SETUSER NAME RULES...`, `DELUSER NAME`): the node's users change, and
+    /// CONFIG REWRITE keeps them in its config file for a restart the provider does not make.
+    pub async fn acl_change(&mut self, args: &[String]) -> Result<(), ValkeyError> {
+        let _: redis::Value = self.query(redis::cmd("ACL").arg(args), "an ACL change").await?;
+        let _: String = self
+            .query(redis::cmd("CONFIG").arg("REWRITE"), "CONFIG REWRITE")
+            .await?;
+        Ok(())
+    }
+
+    /// The node's users as ACL LIST lines (`user NAME on #HASH ~keys ... +@category ...`).
+    pub async fn acl_list(&mut self) -> Result<Vec<String>, ValkeyError> {
+        self.query(redis::cmd("ACL").arg("LIST"), "ACL LIST").await
+    }
+
     /// Makes the node replicate `host:port` as `user`, or stop replicating when None.
     pub async fn replicate(&mut self, upstream: Option<(&str, u16, &str, &str)>) -> Result<(), ValkeyError> {
         match upstream {

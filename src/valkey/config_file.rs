@@ -37,6 +37,8 @@ pub struct NodeConfig {
     /// When the group speaks TLS: whether nodes ask clients for a certificate (`no`,
     /// `optional` or `yes`). The runtime adds the TLS port and the certificate files.
     pub tls_auth_clients: Option<String>,
+    /// The group's application ACL users, as config file `user` lines (password hashes only).
+    pub acl_users: Vec<String>,
 }
 
 /// The TLS directives of a node or Sentinel of a group that speaks TLS, beyond where it listens
@@ -99,6 +101,9 @@ impl NodeConfig {
                 "user {SENTINEL_USER} on >{} {SENTINEL_PERMISSIONS}",
                 self.sentinel_auth_password
             ));
+        }
+        for user in &self.acl_users {
+            line(user.clone());
         }
         for (name, value) in self.runtime_settings() {
             line(format!("{name} {}", quote(&value)));
@@ -182,6 +187,7 @@ mod tests {
             upstream: None,
             replica_priority: None,
             tls_auth_clients: None,
+            acl_users: vec!["user app on #ab ~app:* +get".into()],
         }
     }
 
@@ -226,6 +232,7 @@ mod tests {
         assert!(!text.contains("\nreplicaof "));
         assert!(text.contains("user sentinel on >sentpw -@all allchannels"));
         assert!(!text.contains("tls-"));
+        assert!(text.contains("\nuser app on #ab ~app:* +get\n"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Talking to Valkey nodes: their config file, INFO parsing, and a small async client on the
 //! `redis` crate. Knows Valkey, not Terraform.
 
+pub mod acl;
 pub mod certs;
 pub mod client;
 pub mod config_file;

@@ -9,8 +9,12 @@ Each acknowledged SET is logged as `A <n> <unix ms>`, each failed one as `E <uni
 With --ca-file (a group with a tls block), every connection, to Sentinels and to nodes, uses
 TLS and trusts that CA certificate (the service's ca_certificate), as the guide documents.
 
+With --username (an application user, a valkey_user), the client logs in to the nodes as
+that user with --password, as the users guide documents.
+
 usage: sentinel_writer.py --sentinels H:P,H:P --sentinel-password S --group G --password P
                           --prefix KEYPREFIX --log FILE [--interval-ms 1] [--ca-file CA.pem]
+                          [--username USER]
 """
 import argparse
 import signal
@@ -30,6 +34,7 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--interval-ms", type=float, default=1.0)
     ap.add_argument("--ca-file")
+    ap.add_argument("--username")
     args = ap.parse_args()
 
     stopping = []
@@ -39,11 +44,13 @@ def main():
     # The configuration the failover guide documents.
     sentinels = [(h, int(p)) for h, p in (a.rsplit(":", 1) for a in args.sentinels.split(","))]
     tls = {"ssl": True, "ssl_ca_certs": args.ca_file} if args.ca_file else {}
+    user = {"username": args.username} if args.username else {}
     sentinel = Sentinel(
         sentinels,
         sentinel_kwargs={"password": args.sentinel_password, "socket_timeout": 0.5, **tls},
         password=args.password,
         socket_timeout=0.5,
+        **user,
         **tls,
     )
     primary = sentinel.master_for(args.group)

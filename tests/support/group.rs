@@ -20,6 +20,9 @@ pub struct GroupAccess {
     pub sentinels: Vec<String>,
     pub sentinel_password: String,
     pub password: String,
+    /// The application user the Sentinel client logs in to nodes as (with `password`); the
+    /// `default` user when None.
+    pub username: Option<String>,
     /// The group's CA certificate file, when the group speaks TLS: every connection then uses
     /// TLS trusting it.
     pub ca_file: Option<PathBuf>,
@@ -49,6 +52,7 @@ impl GroupAccess {
                 .collect(),
             sentinel_password: state["sentinel_password"].as_str().unwrap().to_string(),
             password: state["password"].as_str().unwrap().to_string(),
+            username: None,
         }
     }
 
@@ -162,6 +166,7 @@ impl SentinelWriter {
             .args(["--group", &access.group])
             .args(["--password", &access.password])
             .args(["--prefix", prefix])
+            .args(access.username.iter().flat_map(|u| ["--username", u.as_str()]))
             .args(
                 access
                     .ca_file

@@ -1,0 +1,503 @@
+//! valkey_user's lifecycle: an ACL user set on every member of a replication group, kept on
+//! the group's primary service's record so that nodes started later (new read replicas,
+//! restarted or recreated nodes) have it in their config file from the start.
+
+use std::time::Duration;
+
+use super::acl_user_model::AclUserModel;
+use super::acl_user_plan::id_of;
+use super::secrets::generate_secret;
+use super::{Context, error, group_lock, group_view, nodes, records};
+use crate::runtime::{AclUserRecord, ServiceRecord};
+use crate::tfplug::provider::{ApplyResponse, ImportResponse, ReadResponse};
+use crate::tfplug::value::{from_model, to_model};
+use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type, Value};
+use crate::valkey::ValkeyError;
+use crate::valkey::acl::{self, AccessRules, DEFAULT_USER};
+
+pub const TYPE_NAME: &str = "valkey_user";
+
+pub fn schema() -> Result<Schema, String> {
+    crate::tfplug::schema_derive::schema_for::<AclUserModel>(0)
+}
+
+/// How long one member may take to answer before it counts as not running.
+const MEMBER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One data node of the group: which member record it belongs to, and its name.
+struct Member {
+    record: ServiceRecord,
+    index: usize,
+}
+
+impl Member {
+    fn name(&self) -> String {
+        nodes::node_id(&self.record, self.index).to_string()
+    }
+
+    async fn connect(&self) -> Result<crate::valkey::NodeClient, ValkeyError> {
+        let at = self
+            .record
+            .node_endpoint(self.index)
+            .unwrap_or_else(|| crate::runtime::Endpoint::new("", 0));
+        group_view::connect_member(&self.record, &at, MEMBER_TIMEOUT).await
+    }
+}
+
+/// Every data node of the group whose primary service is `primary`: its own and its read
+/// replicas'.
+async fn members(ctx: &Context, primary: &ServiceRecord) -> Result<Vec<Member>, Diagnostics> {
+    let mut records = vec![primary.clone()];
+    records.extend(records::replica_records(ctx, &primary.name).await?);
+    Ok(records
+        .into_iter()
+        .flat_map(|record| {
+            let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
+            indices.into_iter().map(move |index| Member {
+                record: record.clone(),
+                index,
+            })
+        })
+        .collect())
+}
+
+/// The group's primary service record, named by the user's `service`; an error at `service`
+/// when it is a read replica's.
+async fn primary_record(ctx: &Context, service: &str) -> Result<Option<ServiceRecord>, Diagnostics> {
+    let Some(record) = records::load(ctx, service).await? else {
+        return Ok(None);
+    };
+    match record.group() {
+        Some(group) if group == record.name => Ok(Some(record)),
+        group => Err(Diagnostic::error(
+            "A user belongs to the primary service",
+            format!(
+                "{service:?} is a read replica{}; ACL users are set on the whole replication group, so name its \
+                 primary service in `service`",
+                group.map(|g| format!(" of {g:?}")).unwrap_or_default()
+            ),
+        )
+        .at(AttrPath::root("service"))
+        .into()),
+    }
+}
+
+/// The attribute a rule Valkey refused belongs to, from the rule its message quotes.
+fn refused_attribute(message: &str) -> &'static str {
+    let quoted = message.split('\'').nth(1).unwrap_or_default();
+    match quoted.chars().next() {
+        Some('~' | '%') => "keys",
+        Some('&') => "channels",
+        _ if quoted.starts_with("+@") || quoted.starts_with("-@") => "categories",
+        _ => "commands",
+    }
+}
+
+/// Runs ACL `args` on every member that answers, the first one first: when it refuses the
+/// rules, no other member is touched. Members that do not answer are skipped (they read the
+/// user from their config file when the provider starts them); the first that answers gives
+/// the ACL LIST line of `username`.
+async fn set_everywhere(members: &[Member], args: &[String], username: &str) -> Result<String, Diagnostics> {
+    let mut listed = String::new();
+    for member in members {
+        let Ok(mut client) = member.connect().await else {
+            tracing::info!(member = %member.name(), "member does not answer; it gets the user when started");
+            continue;
+        };
+        if let Err(e) = client.acl_change(args).await {
+            let attribute = refused_attribute(&e.to_string());
+            return Err(Diagnostic::error(
+                "Valkey refused the user's rules",
+                format!("{}: {e}. Fix {attribute} and apply again.", member.name()),
+            )
+            .at(AttrPath::root(attribute))
+            .into());
+        }
+        if listed.is_empty()
+            && let Ok(lines) = client.acl_list().await
+        {
+            listed = acl::listed_line(&lines, username).unwrap_or_default().to_string();
+        }
+    }
+    Ok(listed)
+}
+
+/// The password to set and whether it is the user's own (write-only): the planned write-only
+/// one when given and new (a create, a new `password_wo_version`, or a change from a
+/// generated password), a fresh one when the plan left `password` unknown, else none (keep).
+fn new_password(prior: &AclUserModel, planned: &AclUserModel, planned_value: &Value) -> Option<(String, bool)> {
+    if let Some(wo) = &planned.password_wo {
+        let fresh = prior.username.is_empty()
+            || prior.password_wo_version != planned.password_wo_version
+            || prior.password.as_deref().is_some_and(|p| !p.is_empty());
+        return fresh.then(|| (wo.clone(), true));
+    }
+    planned_value
+        .attr("password")
+        .is_unknown()
+        .then(|| (generate_secret(), false))
+}
+
+/// The state of a user as applied: what was planned, with the password generated (empty when
+/// write-only) and the rules given.
+fn applied_state(planned: &AclUserModel, entry: &AclUserRecord, rules: &str) -> AclUserModel {
+    AclUserModel {
+        id: Some(id_of(&planned.service, &planned.username)),
+        password: Some(entry.password.clone().unwrap_or_default()),
+        password_wo: None,
+        acl_rules: Some(rules.to_string()),
+        ..planned.clone()
+    }
+}
+
+/// Creates or updates an application user on every member, then records it.
+async fn put_user(
+    ctx: &Context,
+    mut primary: ServiceRecord,
+    prior: &AclUserModel,
+    planned: &AclUserModel,
+    planned_value: &Value,
+) -> Result<AclUserModel, Diagnostics> {
+    let rules = AccessRules {
+        categories: planned.categories.clone().unwrap_or_default(),
+        commands: planned.commands.clone().unwrap_or_default(),
+        keys: planned.keys.clone().unwrap_or_default(),
+        channels: planned.channels.clone().unwrap_or_default(),
+    }
+    .render();
+    let existing = primary
+        .acl_users
+        .iter()
+        .find(|u| u.username == planned.username)
+        .cloned();
+    let (password_hash, password) = match (new_password(prior, planned, planned_value), &existing) {
+        (Some((password, write_only)), _) => (acl::password_hash(&password), (!write_only).then_some(password)),
+        (None, Some(e)) => (e.password_hash.clone(), e.password.clone()),
+        (None, None) => {
+            let password = generate_secret();
+            (acl::password_hash(&password), Some(password))
+        }
+    };
+    let members = members(ctx, &primary).await?;
+    let args = acl::setuser_args(&planned.username, &password_hash, &rules);
+    let listed = set_everywhere(&members, &args, &planned.username).await?;
+    let entry = AclUserRecord {
+        username: planned.username.clone(),
+        password_hash,
+        password,
+        rules: rules.clone(),
+        listed,
+    };
+    primary.acl_users.retain(|u| u.username != planned.username);
+    primary.acl_users.push(entry.clone());
+    records::save(ctx, &primary).await?;
+    Ok(applied_state(planned, &entry, &rules))
+}
+
+/// Gives the group's `default` user a new password on every member: added beside the old one
+/// first, recorded on every member's record, then the old one removed, so the provider (which
+/// administers nodes as that user) never finds a node it cannot log in to.
+async fn rotate_default(
+    ctx: &Context,
+    primary: ServiceRecord,
+    prior: &AclUserModel,
+    planned: &AclUserModel,
+    planned_value: &Value,
+) -> Result<AclUserModel, Diagnostics> {
+    let old = primary.password.clone();
+    let (new, write_only) = match new_password(prior, planned, planned_value) {
+        Some(chosen) => chosen,
+        None => (old.clone(), primary.password_write_only),
+    };
+    let mut members = members(ctx, &primary).await?;
+    if new != old {
+        let add = vec!["SETUSER".to_string(), DEFAULT_USER.to_string(), format!(">{new}")];
+        set_everywhere(&members, &add, DEFAULT_USER).await?;
+    }
+    let mut records_of_group = vec![primary];
+    records_of_group.extend(records::replica_records(ctx, &records_of_group[0].name).await?);
+    for record in &mut records_of_group {
+        record.password = new.clone();
+        record.password_write_only = write_only;
+        if record.group() == Some(record.name.as_str()) {
+            record.acl_users.retain(|u| u.username != DEFAULT_USER);
+            record.acl_users.push(AclUserRecord {
+                username: DEFAULT_USER.to_string(),
+                password_hash: acl::password_hash(&new),
+                password: (!write_only).then(|| new.clone()),
+                rules: String::new(),
+                listed: String::new(),
+            });
+        }
+        records::save(ctx, record).await?;
+    }
+    if new != old {
+        for member in &mut members {
+            member.record.password = new.clone();
+        }
+        let remove = vec!["SETUSER".to_string(), DEFAULT_USER.to_string(), format!("<{old}")];
+        set_everywhere(&members, &remove, DEFAULT_USER).await?;
+    }
+    let entry = AclUserRecord {
+        username: DEFAULT_USER.to_string(),
+        password_hash: String::new(),
+        password: (!write_only).then_some(new),
+        rules: String::new(),
+        listed: String::new(),
+    };
+    Ok(applied_state(planned, &entry, ""))
+}
+
+/// Removes an application user from the record and from every member. The `default` user
+/// stays, with its password, since the provider administers the nodes as it.
+async fn remove_user(ctx: &Context, prior: &AclUserModel) -> Result<(), Diagnostics> {
+    let Some(mut primary) = primary_record(ctx, &prior.service).await? else {
+        return Ok(());
+    };
+    primary.acl_users.retain(|u| u.username != prior.username);
+    records::save(ctx, &primary).await?;
+    if prior.username == DEFAULT_USER {
+        return Ok(());
+    }
+    let members = members(ctx, &primary).await?;
+    let args = vec!["DELUSER".to_string(), prior.username.clone()];
+    set_everywhere(&members, &args, &prior.username).await.map(|_| ())
+}
+
+/// Create, update or delete, under the group's lock: the record of the group's primary is
+/// what changes, and Sentinels placed meanwhile save it too.
+pub async fn apply(ctx: &Context, prior: &Value, planned: &Value, value_type: &Type) -> ApplyResponse {
+    let outcome = async {
+        let prior_model: AclUserModel = if prior.is_null() {
+            AclUserModel::default()
+        } else {
+            to_model(prior).map_err(|e| error("Invalid resource state", e))?
+        };
+        if planned.is_null() {
+            let group = prior_model.service.clone();
+            group_lock::exclusively(ctx, Some(&group), remove_user(ctx, &prior_model)).await?;
+            return Ok(Value::Null);
+        }
+        let model: AclUserModel = to_model(planned).map_err(|e| error("Invalid planned state", e))?;
+        let group = model.service.clone();
+        let applied = group_lock::exclusively(ctx, Some(&group), async {
+            let primary = primary_record(ctx, &model.service).await?.ok_or_else(|| {
+                Diagnostics::from(
+                    Diagnostic::error(
+                        "Service not found",
+                        format!(
+                            "there is no service named {:?} in {}; create it first (reference its name, so \
+                             Terraform orders the two)",
+                            model.service,
+                            ctx.runtime.location()
+                        ),
+                    )
+                    .at(AttrPath::root("service")),
+                )
+            })?;
+            let taken = primary.acl_users.iter().any(|u| u.username == model.username);
+            if prior.is_null() && taken {
+                return Err(Diagnostic::error(
+                    "User already exists",
+                    format!(
+                        "service {:?} already has a valkey_user {:?}; import it with `terraform import` (ID {}) or \
+                         choose another username",
+                        model.service,
+                        model.username,
+                        id_of(&model.service, &model.username)
+                    ),
+                )
+                .at(AttrPath::root("username"))
+                .into());
+            }
+            if model.username == DEFAULT_USER {
+                rotate_default(ctx, primary, &prior_model, &model, planned).await
+            } else {
+                put_user(ctx, primary, &prior_model, &model, planned).await
+            }
+        })
+        .await?;
+        from_model(&applied, value_type).map_err(|e| error("Provider produced an invalid state", e))
+    }
+    .await;
+    match outcome {
+        Ok(new_state) => ApplyResponse {
+            new_state,
+            diagnostics: Diagnostics::new(),
+        },
+        Err(diagnostics) => ApplyResponse {
+            new_state: prior.clone(),
+            diagnostics,
+        },
+    }
+}
+
+/// How the members have the user, against how it was set: None when every member that
+/// answers lists it as set, else which member has it otherwise and what it has (no password).
+async fn drift(members: &[Member], entry: &AclUserRecord) -> Option<String> {
+    if entry.listed.is_empty() {
+        return None;
+    }
+    for member in members {
+        let Ok(mut client) = member.connect().await else {
+            continue;
+        };
+        let Ok(lines) = client.acl_list().await else { continue };
+        match acl::listed_line(&lines, &entry.username) {
+            None => return Some(format!("missing on {} (deleted outside Terraform)", member.name())),
+            Some(line) if line != entry.listed => {
+                let (now, set) = (acl::without_passwords(line), acl::without_passwords(&entry.listed));
+                let what = if now == set {
+                    "password changed outside Terraform".to_string()
+                } else {
+                    now
+                };
+                return Some(format!("differs on {}: {what}", member.name()));
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// The user as its group has it, `known` supplying what only Terraform knows; None when the
+/// service or the user is gone.
+async fn observed(ctx: &Context, known: &AclUserModel) -> Result<Option<AclUserModel>, Diagnostics> {
+    let Some(primary) = primary_record(ctx, &known.service).await? else {
+        return Ok(None);
+    };
+    let Some(entry) = primary.acl_users.iter().find(|u| u.username == known.username) else {
+        return Ok(None);
+    };
+    let rules = match drift(&members(ctx, &primary).await?, entry).await {
+        Some(drifted) => drifted,
+        None => entry.rules.clone(),
+    };
+    Ok(Some(AclUserModel {
+        id: Some(id_of(&known.service, &known.username)),
+        password: Some(entry.password.clone().unwrap_or_default()),
+        acl_rules: Some(rules),
+        ..known.clone()
+    }))
+}
+
+/// Refresh: the user as the members have it; gone when its service or record entry is.
+pub async fn read(ctx: &Context, current: &Value, value_type: &Type) -> ReadResponse {
+    let result = async {
+        let known: AclUserModel = to_model(current).map_err(|e| error("Invalid resource state", e))?;
+        match observed(ctx, &known).await? {
+            Some(model) => from_model(&model, value_type).map_err(|e| error("Provider produced an invalid state", e)),
+            None => Ok(Value::Null),
+        }
+    }
+    .await;
+    match result {
+        Ok(new_state) => ReadResponse {
+            new_state,
+            diagnostics: Diagnostics::new(),
+        },
+        Err(diagnostics) => ReadResponse {
+            new_state: current.clone(),
+            diagnostics,
+        },
+    }
+}
+
+/// Import by `SERVICE/USERNAME`: the rules from the record, the password when the provider
+/// generated it (a write-only one is known to no one but its owner).
+pub async fn import(ctx: &Context, cloud: &str, id: &str, value_type: &Type) -> ImportResponse {
+    let result = async {
+        let (service, username) = id.split_once('/').ok_or_else(|| {
+            error(
+                "Invalid import ID",
+                format!("{id:?} is not SERVICE/USERNAME; import a user as, say, main/app"),
+            )
+        })?;
+        let parsed = |list: Vec<String>| (!list.is_empty()).then_some(list);
+        let primary = primary_record(ctx, service).await?;
+        let entry = primary
+            .as_ref()
+            .and_then(|p| p.acl_users.iter().find(|u| u.username == username))
+            .cloned()
+            .or_else(|| {
+                // The default user exists on every group, managed or not.
+                primary
+                    .as_ref()
+                    .filter(|_| username == DEFAULT_USER)
+                    .map(|p| AclUserRecord {
+                        username: DEFAULT_USER.to_string(),
+                        password_hash: String::new(),
+                        password: (!p.password_write_only).then(|| p.password.clone()),
+                        rules: String::new(),
+                        listed: String::new(),
+                    })
+            })
+            .ok_or_else(|| {
+                error(
+                    "Not found",
+                    format!(
+                        "service {service:?} in {} has no valkey_user {username:?}",
+                        ctx.runtime.location()
+                    ),
+                )
+            })?;
+        if primary
+            .as_ref()
+            .is_some_and(|p| !p.acl_users.iter().any(|u| u.username == username))
+        {
+            // An unmanaged default user: record it, so a refresh finds it.
+            if let Some(mut p) = primary.clone() {
+                p.acl_users.push(entry.clone());
+                records::save(ctx, &p).await?;
+            }
+        }
+        let rules = AccessRules::parse(&entry.rules);
+        let known = AclUserModel {
+            service: service.to_string(),
+            cloud: Some(cloud.to_string()),
+            username: username.to_string(),
+            categories: parsed(rules.categories),
+            commands: parsed(rules.commands),
+            keys: parsed(rules.keys),
+            channels: parsed(rules.channels),
+            ..Default::default()
+        };
+        let model = observed(ctx, &known).await?.unwrap_or(known);
+        from_model(&model, value_type).map_err(|e| error("Provider produced an invalid state", e))
+    }
+    .await;
+    match result {
+        Ok(state) => ImportResponse {
+            state,
+            diagnostics: Diagnostics::new(),
+        },
+        Err(diagnostics) => ImportResponse {
+            state: Value::Null,
+            diagnostics,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_rule_is_reported_at_its_attribute() {
+        let m = |rule: &str| format!("ERR Error in ACL SETUSER modifier '{rule}': Unknown command or category name");
+        assert_eq!(refused_attribute(&m("+@nosuch")), "categories");
+        assert_eq!(refused_attribute(&m("+nosuch")), "commands");
+        assert_eq!(refused_attribute(&m("%X~k")), "keys");
+        assert_eq!(refused_attribute(&m("&c")), "channels");
+    }
+
+    #[test]
+    fn the_schema_keeps_the_write_only_password_out_of_state() {
+        let s = schema().unwrap();
+        let wo = s.block.attribute("password_wo").unwrap();
+        assert!(wo.write_only && wo.sensitive && wo.optional);
+        let generated = s.block.attribute("password").unwrap();
+        assert!(generated.computed && generated.sensitive && !generated.optional);
+        assert!(s.block.attribute("username").unwrap().force_new);
+    }
+}
