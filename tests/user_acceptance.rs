@@ -288,3 +288,221 @@ fn sha256_hex(text: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+fn small_group(users: &str, second_replica: bool) -> String {
+    let late = if second_replica {
+        r#"
+resource "valkey_read_replica" "late" {
+  name            = "rot-late"
+  primary_service = valkey_service.main.name
+  plan            = "startup-4"
+  region          = "local-3"
+}
+"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+variable "app_password" {{
+  type      = string
+  sensitive = true
+  ephemeral = true
+}}
+
+resource "valkey_service" "main" {{
+  name   = "rot-main"
+  plan   = "hobbyist"
+  region = "local-1"
+}}
+
+resource "valkey_read_replica" "eu" {{
+  name            = "rot-eu"
+  primary_service = valkey_service.main.name
+  plan            = "startup-4"
+  region          = "local-2"
+}}
+{late}
+{users}
+"#
+    )
+}
+
+fn users(version: u32, default_version: u32) -> String {
+    format!(
+        r#"
+resource "valkey_user" "app" {{
+  service             = valkey_service.main.name
+  username            = "app"
+  password_wo         = var.app_password
+  password_wo_version = {version}
+  keys                = ["app:*"]
+  channels            = ["events:*"]
+  categories          = ["+@all", "-@dangerous"]
+  commands            = ["-keys"]
+}}
+
+resource "valkey_user" "default" {{
+  service             = valkey_service.main.name
+  username            = "default"
+  password_wo         = "default-{default_version}-Secret"
+  password_wo_version = {default_version}
+}}
+
+resource "valkey_user" "worker" {{
+  service    = valkey_service.main.name
+  username   = "worker"
+  keys       = ["jobs:*"]
+  categories = ["+@list", "+@connection"]
+}}
+"#
+    )
+}
+
+fn set_password(tf: &Terraform, password: &str) {
+    std::fs::write(
+        tf.work().join("terraform.tfvars"),
+        format!("app_password = \"{password}\"\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn users_reach_later_replicas_rotate_and_import_on_a_second_workstation() {
+    let tf = workstation(&small_group(&users(1, 1), false), "first-App-Pw");
+    tf.apply();
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "{plan}");
+
+    // The default user's write-only password: nowhere in the service's state, and the only
+    // one the nodes take; the provider still administers the group with it.
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false"]);
+    let main = tf.state_attributes("valkey_service.main");
+    assert_eq!(main["password"], "");
+    let main_addr = format!("{}:{}", main["host"].as_str().unwrap(), main["port"]);
+    assert_eq!(main["service_uri"], format!("valkey://{main_addr}"));
+    let shown = tf.ok(&["show", "-json"]);
+    assert!(!shown.contains("default-1-Secret"), "{shown}");
+    assert!(login(&main_addr, "default", "default-1-Secret").is_ok());
+
+    // A replica created after the users has them from its first start.
+    tf.write_config(&small_group(&users(1, 1), true));
+    tf.apply();
+    let late = tf.state_attributes("valkey_read_replica.late");
+    let late_addr = format!("{}:{}", late["host"].as_str().unwrap(), late["port"]);
+    let mut app = login(&late_addr, "app", "first-App-Pw").expect("app logs in to a replica made later");
+    let denied = redis::cmd("KEYS").arg("*").exec(&mut app).unwrap_err();
+    assert!(denied.to_string().contains("no permissions"), "{denied}");
+    let worker_password = tf.state_attributes("valkey_user.worker")["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(login(&late_addr, "worker", &worker_password).is_ok());
+    assert!(login(&late_addr, "default", "default-1-Secret").is_ok());
+
+    // New write-only passwords take effect on every member when their version changes; the old
+    // ones stop working.
+    set_password(&tf, "second-App-Pw");
+    tf.write_config(&small_group(&users(2, 2), true));
+    let plan = flatten(&tf.ok(&["plan", "-input=false", "-no-color"]));
+    assert!(plan.contains("password_wo_version = 1 -> 2"), "{plan}");
+    assert!(!plan.contains("second-App-Pw") && !plan.contains("default-2-Secret"));
+    tf.apply();
+    for addr in [&main_addr, &late_addr] {
+        assert!(login(addr, "app", "second-App-Pw").is_ok(), "{addr}");
+        assert!(login(addr, "app", "first-App-Pw").is_err(), "{addr}");
+        assert!(login(addr, "default", "default-2-Secret").is_ok(), "{addr}");
+        assert!(login(addr, "default", "default-1-Secret").is_err(), "{addr}");
+    }
+    // The provider still manages the group: a power cycle of the service.
+    tf.write_config(
+        &small_group(&users(2, 2), true)
+            .replace("region = \"local-1\"\n}", "region = \"local-1\"\n  powered = false\n}"),
+    );
+    tf.apply();
+    tf.write_config(&small_group(&users(2, 2), true));
+    tf.apply();
+    assert!(login(&main_addr, "app", "second-App-Pw").is_ok(), "after a power cycle");
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "{plan}");
+
+    // A user deleted outside Terraform on every member is drift; the apply makes it again.
+    for addr in [&main_addr, &late_addr] {
+        let mut admin = login(addr, "default", "default-2-Secret").unwrap();
+        redis::cmd("ACL").arg("DELUSER").arg("worker").exec(&mut admin).unwrap();
+    }
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(changes && flatten(&plan).contains("missing on rot-main-0"), "{plan}");
+    tf.apply();
+    assert!(login(&late_addr, "worker", &worker_password).is_ok());
+
+    // A second workstation imports the generated-password user and plans no change.
+    let second = Terraform::sharing_data_dir(
+        &tf,
+        r#"
+resource "valkey_user" "worker" {
+  service    = "rot-main"
+  username   = "worker"
+  keys       = ["jobs:*"]
+  categories = ["+@list", "+@connection"]
+}
+"#,
+    );
+    second.ok(&["import", "-input=false", "valkey_user.worker", "rot-main/worker"]);
+    let (changes, plan) = second.plan_has_changes();
+    assert!(!changes, "{plan}");
+    assert_eq!(
+        second.state_attributes("valkey_user.worker")["password"],
+        worker_password
+    );
+    let wrong = second.fails(&["import", "-input=false", "valkey_user.worker", "rot-main"]);
+    assert!(wrong.contains("is not SERVICE/USERNAME"), "{wrong}");
+    second.ok(&["state", "rm", "valkey_user.worker"]);
+
+    // Destroying a user removes it from every member.
+    tf.write_config(
+        &small_group(&users(2, 2), true)
+            .replace(
+                "resource \"valkey_user\" \"worker\"",
+                "resource \"valkey_user\" \"gone\"",
+            )
+            .replace("username   = \"worker\"", "username   = \"gone\""),
+    );
+    tf.apply();
+    assert!(login(&late_addr, "worker", &worker_password).is_err());
+    tf.ok(&["destroy", "-auto-approve", "-input=false"]);
+}
+
+#[test]
+fn bad_rules_and_a_users_service_are_refused_at_their_attribute() {
+    let tf = Terraform::new(
+        r#"
+resource "valkey_user" "bad" {
+  service    = "nowhere"
+  username   = "sentinel"
+  categories = ["read"]
+  commands   = ["+@read"]
+  keys       = ["a b"]
+}
+"#,
+    );
+    let out = tf.fails(&["plan", "-input=false", "-no-color"]);
+    for expected in [
+        "\"sentinel\" is the user the provider's replication or Sentinels run as",
+        "categories[0]: \"read\" must start with +@ (allow) or -@ (deny)",
+        "commands[0]: \"+@read\" is a category; put it in categories",
+        "keys[0]: \"a b\" has whitespace",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in {out}");
+    }
+    tf.write_config(
+        r#"
+resource "valkey_user" "orphan" {
+  service  = "nowhere"
+  username = "app"
+}
+"#,
+    );
+    let out = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(out.contains("there is no service named \"nowhere\""), "{out}");
+}

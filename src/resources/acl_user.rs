@@ -8,6 +8,7 @@ use super::acl_user_model::AclUserModel;
 use super::acl_user_plan::id_of;
 use super::secrets::generate_secret;
 use super::{Context, error, group_lock, group_view, nodes, records};
+
 use crate::runtime::{AclUserRecord, ServiceRecord};
 use crate::tfplug::provider::{ApplyResponse, ImportResponse, ReadResponse};
 use crate::tfplug::value::{from_model, to_model};
@@ -91,6 +92,55 @@ fn refused_attribute(message: &str) -> &'static str {
         _ if quoted.starts_with("+@") || quoted.starts_with("-@") => "categories",
         _ => "commands",
     }
+}
+
+/// Brings a member that has just started (a new read replica) up to its group's users and
+/// password: a user or a password change applied while the member was starting may have
+/// missed it (its config file was written before, its node answered after).
+pub async fn catch_up(ctx: &Context, record: &mut ServiceRecord) -> Result<(), Diagnostics> {
+    let Some(primary) = records::group_primary_record(ctx, record).await else {
+        return Ok(());
+    };
+    if primary.name == record.name {
+        return Ok(());
+    }
+    let members: Vec<Member> = record
+        .nodes
+        .iter()
+        .map(|n| Member {
+            record: record.clone(),
+            index: n.index,
+        })
+        .collect();
+    if primary.password != record.password {
+        let change = vec![
+            "SETUSER".to_string(),
+            DEFAULT_USER.to_string(),
+            "resetpass".to_string(),
+            format!(">{}", primary.password),
+        ];
+        set_everywhere(&members, &change, DEFAULT_USER).await?;
+        record.password = primary.password.clone();
+        record.password_write_only = primary.password_write_only;
+        records::save(ctx, record).await?;
+    }
+    for mut member in members {
+        member.record.password = record.password.clone();
+        let Ok(mut client) = member.connect().await else {
+            continue;
+        };
+        let listed = client.acl_list().await.unwrap_or_default();
+        for user in primary.acl_users.iter().filter(|u| u.username != DEFAULT_USER) {
+            if acl::listed_line(&listed, &user.username) != Some(user.listed.as_str()) {
+                let args = acl::setuser_args(&user.username, &user.password_hash, &user.rules);
+                client
+                    .acl_change(&args)
+                    .await
+                    .map_err(|e| error("Could not set a user on a new member", e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs ACL `args` on every member that answers, the first one first: when it refuses the
@@ -178,18 +228,27 @@ async fn put_user(
             (acl::password_hash(&password), Some(password))
         }
     };
-    let members = members(ctx, &primary).await?;
     let args = acl::setuser_args(&planned.username, &password_hash, &rules);
-    let listed = set_everywhere(&members, &args, &planned.username).await?;
-    let entry = AclUserRecord {
+    // The first member that answers checks the rules before anything is recorded.
+    let mut members = members(ctx, &primary).await?;
+    set_everywhere(&members[..members.len().min(1)], &args, &planned.username).await?;
+    let mut entry = AclUserRecord {
         username: planned.username.clone(),
         password_hash,
         password,
         rules: rules.clone(),
-        listed,
+        listed: String::new(),
     };
     primary.acl_users.retain(|u| u.username != planned.username);
     primary.acl_users.push(entry.clone());
+    // Recorded first: a member that starts from here on has the user in its config file; the
+    // members listed after that get it now (and a new read replica catches up once started).
+    records::save(ctx, &primary).await?;
+    members = self::members(ctx, &primary).await?;
+    entry.listed = set_everywhere(&members, &args, &planned.username).await?;
+    if let Some(recorded) = primary.acl_users.iter_mut().find(|u| u.username == entry.username) {
+        recorded.listed = entry.listed.clone();
+    }
     records::save(ctx, &primary).await?;
     Ok(applied_state(planned, &entry, &rules))
 }

@@ -21,6 +21,8 @@ pub struct GroupSecrets {
     pub sentinel_auth_password: String,
     /// The group's CA and settings, when it speaks TLS.
     pub tls: Option<GroupTls>,
+    /// Whether `password` was given write-only (see `ServiceRecord::password_write_only`).
+    pub password_write_only: bool,
 }
 
 impl GroupSecrets {
@@ -32,6 +34,7 @@ impl GroupSecrets {
             sentinel_password: generate_secret(),
             sentinel_auth_password: generate_secret(),
             tls: None,
+            password_write_only: false,
         }
     }
 
@@ -43,6 +46,7 @@ impl GroupSecrets {
             sentinel_password: record.sentinel_password,
             sentinel_auth_password: record.sentinel_auth_password,
             tls: record.tls,
+            password_write_only: record.password_write_only,
         }
     }
 }
