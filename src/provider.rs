@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog;
+use crate::data_sources::{self, schemas as data_source_schemas};
 use crate::registry;
 use crate::resources::acl_user;
 use crate::resources::lifecycle;
@@ -63,6 +64,7 @@ impl ValkeyProvider {
                     (read_replica::TYPE_NAME.to_string(), replica_schema),
                     (acl_user::TYPE_NAME.to_string(), user_schema),
                 ],
+                data_sources: data_source_schemas::all()?,
             },
             clouds: RwLock::new(None),
             validated_regions: RwLock::new(None),
@@ -360,6 +362,41 @@ impl Provider for ValkeyProvider {
         };
         response.new_state = block.without_write_only(&response.new_state);
         response
+    }
+
+    fn validate_data_source_config(&self, type_name: &str, config: &Value) -> Diagnostics {
+        data_source_schemas::validate_config(type_name, config)
+    }
+
+    async fn read_data_source(&self, type_name: &str, config: Value) -> ReadResponse {
+        let ty = self
+            .schemas
+            .data_sources
+            .iter()
+            .find(|(n, _)| n == type_name)
+            .map(|(_, s)| s.value_type())
+            .unwrap_or(crate::tfplug::Type::Dynamic);
+        let cloud = validate::cloud_of(&config).to_string();
+        let ctx = match self.context(&cloud) {
+            Ok(ctx) => ctx,
+            Err(diagnostics) => {
+                return ReadResponse {
+                    new_state: config,
+                    diagnostics,
+                };
+            }
+        };
+        match type_name {
+            service::TYPE_NAME => data_sources::read_member(&self.services, &ctx, &config, &ty, "service").await,
+            read_replica::TYPE_NAME => {
+                data_sources::read_member(&self.replicas, &ctx, &config, &ty, "read replica").await
+            }
+            acl_user::TYPE_NAME => data_sources::read_user(&ctx, &cloud, &config, &ty).await,
+            other => ReadResponse {
+                new_state: config,
+                diagnostics: unknown_type(other),
+            },
+        }
     }
 
     async fn import(&self, type_name: &str, id: &str) -> ImportResponse {

@@ -144,6 +144,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["registry"],
     &["resources"],
+    &["data_sources"],
     &["provider", "docs"],
     &["lib", "main"],
 ];
@@ -205,7 +206,7 @@ fn resources_and_the_provider_hold_no_host_paths_pids_ports_or_processes() {
     let mut found = Vec::new();
     for (module, code) in known
         .iter()
-        .filter(|(m, _)| m.starts_with("resources") || *m == "provider")
+        .filter(|(m, _)| m.starts_with("resources") || m.starts_with("data_sources") || *m == "provider")
     {
         for word in host_specific {
             if code.contains(word) {

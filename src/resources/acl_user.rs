@@ -462,8 +462,58 @@ pub async fn read(ctx: &Context, current: &Value, value_type: &Type) -> ReadResp
     }
 }
 
-/// Import by `SERVICE/USERNAME`: the rules from the record, the password when the provider
-/// generated it (a write-only one is known to no one but its owner).
+/// The user `username` of `service`'s group as it is now, with its rules from the record and
+/// the password when the provider generated it (a write-only one is known to no one but its
+/// owner): what an import and the data source return.
+pub async fn find(ctx: &Context, cloud: &str, service: &str, username: &str) -> Result<AclUserModel, Diagnostics> {
+    let primary = primary_record(ctx, service).await?;
+    let recorded = primary
+        .as_ref()
+        .and_then(|p| p.acl_users.iter().find(|u| u.username == username))
+        .cloned();
+    let entry = match (recorded, &primary) {
+        (Some(entry), _) => entry,
+        // The default user exists on every group, managed or not: recorded now, so a refresh
+        // finds it.
+        (None, Some(p)) if username == DEFAULT_USER => {
+            let entry = AclUserRecord {
+                username: DEFAULT_USER.to_string(),
+                password_hash: String::new(),
+                password: (!p.password_write_only).then(|| p.password.clone()),
+                rules: String::new(),
+                listed: String::new(),
+            };
+            let mut p = p.clone();
+            p.acl_users.push(entry.clone());
+            records::save(ctx, &p).await?;
+            entry
+        }
+        _ => {
+            return Err(error(
+                "Not found",
+                format!(
+                    "service {service:?} in {} has no valkey_user {username:?}",
+                    ctx.runtime.location()
+                ),
+            ));
+        }
+    };
+    let parsed = |list: Vec<String>| (!list.is_empty()).then_some(list);
+    let rules = AccessRules::parse(&entry.rules);
+    let known = AclUserModel {
+        service: service.to_string(),
+        cloud: Some(cloud.to_string()),
+        username: username.to_string(),
+        categories: parsed(rules.categories),
+        commands: parsed(rules.commands),
+        keys: parsed(rules.keys),
+        channels: parsed(rules.channels),
+        ..Default::default()
+    };
+    Ok(observed(ctx, &known).await?.unwrap_or(known))
+}
+
+/// Import by `SERVICE/USERNAME`.
 pub async fn import(ctx: &Context, cloud: &str, id: &str, value_type: &Type) -> ImportResponse {
     let result = async {
         let (service, username) = id.split_once('/').ok_or_else(|| {
@@ -472,56 +522,7 @@ pub async fn import(ctx: &Context, cloud: &str, id: &str, value_type: &Type) -> 
                 format!("{id:?} is not SERVICE/USERNAME; import a user as, say, main/app"),
             )
         })?;
-        let parsed = |list: Vec<String>| (!list.is_empty()).then_some(list);
-        let primary = primary_record(ctx, service).await?;
-        let entry = primary
-            .as_ref()
-            .and_then(|p| p.acl_users.iter().find(|u| u.username == username))
-            .cloned()
-            .or_else(|| {
-                // The default user exists on every group, managed or not.
-                primary
-                    .as_ref()
-                    .filter(|_| username == DEFAULT_USER)
-                    .map(|p| AclUserRecord {
-                        username: DEFAULT_USER.to_string(),
-                        password_hash: String::new(),
-                        password: (!p.password_write_only).then(|| p.password.clone()),
-                        rules: String::new(),
-                        listed: String::new(),
-                    })
-            })
-            .ok_or_else(|| {
-                error(
-                    "Not found",
-                    format!(
-                        "service {service:?} in {} has no valkey_user {username:?}",
-                        ctx.runtime.location()
-                    ),
-                )
-            })?;
-        if primary
-            .as_ref()
-            .is_some_and(|p| !p.acl_users.iter().any(|u| u.username == username))
-        {
-            // An unmanaged default user: record it, so a refresh finds it.
-            if let Some(mut p) = primary.clone() {
-                p.acl_users.push(entry.clone());
-                records::save(ctx, &p).await?;
-            }
-        }
-        let rules = AccessRules::parse(&entry.rules);
-        let known = AclUserModel {
-            service: service.to_string(),
-            cloud: Some(cloud.to_string()),
-            username: username.to_string(),
-            categories: parsed(rules.categories),
-            commands: parsed(rules.commands),
-            keys: parsed(rules.keys),
-            channels: parsed(rules.channels),
-            ..Default::default()
-        };
-        let model = observed(ctx, &known).await?.unwrap_or(known);
+        let model = find(ctx, cloud, service, username).await?;
         from_model(&model, value_type).map_err(|e| error("Provider produced an invalid state", e))
     }
     .await;

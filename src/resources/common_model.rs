@@ -34,6 +34,19 @@ pub struct UserConfigModel {
     pub repl_timeout: Option<i64>,
 }
 
+/// What a service or read replica reports about itself beyond its nodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VersionTagsModel {
+    /// Valkey version the nodes run (`INFO server`), such as `8.1.4`; kept as last read while
+    /// no node answers.
+    #[schemars(extend("x-computed" = true))]
+    pub valkey_version: Option<String>,
+
+    /// Labels of yours (team, cost centre, environment) kept with the resource: in its record,
+    /// so an import and the data sources return them. Changing them touches no node.
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// One node of a service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeModel {

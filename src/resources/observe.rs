@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::common_model::{EndpointModel, NodeModel};
+use super::common_model::{EndpointModel, NodeModel, VersionTagsModel};
 use super::user_config::DRIFT_SETTINGS;
 use super::{Context, certificates};
 use crate::runtime::{Endpoint, NodeId, NodeState, ServiceRecord};
@@ -28,6 +28,8 @@ pub struct NodeStatus {
     pub offset: Option<i64>,
     /// For a replica: the primary it follows.
     pub primary_addr: Option<(String, u16)>,
+    /// The Valkey version it runs.
+    pub version: Option<String>,
 }
 
 async fn observe_node(at: Endpoint, password: String, tls: Option<TlsIdentity>, state: NodeState) -> NodeStatus {
@@ -63,6 +65,7 @@ async fn observe_node(at: Endpoint, password: String, tls: Option<TlsIdentity>, 
             _ => None,
         };
         status.settings = settings;
+        status.version = info.get("valkey_version").map(str::to_string);
     }
     status
 }
@@ -102,6 +105,22 @@ pub fn overall_state(statuses: &[NodeStatus]) -> &'static str {
         0 if !unreachable => "POWEROFF",
         n if n == statuses.len() && statuses.iter().all(|s| s.role.is_some()) => "RUNNING",
         _ => "DEGRADED",
+    }
+}
+
+/// The version the first node that answers runs (else the prior one), and the record's tags
+/// (none when the record has none and the configuration sets none).
+pub fn about(record: &ServiceRecord, statuses: &[NodeStatus], prior: &VersionTagsModel) -> VersionTagsModel {
+    let tags = match (&prior.tags, record.tags.is_empty()) {
+        (None, true) => None,
+        _ => Some(record.tags.clone()),
+    };
+    VersionTagsModel {
+        valkey_version: statuses
+            .iter()
+            .find_map(|s| s.version.clone())
+            .or_else(|| prior.valkey_version.clone()),
+        tags,
     }
 }
 

@@ -69,22 +69,24 @@ pub fn plan_repair(shape: &PlanShape, planned: &mut Value) {
     }
 }
 
+/// The error for destroying a `kind` whose termination_protection is on.
+pub fn protected(kind: &str, name: &str) -> Diagnostics {
+    Diagnostic::error(
+        format!("The {kind} is protected from deletion"),
+        format!(
+            "termination_protection is true on {kind} {name:?}, so it cannot be destroyed. \
+             Set termination_protection = false and apply, then destroy."
+        ),
+    )
+    .at(AttrPath::root("termination_protection"))
+    .into()
+}
+
 pub fn plan_change(shape: &PlanShape, block: &Block, prior: &Value, proposed: &Value, config: &Value) -> PlanResponse {
     if proposed.is_null() {
         let mut diagnostics = Diagnostics::new();
         if prior.attr("termination_protection").as_bool() == Some(true) {
-            let name = prior.attr("name").as_str().unwrap_or_default();
-            diagnostics.push(
-                Diagnostic::error(
-                    format!("The {} is protected from deletion", shape.kind),
-                    format!(
-                        "termination_protection is true on {} {name:?}, so it cannot be destroyed. \
-                         Set termination_protection = false and apply, then destroy.",
-                        shape.kind
-                    ),
-                )
-                .at(AttrPath::root("termination_protection")),
-            );
+            diagnostics.extend(protected(shape.kind, prior.attr("name").as_str().unwrap_or_default()));
         }
         return PlanResponse {
             planned_state: Value::Null,

@@ -224,7 +224,8 @@ impl Lifecycle for ReadReplicaResource {
             sentinel_password: secrets.sentinel_password,
             sentinel_auth_password: secrets.sentinel_auth_password,
             user_config: user_config::effective_user_config(planned.valkey_user_config.as_ref()),
-            termination_protection: false,
+            termination_protection: planned.termination_protection.unwrap_or(false),
+            tags: planned.about.tags.clone().unwrap_or_default(),
             nodes: vec![node],
             upstream: Some(upstream),
             failover_priority: Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY)),
@@ -281,6 +282,8 @@ impl Lifecycle for ReadReplicaResource {
         let mut record = records::load_existing(ctx, &planned.name, "read replica").await?;
         record.user_config = user_config::effective_user_config(planned.valkey_user_config.as_ref());
         record.failover_priority = Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY));
+        record.termination_protection = planned.termination_protection.unwrap_or(false);
+        record.tags = planned.about.tags.clone().unwrap_or_default();
         // Renewal is planned: the plan shows certificate_expires_at unknown.
         let renewing = planned.endpoint.certificate_expires_at.is_none();
         certificates::issue_due(&mut record, renewing).map_err(|e| error("Could not renew a certificate", e))?;
@@ -295,6 +298,9 @@ impl Lifecycle for ReadReplicaResource {
     }
 
     async fn delete(&self, ctx: &Context, prior: &ReadReplicaModel) -> Result<(), Diagnostics> {
+        if prior.termination_protection == Some(true) {
+            return Err(super::plan_rules::protected("read replica", &prior.name));
+        }
         let _leaving = super::Leaving::mark(ctx, &prior.name);
         // A replica that is the group's primary (promoted, or failed over to) hands over first.
         if let Some(record) = records::load(ctx, &prior.name).await? {
@@ -336,7 +342,9 @@ impl Lifecycle for ReadReplicaResource {
                 &observe::reported_settings(&statuses),
             ),
             powered: Some(observe::powered(&statuses, prior.powered)),
+            termination_protection: Some(record.termination_protection),
             endpoint: observe::endpoint(record),
+            about: observe::about(record, &statuses, &prior.about),
             state: Some(observe::overall_state(&statuses).to_string()),
             role: Some(node.role.unwrap_or("unknown").to_string()),
             replication_status: Some(replication_status(&node, record, &topology).to_string()),
@@ -358,6 +366,7 @@ impl Lifecycle for ReadReplicaResource {
         }
         Ok(ReadReplicaModel {
             valkey_user_config: user_config::imported_user_config(&record.user_config),
+            termination_protection: Some(record.termination_protection),
             ..Default::default()
         })
     }

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::common_model::{EndpointModel, TimeoutsModel, TopologyModel, UserConfigModel};
+pub use super::common_model::{EndpointModel, TimeoutsModel, TopologyModel, UserConfigModel, VersionTagsModel};
 
 /// A read replica: a single-node service in its own region that replicates asynchronously
 /// from a primary. Only writes to the primary propagate; the replica refuses writes. A primary
@@ -74,8 +74,16 @@ pub struct ReadReplicaModel {
     #[schemars(extend("default" = true))]
     pub powered: Option<bool>,
 
+    /// When true, `terraform destroy` refuses to delete the replica. Set it to false and apply
+    /// before destroying.
+    #[schemars(extend("default" = false))]
+    pub termination_protection: Option<bool>,
+
     #[serde(flatten)]
     pub endpoint: EndpointModel,
+
+    #[serde(flatten)]
+    pub about: VersionTagsModel,
 
     /// `RUNNING` when the node answers, `POWEROFF` when it does not run.
     #[schemars(extend("x-computed" = true))]

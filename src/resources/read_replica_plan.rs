@@ -63,6 +63,7 @@ pub const SHAPE: PlanShape = PlanShape {
         ("replicates_from", &["powered", "promote"]),
         ("sentinel_addresses", &[]),
         ("current_primary", &["promote"]),
+        ("valkey_version", &[]),
     ],
     volatile: &["replication_lag_bytes"],
     created: plan_rules::CREATED,
@@ -297,6 +298,7 @@ mod tests {
         ]);
         v.set_attr("powered", Value::Bool(true));
         v.set_attr("promote", Value::Bool(false));
+        v.set_attr("termination_protection", Value::Bool(false));
         v.set_attr("failover_priority", Value::Number(crate::tfplug::Number::Int(100)));
         v.set_attr("id", s("r"));
         v

@@ -76,6 +76,7 @@ fn model_from(
         termination_protection: Some(prior.termination_protection.unwrap_or(record.termination_protection)),
         powered: Some(observe::powered(statuses, prior.powered)),
         endpoint: observe::endpoint(record),
+        about: observe::about(record, statuses, &prior.about),
         state: Some(observe::overall_state(statuses).to_string()),
         role: Some(statuses.first().and_then(|s| s.role).unwrap_or("unknown").to_string()),
         nodes: Some(observe::node_models(record, statuses)),
@@ -169,6 +170,7 @@ impl Lifecycle for ServiceResource {
             replication_password: secrets.replication_password,
             user_config: user_config::effective_user_config(planned.valkey_user_config.as_ref()),
             termination_protection: planned.termination_protection.unwrap_or(false),
+            tags: planned.about.tags.clone().unwrap_or_default(),
             nodes: node_records,
             sentinel_password: secrets.sentinel_password,
             sentinel_auth_password: secrets.sentinel_auth_password,
@@ -207,6 +209,7 @@ impl Lifecycle for ServiceResource {
         record.plan = plan.name.to_string();
         record.user_config = user_config::effective_user_config(planned.valkey_user_config.as_ref());
         record.termination_protection = planned.termination_protection.unwrap_or(false);
+        record.tags = planned.about.tags.clone().unwrap_or_default();
         record.failover = failover_settings(planned);
         if let (Some(tls), Some(model)) = (record.tls.as_mut(), &planned.tls) {
             let choice = certificates::choice_of(model).map_err(|(attr, e)| tls_error("Invalid tls block", attr, e))?;
@@ -241,15 +244,7 @@ impl Lifecycle for ServiceResource {
 
     async fn delete(&self, ctx: &Context, prior: &ServiceModel) -> Result<(), Diagnostics> {
         if prior.termination_protection == Some(true) {
-            return Err(Diagnostic::error(
-                "Service is protected from deletion",
-                format!(
-                    "termination_protection is true on service {:?}. Set it to false and apply, then destroy.",
-                    prior.name
-                ),
-            )
-            .at(AttrPath::root("termination_protection"))
-            .into());
+            return Err(super::plan_rules::protected("service", &prior.name));
         }
         records::remove(ctx, &prior.name, "service").await
     }
@@ -287,6 +282,10 @@ impl Lifecycle for ServiceResource {
         let d = FailoverSettings::default();
         Ok(ServiceModel {
             termination_protection: Some(record.termination_protection),
+            about: super::common_model::VersionTagsModel {
+                valkey_version: None,
+                tags: (!record.tags.is_empty()).then(|| record.tags.clone()),
+            },
             failover: (record.failover != d).then_some(super::service_model::FailoverModel {
                 enabled: Some(record.failover.enabled),
                 down_after_ms: Some(record.failover.down_after_ms),

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::common_model::{
-    EndpointModel, FailoverModel, NodeModel, TimeoutsModel, TlsModel, TopologyModel, UserConfigModel,
+    EndpointModel, FailoverModel, NodeModel, TimeoutsModel, TlsModel, TopologyModel, UserConfigModel, VersionTagsModel,
 };
 
 /// A Valkey service: a primary node, plus standby nodes on the business and premium plans,
@@ -61,6 +61,9 @@ pub struct ServiceModel {
 
     #[serde(flatten)]
     pub endpoint: EndpointModel,
+
+    #[serde(flatten)]
+    pub about: VersionTagsModel,
 
     /// `RUNNING` when every node answers, `POWEROFF` when none runs, `DEGRADED` in between.
     #[schemars(extend("x-computed" = true))]

@@ -113,6 +113,7 @@ pub const SHAPE: PlanShape = PlanShape {
         ("nodes", &["plan", "powered"]),
         // Other resources add and remove read replicas.
         ("read_replicas", &[]),
+        ("valkey_version", &[]),
         ("sentinel_addresses", &["failover"]),
         // Powering off or on never moves the primary.
         ("current_primary", &["failover"]),

@@ -246,6 +246,9 @@ pub struct ServiceRecord {
     /// Set when the group speaks TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<GroupTls>,
+    /// The user's labels for the service or replica (`tags`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
     /// On a primary service: the group's application ACL users (valkey_user).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl_users: Vec<AclUserRecord>,

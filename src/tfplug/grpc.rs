@@ -32,6 +32,22 @@ impl<P: Provider> GrpcProvider<P> {
         self.stop.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
+    fn data_source_schema(&self, type_name: &str) -> Result<&Schema, Diagnostics> {
+        self.provider
+            .schemas()
+            .data_sources
+            .iter()
+            .find(|(name, _)| name == type_name)
+            .map(|(_, schema)| schema)
+            .ok_or_else(|| {
+                Diagnostic::error(
+                    format!("Unknown data source {type_name:?}"),
+                    "This provider does not implement that data source. Check the provider version.",
+                )
+                .into()
+            })
+    }
+
     fn resource_schema(&self, type_name: &str) -> Result<&Schema, Diagnostics> {
         self.provider
             .schemas()
@@ -102,7 +118,13 @@ impl<P: Provider> pb::provider_server::Provider for GrpcProvider<P> {
         Ok(Response::new(pb::get_metadata::Response {
             server_capabilities: Some(server_capabilities()),
             diagnostics: Vec::new(),
-            data_sources: Vec::new(),
+            data_sources: schemas
+                .data_sources
+                .iter()
+                .map(|(name, _)| pb::get_metadata::DataSourceMetadata {
+                    type_name: name.clone(),
+                })
+                .collect(),
             resources: schemas
                 .resources
                 .iter()
@@ -125,7 +147,11 @@ impl<P: Provider> pb::provider_server::Provider for GrpcProvider<P> {
                 .iter()
                 .map(|(name, schema)| (name.clone(), schema.to_proto()))
                 .collect(),
-            data_source_schemas: Default::default(),
+            data_source_schemas: schemas
+                .data_sources
+                .iter()
+                .map(|(name, schema)| (name.clone(), schema.to_proto()))
+                .collect(),
             diagnostics: Vec::new(),
             provider_meta: None,
             server_capabilities: Some(server_capabilities()),
@@ -167,11 +193,14 @@ impl<P: Provider> pb::provider_server::Provider for GrpcProvider<P> {
         &self,
         request: Request<pb::validate_data_resource_config::Request>,
     ) -> Result<Response<pb::validate_data_resource_config::Response>, Status> {
-        let diagnostics: Diagnostics = Diagnostic::error(
-            format!("Unknown data source {:?}", request.get_ref().type_name),
-            "This provider has no data sources.",
-        )
-        .into();
+        let req = request.get_ref();
+        let diagnostics = match self
+            .data_source_schema(&req.type_name)
+            .and_then(|s| decode(req.config.as_ref(), &s.value_type()))
+        {
+            Ok(config) => self.provider.validate_data_source_config(&req.type_name, &config),
+            Err(d) => d,
+        };
         Ok(Response::new(pb::validate_data_resource_config::Response {
             diagnostics: diagnostics.to_proto(),
         }))
@@ -371,13 +400,27 @@ impl<P: Provider> pb::provider_server::Provider for GrpcProvider<P> {
         &self,
         request: Request<pb::read_data_source::Request>,
     ) -> Result<Response<pb::read_data_source::Response>, Status> {
-        let diagnostics: Diagnostics = Diagnostic::error(
-            format!("Unknown data source {:?}", request.get_ref().type_name),
-            "This provider has no data sources.",
-        )
-        .into();
+        let req = request.into_inner();
+        let mut diagnostics = Diagnostics::new();
+        let mut state = None;
+        match self.data_source_schema(&req.type_name) {
+            Ok(schema) => {
+                let ty = schema.value_type();
+                match decode(req.config.as_ref(), &ty) {
+                    Ok(config) => {
+                        let response = self.provider.read_data_source(&req.type_name, config).await;
+                        diagnostics.extend(response.diagnostics);
+                        if !diagnostics.has_errors() {
+                            state = encode(&response.new_state, &ty, &mut diagnostics);
+                        }
+                    }
+                    Err(d) => diagnostics.extend(d),
+                }
+            }
+            Err(d) => diagnostics.extend(d),
+        }
         Ok(Response::new(pb::read_data_source::Response {
-            state: None,
+            state,
             diagnostics: diagnostics.to_proto(),
         }))
     }

@@ -11,6 +11,7 @@ use super::value::Value;
 pub struct ProviderSchemas {
     pub provider: Schema,
     pub resources: Vec<(String, Schema)>,
+    pub data_sources: Vec<(String, Schema)>,
 }
 
 pub struct PlanRequest {
@@ -81,4 +82,11 @@ pub trait Provider: Send + Sync + 'static {
     async fn apply(&self, request: ApplyRequest) -> ApplyResponse;
 
     async fn import(&self, type_name: &str, id: &str) -> ImportResponse;
+
+    fn validate_data_source_config(&self, _type_name: &str, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    /// A data source's state from its configuration (its arguments set, the rest null).
+    async fn read_data_source(&self, type_name: &str, config: Value) -> ReadResponse;
 }

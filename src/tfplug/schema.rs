@@ -135,6 +135,34 @@ impl Block {
         self.blocks.iter().find(|b| b.type_name == name)
     }
 
+    /// This block as a data source reads it: `arguments` stay as they are, every other
+    /// attribute is computed only (an argument with a default is optional and computed, since
+    /// no plan fills the default in), and blocks and write-only attributes, which a
+    /// data source cannot return, are left out. For data sources derived from a resource model.
+    pub fn read_only_except(&self, arguments: &[&str]) -> Block {
+        let attributes = self
+            .attributes
+            .iter()
+            .filter(|a| !a.write_only)
+            .map(|a| {
+                let mut a = a.clone();
+                if !arguments.contains(&a.name.as_str()) {
+                    (a.required, a.optional, a.computed, a.default, a.force_new) = (false, false, true, None, false);
+                } else if a.default.take().is_some() {
+                    // Terraform fills no default in a data source: the read reports the value.
+                    a.computed = true;
+                }
+                a.force_new = false;
+                a
+            })
+            .collect();
+        Block {
+            description: self.description.clone(),
+            attributes,
+            blocks: Vec::new(),
+        }
+    }
+
     /// `value` with every write-only attribute null (in this block and single nested blocks),
     /// as plans and states must have them.
     pub fn without_write_only(&self, value: &Value) -> Value {
@@ -217,6 +245,29 @@ mod write_only_tests {
             force_new: false,
             default: None,
         }
+    }
+
+    #[test]
+    fn a_data_source_block_keeps_its_arguments_and_computes_the_rest() {
+        let mut name = attr("name", false);
+        name.required = true;
+        let block = Block {
+            description: "d".into(),
+            attributes: vec![name, attr("secret_wo", true), attr("plan", false)],
+            blocks: vec![NestedBlock {
+                type_name: "timeouts".into(),
+                block: Block::default(),
+                nesting: Nesting::Single,
+                max_items: 1,
+            }],
+        };
+        let read_only = block.read_only_except(&["name"]);
+        let names: Vec<&str> = read_only.attributes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["name", "plan"]);
+        assert!(read_only.attributes[0].required && !read_only.attributes[0].computed);
+        let plan = &read_only.attributes[1];
+        assert!(plan.computed && !plan.optional && plan.default.is_none());
+        assert!(read_only.blocks.is_empty());
     }
 
     #[test]

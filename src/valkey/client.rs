@@ -198,7 +198,7 @@ impl NodeClient {
             .await
     }
 
-    /// INFO replication and CONFIG GET of `settings` in one round trip.
+    /// INFO replication and server, and CONFIG GET of `settings`, in one round trip.
     pub async fn replication_and_settings(
         &mut self,
         settings: &[&str],
@@ -206,6 +206,7 @@ impl NodeClient {
         let mut pipe = redis::pipe();
         pipe.cmd("INFO")
             .arg("replication")
+            .arg("server")
             .cmd("CONFIG")
             .arg("GET")
             .arg(settings);
