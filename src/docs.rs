@@ -1,5 +1,5 @@
 //! The registry-style documentation pages: the provider page from its template, and one page
-//! per resource, generated from the schemas (the model structs' doc comments) and the
+//! per resource and data source, generated from the schemas (the model structs' doc comments) and the
 //! examples. `make docs` writes them; a test fails when docs/ is stale.
 
 use std::path::{Path, PathBuf};
@@ -31,6 +31,18 @@ fn resource_page(root: &Path, type_name: &str, schema: &Schema) -> Result<String
     ))
 }
 
+fn data_source_page(root: &Path, type_name: &str, schema: &Schema) -> Result<String, String> {
+    let example = read(root, &format!("examples/data-sources/{type_name}/data-source.tf"))?;
+    let description = schema.block.description.replace('\n', " ");
+    Ok(format!(
+        "---\npage_title: \"{type_name} Data Source - terraform-provider-valkey\"\ndescription: |-\n  {}\n---\n\n\
+         # {type_name} (Data Source)\n\n{description}\n\n## Example Usage\n\n```terraform\n{}\n```\n\n{}",
+        first_sentence(&description),
+        example.trim_end(),
+        schema_markdown(&schema.block),
+    ))
+}
+
 /// Every generated page, as (path relative to the repository, contents).
 pub fn pages(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
     let provider = ValkeyProvider::new()?;
@@ -44,6 +56,13 @@ pub fn pages(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
         pages.push((
             PathBuf::from(format!("docs/resources/{file}.md")),
             resource_page(root, type_name, schema)?,
+        ));
+    }
+    for (type_name, schema) in &schemas.data_sources {
+        let file = type_name.trim_start_matches("valkey_");
+        pages.push((
+            PathBuf::from(format!("docs/data-sources/{file}.md")),
+            data_source_page(root, type_name, schema)?,
         ));
     }
     Ok(pages)

@@ -48,6 +48,28 @@ fn the_resource_examples_apply() {
     }
 }
 
+/// The user example, then each data source example reading what it made (its data directory
+/// is the user example's, as a second configuration on the same machine would share it).
+#[test]
+fn the_user_and_data_source_examples_apply() {
+    let owner = apply_cleanly("resources/valkey_user");
+    let password = owner.output("reporting_password");
+    for example in ["valkey_service", "valkey_read_replica", "valkey_user"] {
+        let reader = Terraform::from_example(&format!("data-sources/{example}"));
+        std::os::unix::fs::symlink(owner.data_dir(), reader.data_dir()).unwrap();
+        reader.apply();
+        let (changes, plan) = reader.plan_has_changes();
+        assert!(!changes, "{example}: {plan}");
+        match example {
+            "valkey_service" => assert_eq!(reader.ok(&["output", "-json", "sentinels"]).matches(':').count(), 3),
+            "valkey_read_replica" => assert!(reader.output("replication").starts_with("up from ")),
+            _ => assert_eq!(reader.output("reporting_password"), password),
+        }
+        std::fs::remove_file(reader.data_dir()).unwrap();
+    }
+    destroy(&owner);
+}
+
 #[test]
 fn the_multi_region_example_applies_in_declared_regions() {
     let tf = apply_cleanly("multi-region");

@@ -146,11 +146,23 @@ impl Block {
             .filter(|a| !a.write_only)
             .map(|a| {
                 let mut a = a.clone();
+                let replaces = a.force_new;
                 if !arguments.contains(&a.name.as_str()) {
                     (a.required, a.optional, a.computed, a.default, a.force_new) = (false, false, true, None, false);
                 } else if a.default.take().is_some() {
                     // Terraform fills no default in a data source: the read reports the value.
                     a.computed = true;
+                }
+                if replaces {
+                    // Nothing is replaced by a data source.
+                    a.description = a
+                        .description
+                        .replace('\n', " ")
+                        .split_inclusive(". ")
+                        .filter(|sentence| !sentence.starts_with("Changing it replaces"))
+                        .collect::<String>()
+                        .trim_end()
+                        .to_string();
                 }
                 a.force_new = false;
                 a
