@@ -89,6 +89,57 @@ pub const REPL_TIMEOUT_RANGE: (i64, i64) = (5, 3600);
 pub const DEFAULT_REPL_TIMEOUT: i64 = 60;
 /// I/O threads per node.
 pub const IO_THREADS_RANGE: (i64, i64) = (1, 16);
+/// Logical databases per node (Valkey's `databases`); it only grows, since keys in a database
+/// a smaller count drops would be lost.
+pub const DATABASES_RANGE: (i64, i64) = (1, 128);
+pub const DEFAULT_DATABASES: i64 = 16;
+/// LFU counter logarithm factor and decay minutes (`lfu-log-factor`, `lfu-decay-time`).
+pub const LFU_LOG_FACTOR_RANGE: (i64, i64) = (0, 100);
+pub const LFU_DECAY_TIME_RANGE: (i64, i64) = (1, 120);
+/// How hard a node works to expire keys, 1 (Valkey's default) to 10.
+pub const ACTIVE_EXPIRE_EFFORT_RANGE: (i64, i64) = (1, 10);
+/// Pub/Sub client output buffer hard limit, MiB (the soft limit is a quarter of it, for 60 s).
+pub const PUBSUB_BUFFER_LIMIT_MB_RANGE: (i64, i64) = (32, 512);
+/// What a new ACL user may publish and subscribe to when its rules name no channel.
+pub const ACL_CHANNELS_DEFAULTS: &[&str] = &["resetchannels", "allchannels"];
+/// Replication backlog, MiB: the writes a primary keeps for replicas that lose their link, so
+/// they resume with a partial sync instead of a full one. 64 MiB holds about 30 s of writes at
+/// 2 MiB/s. A plan allows up to a quarter of its memory.
+pub const DEFAULT_REPL_BACKLOG_MB: i64 = 64;
+/// Keyspace notification classes Valkey knows (`notify-keyspace-events`).
+pub const KEYSPACE_EVENT_FLAGS: &str = "KEg$lshzxetdmnA";
+
+/// The most replication backlog, MiB, a plan's nodes may keep: a quarter of their memory.
+pub fn max_repl_backlog_mb(plan: &Plan) -> i64 {
+    i64::try_from(plan.memory_bytes / 4 / (1024 * 1024)).unwrap_or(i64::MAX)
+}
+
+/// A `notify-keyspace-events` value: Valkey's flags, with K or E when not empty.
+pub fn keyspace_events(flags: &str) -> Result<(), String> {
+    if let Some(c) = flags.chars().find(|c| !KEYSPACE_EVENT_FLAGS.contains(*c)) {
+        return Err(format!(
+            "{c:?} is not a keyspace event class; use the flags of Valkey's notify-keyspace-events ({KEYSPACE_EVENT_FLAGS})"
+        ));
+    }
+    if !flags.is_empty() && !flags.contains(['K', 'E']) {
+        return Err(format!(
+            "{flags:?} names no channel: add K (keyspace), E (keyevent) or both, such as \"Ex\", or use \"\" to send none"
+        ));
+    }
+    Ok(())
+}
+
+pub fn acl_channels_default(value: &str) -> Result<(), String> {
+    if ACL_CHANNELS_DEFAULTS.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown value {value:?}; choose one of {}",
+            one_of(ACL_CHANNELS_DEFAULTS)
+        ))
+    }
+}
+
 /// Longest create, update or delete timeout: a day covers the initial sync of a very large
 /// dataset; a longer wait is better split into re-runs of apply.
 pub const MAX_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);

@@ -306,6 +306,14 @@ impl Provider for ValkeyProvider {
                 .diagnostics
                 .push(Diagnostic::error("This cloud's Valkey cannot speak TLS", detail).at(AttrPath::root("tls")));
         }
+        if config.attr("valkey_user_config").attr("activedefrag").as_bool() == Some(true)
+            && let Err(detail) = ctx.runtime.check_active_defrag().await
+        {
+            response.diagnostics.push(
+                Diagnostic::error("This cloud's Valkey cannot defragment", detail)
+                    .at(AttrPath::root("valkey_user_config").attr("activedefrag")),
+            );
+        }
         if !prior.is_null() && response.requires_replace.is_empty() {
             certificates::plan_renewal(&ctx, prior, &mut response.planned_state).await;
         }

@@ -121,6 +121,8 @@ fn spec() -> NodeSpec {
         replica_priority: None,
         tls_auth_clients: None,
         acl_users: Vec::new(),
+        databases: 16,
+        extra_settings: Vec::new(),
     };
     NodeSpec {
         settings: config.render(),

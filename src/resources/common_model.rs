@@ -32,6 +32,55 @@ pub struct UserConfigModel {
     /// server given as `primary_uri` pings every `repl-ping-replica-period` (10 s by default).
     #[schemars(extend("default" = 60))]
     pub repl_timeout: Option<i64>,
+
+    /// Keyspace events published to Pub/Sub (Valkey's `notify-keyspace-events` flags), such as
+    /// `Ex` (expired keys, on the keyevent channel); `""`, the default, publishes none.
+    #[schemars(extend("default" = ""))]
+    pub notify_keyspace_events: Option<String>,
+
+    /// Logical databases per node, 1 to 128 (Valkey's `databases`). It can only grow (keys in
+    /// the databases a smaller count drops would be lost), and changing it restarts the nodes.
+    /// Give read replicas at least as many as their primary.
+    #[schemars(extend("default" = 16))]
+    pub number_of_databases: Option<i64>,
+
+    /// How slowly the LFU counter of a key grows with hits, 0 to 100 (`lfu-log-factor`); for the
+    /// `*-lfu` maxmemory policies.
+    #[schemars(extend("default" = 10))]
+    pub lfu_log_factor: Option<i64>,
+
+    /// Minutes after which an idle key's LFU counter halves, 1 to 120 (`lfu-decay-time`).
+    #[schemars(extend("default" = 1))]
+    pub lfu_decay_time: Option<i64>,
+
+    /// How much CPU a node spends expiring keys, 1 to 10 (`active-expire-effort`): higher frees
+    /// memory held by expired keys sooner.
+    #[schemars(extend("default" = 1))]
+    pub active_expire_effort: Option<i64>,
+
+    /// Active defragmentation (`activedefrag`). Needs a valkey-server built with Valkey's own
+    /// jemalloc (the source release and the official images; not libc malloc builds such as
+    /// PyPI's, nor Debian's): the plan refuses it on a build without, naming the binary or image.
+    #[schemars(extend("default" = false))]
+    pub activedefrag: Option<bool>,
+
+    /// Output buffer hard limit of a Pub/Sub client, MiB, 32 to 512: a subscriber that falls
+    /// this far behind is disconnected (also after 60 s above a quarter of it).
+    #[schemars(extend("default" = 32))]
+    pub pubsub_client_output_buffer_limit: Option<i64>,
+
+    /// Channels an ACL user may use when its rules name none (`acl-pubsub-default`):
+    /// `resetchannels` (none, the default) or `allchannels`.
+    #[schemars(extend("default" = "resetchannels"))]
+    pub acl_channels_default: Option<String>,
+
+    /// Replication backlog, MiB (`repl-backlog-size`): the writes a primary keeps so that a
+    /// replica that lost its link (a network cut between regions, a restart) resumes with a
+    /// partial sync instead of a full resync of the dataset. 64 MiB keeps about 30 s at 2 MiB/s
+    /// of writes; size it to your write rate times the longest outage to ride out. A plan
+    /// allows up to a quarter of its memory.
+    #[schemars(extend("default" = 64))]
+    pub repl_backlog_size: Option<i64>,
 }
 
 /// What a service or read replica reports about itself beyond its nodes.

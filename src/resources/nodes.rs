@@ -212,9 +212,12 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
             to_start.push(node.index);
             continue;
         }
-        let live_threads = status.settings.get("io-threads").and_then(|t| t.parse::<i64>().ok());
-        if live_threads.is_some_and(|t| t != config.io_threads) {
-            // io-threads cannot change on a running node: restart it with the new config.
+        let live = |name: &str| status.settings.get(name).and_then(|t| t.parse::<i64>().ok());
+        let fixed_changed = live("io-threads").is_some_and(|t| t != config.io_threads)
+            || live("databases").is_some_and(|d| d != config.databases);
+        if fixed_changed {
+            // io-threads and databases cannot change on a running node: restart it with the
+            // new config.
             ctx.runtime
                 .stop(&id)
                 .await

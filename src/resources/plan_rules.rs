@@ -103,6 +103,8 @@ pub fn plan_change(shape: &PlanShape, block: &Block, prior: &Value, proposed: &V
             ..Default::default()
         };
     }
+    let mut diagnostics = Diagnostics::new();
+    super::validate::user_config_change(&mut diagnostics, prior, config);
     let replace = requires_replace(block, prior, &planned);
     let changed = |name: &&str| prior.attr(name) != planned.attr(name);
     let mut unknown: Vec<&str> = Vec::new();
@@ -122,6 +124,6 @@ pub fn plan_change(shape: &PlanShape, block: &Block, prior: &Value, proposed: &V
     PlanResponse {
         planned_state: planned,
         requires_replace: replace,
-        diagnostics: Diagnostics::new(),
+        diagnostics,
     }
 }

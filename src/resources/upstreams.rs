@@ -1,7 +1,7 @@
 //! Where each node of a record replicates from, and the config it runs with.
 
 use super::group_view::sentinel_upstream;
-use super::{Context, certificates, error, records};
+use super::{Context, certificates, error, records, user_config};
 use crate::catalog;
 use crate::runtime::{AclUserRecord, NodeSpec, ServiceRecord, Upstream};
 use crate::tfplug::Diagnostics;
@@ -94,6 +94,8 @@ pub fn node_config(
         upstream,
         replica_priority: record.failover_priority,
         tls_auth_clients: record.tls.as_ref().map(|t| t.auth_clients.clone()),
+        databases: uc.number_of_databases,
+        extra_settings: user_config::runtime_settings(uc),
         // The default user is requirepass's.
         acl_users: users
             .iter()

@@ -7,7 +7,24 @@ use super::common_model::UserConfigModel;
 use crate::runtime::UserConfigValues;
 
 /// The settings read back from nodes for drift detection.
-pub const DRIFT_SETTINGS: &[&str] = &["maxmemory-policy", "timeout", "save", "io-threads", "repl-timeout"];
+pub const DRIFT_SETTINGS: &[&str] = &[
+    "maxmemory-policy",
+    "timeout",
+    "save",
+    "io-threads",
+    "repl-timeout",
+    "notify-keyspace-events",
+    "databases",
+    "lfu-log-factor",
+    "lfu-decay-time",
+    "active-expire-effort",
+    "activedefrag",
+    "client-output-buffer-limit",
+    "acl-pubsub-default",
+    "repl-backlog-size",
+];
+
+const MIB: i64 = 1024 * 1024;
 
 /// The settings a user config asks for, defaults filled in.
 pub fn effective_user_config(model: Option<&UserConfigModel>) -> UserConfigValues {
@@ -19,6 +36,17 @@ pub fn effective_user_config(model: Option<&UserConfigModel>) -> UserConfigValue
         persistence: m.persistence.clone().unwrap_or(d.persistence),
         io_threads: m.io_threads.unwrap_or(d.io_threads),
         repl_timeout: m.repl_timeout.unwrap_or(d.repl_timeout),
+        notify_keyspace_events: m.notify_keyspace_events.clone().unwrap_or(d.notify_keyspace_events),
+        number_of_databases: m.number_of_databases.unwrap_or(d.number_of_databases),
+        lfu_log_factor: m.lfu_log_factor.unwrap_or(d.lfu_log_factor),
+        lfu_decay_time: m.lfu_decay_time.unwrap_or(d.lfu_decay_time),
+        active_expire_effort: m.active_expire_effort.unwrap_or(d.active_expire_effort),
+        activedefrag: m.activedefrag.unwrap_or(d.activedefrag),
+        pubsub_client_output_buffer_limit: m
+            .pubsub_client_output_buffer_limit
+            .unwrap_or(d.pubsub_client_output_buffer_limit),
+        acl_channels_default: m.acl_channels_default.clone().unwrap_or(d.acl_channels_default),
+        repl_backlog_size: m.repl_backlog_size.unwrap_or(d.repl_backlog_size),
     }
 }
 
@@ -30,7 +58,38 @@ pub fn user_config_model(values: &UserConfigValues) -> UserConfigModel {
         persistence: Some(values.persistence.clone()),
         io_threads: Some(values.io_threads),
         repl_timeout: Some(values.repl_timeout),
+        notify_keyspace_events: Some(values.notify_keyspace_events.clone()),
+        number_of_databases: Some(values.number_of_databases),
+        lfu_log_factor: Some(values.lfu_log_factor),
+        lfu_decay_time: Some(values.lfu_decay_time),
+        active_expire_effort: Some(values.active_expire_effort),
+        activedefrag: Some(values.activedefrag),
+        pubsub_client_output_buffer_limit: Some(values.pubsub_client_output_buffer_limit),
+        acl_channels_default: Some(values.acl_channels_default.clone()),
+        repl_backlog_size: Some(values.repl_backlog_size),
     }
+}
+
+/// The settings beyond the node engine's own that CONFIG SET changes on a running node, as
+/// valkey-server names them.
+pub fn runtime_settings(values: &UserConfigValues) -> Vec<(&'static str, String)> {
+    let hard = values.pubsub_client_output_buffer_limit;
+    vec![
+        ("notify-keyspace-events", values.notify_keyspace_events.clone()),
+        ("lfu-log-factor", values.lfu_log_factor.to_string()),
+        ("lfu-decay-time", values.lfu_decay_time.to_string()),
+        ("active-expire-effort", values.active_expire_effort.to_string()),
+        (
+            "activedefrag",
+            if values.activedefrag { "yes" } else { "no" }.to_string(),
+        ),
+        (
+            "client-output-buffer-limit",
+            format!("pubsub {}mb {}mb 60", hard, hard / 4),
+        ),
+        ("acl-pubsub-default", values.acl_channels_default.clone()),
+        ("repl-backlog-size", format!("{}mb", values.repl_backlog_size)),
+    ]
 }
 
 /// The block an import puts in state: absent when every setting is at its default, so a
@@ -39,12 +98,29 @@ pub fn imported_user_config(values: &UserConfigValues) -> Option<UserConfigModel
     (*values != UserConfigValues::default()).then(|| user_config_model(values))
 }
 
+/// Keyspace event flags as a set: Valkey reorders them, and `A` stands for `g$lshzxetd`.
+fn event_classes(flags: &str) -> std::collections::BTreeSet<char> {
+    flags.replace('A', "g$lshzxetd").chars().collect()
+}
+
+/// The pub/sub hard limit, MiB, in a `client-output-buffer-limit` value.
+fn pubsub_limit_mb(value: &str) -> Option<i64> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "pubsub")?;
+    words.get(at + 1)?.parse::<i64>().ok().map(|bytes| bytes / MIB)
+}
+
 /// The user config a node reports, for drift detection.
 pub fn live_user_config(settings: &HashMap<String, String>, fallback: &UserConfigModel) -> UserConfigModel {
     let get = |k: &str| settings.get(k).cloned();
+    let number = |k: &str| get(k).and_then(|t| t.parse::<i64>().ok());
+    let events = get("notify-keyspace-events").map(|live| match &fallback.notify_keyspace_events {
+        Some(declared) if event_classes(declared) == event_classes(&live) => declared.clone(),
+        _ => live,
+    });
     UserConfigModel {
         maxmemory_policy: get("maxmemory-policy").or_else(|| fallback.maxmemory_policy.clone()),
-        timeout: get("timeout").and_then(|t| t.parse().ok()).or(fallback.timeout),
+        timeout: number("timeout").or(fallback.timeout),
         persistence: get("save")
             .map(|s| {
                 if s.trim().is_empty() {
@@ -54,28 +130,59 @@ pub fn live_user_config(settings: &HashMap<String, String>, fallback: &UserConfi
                 }
             })
             .or_else(|| fallback.persistence.clone()),
-        io_threads: get("io-threads").and_then(|t| t.parse().ok()).or(fallback.io_threads),
-        repl_timeout: get("repl-timeout")
-            .and_then(|t| t.parse().ok())
-            .or(fallback.repl_timeout),
+        io_threads: number("io-threads").or(fallback.io_threads),
+        repl_timeout: number("repl-timeout").or(fallback.repl_timeout),
+        notify_keyspace_events: events.or_else(|| fallback.notify_keyspace_events.clone()),
+        number_of_databases: number("databases").or(fallback.number_of_databases),
+        lfu_log_factor: number("lfu-log-factor").or(fallback.lfu_log_factor),
+        lfu_decay_time: number("lfu-decay-time").or(fallback.lfu_decay_time),
+        active_expire_effort: number("active-expire-effort").or(fallback.active_expire_effort),
+        activedefrag: get("activedefrag").map(|v| v == "yes").or(fallback.activedefrag),
+        pubsub_client_output_buffer_limit: get("client-output-buffer-limit")
+            .and_then(|v| pubsub_limit_mb(&v))
+            .or(fallback.pubsub_client_output_buffer_limit),
+        acl_channels_default: get("acl-pubsub-default").or_else(|| fallback.acl_channels_default.clone()),
+        repl_backlog_size: number("repl-backlog-size")
+            .map(|bytes| bytes / MIB)
+            .or(fallback.repl_backlog_size),
     }
 }
 
 /// The declared user config block, overlaid with what the nodes report: the first node that
 /// answers with a setting other than the declared one shows it (a standby changed out of band
-/// is drift as much as the first node).
-/// `reported` holds the settings of each node that answered.
+/// is drift as much as the first node). A setting the block leaves unset is compared at its
+/// default. `reported` holds the settings of each node that answered.
 pub fn observed_user_config(
     declared: Option<&UserConfigModel>,
     reported: &[&HashMap<String, String>],
 ) -> Option<UserConfigModel> {
     let declared = declared?;
+    let complete = user_config_model(&effective_user_config(Some(declared)));
     let drifted = reported
         .iter()
         .filter(|s| !s.is_empty())
-        .map(|s| live_user_config(s, declared))
-        .find(|live| live != declared);
-    Some(drifted.unwrap_or_else(|| declared.clone()))
+        .map(|s| live_user_config(s, &complete))
+        .find(|live| *live != complete);
+    Some(match drifted {
+        // Settings the block leaves unset stay unset in state unless they drifted.
+        Some(live) => keep_unset(declared, &complete, live),
+        None => declared.clone(),
+    })
+}
+
+/// `live` with each setting that `declared` leaves unset and that is at its default (in
+/// `complete`) unset again, so only real drift shows in the plan.
+fn keep_unset(declared: &UserConfigModel, complete: &UserConfigModel, live: UserConfigModel) -> UserConfigModel {
+    let to_json = |m: &UserConfigModel| serde_json::to_value(m).unwrap_or_default();
+    let (declared_json, complete_json, mut live_json) = (to_json(declared), to_json(complete), to_json(&live));
+    if let Some(fields) = live_json.as_object_mut() {
+        for (name, value) in fields.iter_mut() {
+            if declared_json[name].is_null() && *value == complete_json[name] {
+                *value = serde_json::Value::Null;
+            }
+        }
+    }
+    serde_json::from_value(live_json).unwrap_or(live)
 }
 
 #[cfg(test)]
@@ -121,6 +228,7 @@ mod tests {
             persistence: Some("rdb".into()),
             io_threads: Some(1),
             repl_timeout: Some(60),
+            ..Default::default()
         };
         let node = |policy: &str| {
             HashMap::from([
@@ -140,5 +248,59 @@ mod tests {
             Some("allkeys-lru")
         );
         assert_eq!(observed_user_config(None, &[&other_policy]), None);
+    }
+
+    #[test]
+    fn new_settings_read_back_as_declared_though_valkey_rewrites_them() {
+        let declared = user_config_model(&UserConfigValues {
+            notify_keyspace_events: "Ex".into(),
+            pubsub_client_output_buffer_limit: 64,
+            repl_backlog_size: 128,
+            activedefrag: false,
+            ..Default::default()
+        });
+        let settings = HashMap::from([
+            ("notify-keyspace-events".to_string(), "xE".to_string()),
+            (
+                "client-output-buffer-limit".to_string(),
+                "normal 0 0 0 slave 268435456 67108864 60 pubsub 67108864 16777216 60".to_string(),
+            ),
+            ("repl-backlog-size".to_string(), (128 * MIB).to_string()),
+            ("activedefrag".to_string(), "no".to_string()),
+            ("acl-pubsub-default".to_string(), "resetchannels".to_string()),
+            ("databases".to_string(), "16".to_string()),
+        ]);
+        assert_eq!(live_user_config(&settings, &declared), declared);
+        let mut changed = settings.clone();
+        changed.insert("notify-keyspace-events".into(), "AK".into());
+        let live = live_user_config(&changed, &declared);
+        assert_eq!(live.notify_keyspace_events.as_deref(), Some("AK"));
+        assert_eq!(event_classes("AK"), event_classes("Kg$lshzxetd"));
+        let rendered = runtime_settings(&effective_user_config(Some(&declared)));
+        assert!(rendered.contains(&("client-output-buffer-limit", "pubsub 64mb 16mb 60".to_string())));
+        assert!(rendered.contains(&("repl-backlog-size", "128mb".to_string())));
+    }
+
+    #[test]
+    fn a_block_that_leaves_a_setting_unset_shows_it_only_when_it_drifted() {
+        let declared = UserConfigModel {
+            timeout: Some(0),
+            ..Default::default()
+        };
+        let at_defaults: HashMap<String, String> = HashMap::from([
+            ("timeout".to_string(), "0".to_string()),
+            ("lfu-log-factor".to_string(), "10".to_string()),
+        ]);
+        assert_eq!(
+            observed_user_config(Some(&declared), &[&at_defaults]),
+            Some(declared.clone())
+        );
+        let mut drifted = at_defaults.clone();
+        drifted.insert("lfu-log-factor".into(), "30".into());
+        let seen = observed_user_config(Some(&declared), &[&drifted]).unwrap();
+        assert_eq!(
+            (seen.timeout, seen.lfu_log_factor, seen.repl_timeout),
+            (Some(0), Some(30), None)
+        );
     }
 }

@@ -92,6 +92,83 @@ pub fn user_config(diags: &mut Diagnostics, config: &Value) {
         "repl_timeout",
         catalog::REPL_TIMEOUT_RANGE,
     );
+    string(
+        diags,
+        uc.attr("notify_keyspace_events"),
+        at("notify_keyspace_events"),
+        "notify_keyspace_events",
+        catalog::keyspace_events,
+    );
+    string(
+        diags,
+        uc.attr("acl_channels_default"),
+        at("acl_channels_default"),
+        "acl_channels_default",
+        catalog::acl_channels_default,
+    );
+    let ranges = [
+        ("number_of_databases", catalog::DATABASES_RANGE),
+        ("lfu_log_factor", catalog::LFU_LOG_FACTOR_RANGE),
+        ("lfu_decay_time", catalog::LFU_DECAY_TIME_RANGE),
+        ("active_expire_effort", catalog::ACTIVE_EXPIRE_EFFORT_RANGE),
+        (
+            "pubsub_client_output_buffer_limit",
+            catalog::PUBSUB_BUFFER_LIMIT_MB_RANGE,
+        ),
+    ];
+    for (name, range) in ranges {
+        integer(diags, uc.attr(name), at(name), name, range);
+    }
+    if let (Some(plan), Some(size)) = (
+        config.attr("plan").as_str().and_then(|p| catalog::plan(p).ok()),
+        uc.attr("repl_backlog_size").as_i64(),
+    ) {
+        let most = catalog::max_repl_backlog_mb(plan);
+        if !(1..=most).contains(&size) {
+            diags.push(
+                Diagnostic::error(
+                    "Invalid repl_backlog_size",
+                    format!(
+                        "valkey_user_config.repl_backlog_size: {size} MiB is not allowed on plan {:?}, whose nodes \
+                         may keep from 1 MiB to a quarter of their memory ({most} MiB) as backlog; use at most \
+                         {most}, or a bigger plan",
+                        plan.name
+                    ),
+                )
+                .at(at("repl_backlog_size")),
+            );
+        }
+    }
+}
+
+/// What a change of the user config block cannot do to an existing service or replica: shrink
+/// `number_of_databases` (keys in the dropped databases would be lost).
+pub fn user_config_change(diags: &mut Diagnostics, prior: &Value, config: &Value) {
+    let name = "number_of_databases";
+    let was = prior
+        .attr("valkey_user_config")
+        .attr(name)
+        .as_i64()
+        .unwrap_or(catalog::DEFAULT_DATABASES);
+    let wanted = config.attr("valkey_user_config").attr(name);
+    let is = match wanted {
+        Value::Unknown => return,
+        Value::Null => catalog::DEFAULT_DATABASES,
+        v => v.as_i64().unwrap_or(was),
+    };
+    if is < was {
+        diags.push(
+            Diagnostic::error(
+                "number_of_databases cannot shrink",
+                format!(
+                    "valkey_user_config.number_of_databases: {is} is fewer than the {was} the nodes have; keys in \
+                     databases {is} to {} would be lost. Keep {was} or more, or move the data and create a new service.",
+                    was - 1
+                ),
+            )
+            .at(AttrPath::root("valkey_user_config").attr(name)),
+        );
+    }
 }
 
 /// The timeouts block: each duration must parse.

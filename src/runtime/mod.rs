@@ -53,6 +53,12 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Ok when the nodes this runtime runs can defragment (a jemalloc build); else what to do
+    /// about it. Ok too when the runtime cannot tell before a node starts.
+    async fn check_active_defrag(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Chooses where a new node of `node.service` in `region` runs and returns its endpoint.
     /// Nothing runs yet.
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError>;

@@ -5,20 +5,28 @@ use serde::{Deserialize, Serialize};
 
 use super::node::Endpoint;
 
-/// Effective user configuration: every setting with its value (defaults filled in).
+/// Effective user configuration: every setting with its value (defaults filled in). A record
+/// written before a setting existed reads it at its default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UserConfigValues {
     pub maxmemory_policy: String,
     pub timeout: i64,
     pub persistence: String,
     pub io_threads: i64,
     /// Records written before this setting existed ran with Valkey's default.
-    #[serde(default = "default_repl_timeout")]
     pub repl_timeout: i64,
-}
-
-fn default_repl_timeout() -> i64 {
-    crate::catalog::DEFAULT_REPL_TIMEOUT
+    pub notify_keyspace_events: String,
+    pub number_of_databases: i64,
+    pub lfu_log_factor: i64,
+    pub lfu_decay_time: i64,
+    pub active_expire_effort: i64,
+    pub activedefrag: bool,
+    /// MiB.
+    pub pubsub_client_output_buffer_limit: i64,
+    pub acl_channels_default: String,
+    /// MiB.
+    pub repl_backlog_size: i64,
 }
 
 impl Default for UserConfigValues {
@@ -28,7 +36,16 @@ impl Default for UserConfigValues {
             timeout: 300,
             persistence: "rdb".into(),
             io_threads: 1,
-            repl_timeout: default_repl_timeout(),
+            repl_timeout: crate::catalog::DEFAULT_REPL_TIMEOUT,
+            notify_keyspace_events: String::new(),
+            number_of_databases: crate::catalog::DEFAULT_DATABASES,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+            active_expire_effort: 1,
+            activedefrag: false,
+            pubsub_client_output_buffer_limit: 32,
+            acl_channels_default: "resetchannels".into(),
+            repl_backlog_size: crate::catalog::DEFAULT_REPL_BACKLOG_MB,
         }
     }
 }

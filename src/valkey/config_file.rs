@@ -39,6 +39,10 @@ pub struct NodeConfig {
     pub tls_auth_clients: Option<String>,
     /// The group's application ACL users, as config file `user` lines (password hashes only).
     pub acl_users: Vec<String>,
+    /// Logical databases (`databases`): fixed while the node runs.
+    pub databases: i64,
+    /// Further settings CONFIG SET can change on a running node, as valkey-server names them.
+    pub extra_settings: Vec<(&'static str, String)>,
 }
 
 /// The TLS directives of a node or Sentinel of a group that speaks TLS, beyond where it listens
@@ -82,6 +86,7 @@ impl NodeConfig {
         if let Some(priority) = self.replica_priority {
             settings.push(("replica-priority", priority.to_string()));
         }
+        settings.extend(self.extra_settings.iter().cloned());
         settings
     }
 
@@ -113,6 +118,7 @@ impl NodeConfig {
         line("shutdown-on-sigterm default".into());
         line("shutdown-on-sigint nosave".into());
         line(format!("io-threads {}", self.io_threads));
+        line(format!("databases {}", self.databases));
         // Measured: the default 5 s diskless-sync delay dominates an empty initial sync.
         line("repl-diskless-sync yes".into());
         line("repl-diskless-sync-delay 0".into());
@@ -188,6 +194,8 @@ mod tests {
             replica_priority: None,
             tls_auth_clients: None,
             acl_users: vec!["user app on #ab ~app:* +get".into()],
+            databases: 16,
+            extra_settings: vec![("client-output-buffer-limit", "pubsub 32mb 8mb 60".into())],
         }
     }
 
@@ -222,6 +230,8 @@ mod tests {
         assert!(text.contains("save \"\"\n"));
         assert!(text.contains("maxmemory-policy allkeys-lru\n"));
         assert!(text.contains("io-threads 2\n"));
+        assert!(text.contains("databases 16\n"));
+        assert!(text.contains("client-output-buffer-limit \"pubsub 32mb 8mb 60\"\n"));
         assert!(text.contains("repl-diskless-sync-delay 0\n"));
         // Replicas with the shortest repl_timeout allowed (5 s) still hear a ping in time.
         assert!(text.contains("repl-timeout 60\n"));

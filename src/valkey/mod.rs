@@ -5,6 +5,7 @@ pub mod acl;
 pub mod certs;
 pub mod client;
 pub mod config_file;
+pub mod defrag_probe;
 pub mod info;
 pub mod sentinel;
 pub mod sentinel_config;

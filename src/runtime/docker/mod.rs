@@ -57,6 +57,8 @@ pub struct DockerRuntime {
     settings: DockerSettings,
     /// Whether the image's valkey-server was built with TLS, probed once when first asked.
     has_tls: tokio::sync::OnceCell<Result<bool, String>>,
+    /// Whether the image's valkey-server can defragment, probed once when first asked.
+    can_defragment: tokio::sync::OnceCell<Result<bool, String>>,
     hosts: Vec<Host>,
     store: DockerStore,
     owner: String,
@@ -84,6 +86,20 @@ fn config_file(kind: NodeKind) -> &'static str {
 }
 
 impl DockerRuntime {
+    /// What the image's valkey-server prints when run once with `args`, in a probe container on
+    /// the records' engine.
+    async fn image_output(&self, args: &[&str]) -> Result<String, String> {
+        let image = &self.settings.image;
+        let mut cmd = vec![VALKEY_SERVER.to_string()];
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        let name = format!("vkprobe-{}", rand::rng().random::<u32>());
+        let engine = self.store.engine();
+        engine
+            .output_of(&name, image, cmd, START_TIMEOUT)
+            .await
+            .map_err(|e| format!("cannot run the image {image} on engine {} to check it: {e}", engine.url))
+    }
+
     /// The runtime the settings describe; no engine is contacted yet.
     pub fn configure(settings: &DockerSettings) -> Result<Self, Vec<SettingError>> {
         let errors = settings.validate();
@@ -104,6 +120,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             settings: settings.clone(),
             has_tls: tokio::sync::OnceCell::new(),
+            can_defragment: tokio::sync::OnceCell::new(),
             hosts,
             store,
             owner: format!("{}{}", owner_prefix(), std::process::id()),
@@ -263,15 +280,9 @@ impl Runtime for DockerRuntime {
         let probed = self
             .has_tls
             .get_or_init(|| async {
-                let mut cmd = vec![VALKEY_SERVER.to_string()];
-                cmd.extend(crate::valkey::tls_probe::PROBE_ARGS.iter().map(|a| a.to_string()));
-                let name = format!("vkprobe-{}", rand::rng().random::<u32>());
-                let engine = self.store.engine();
-                engine
-                    .output_of(&name, image, cmd, START_TIMEOUT)
+                self.image_output(&crate::valkey::tls_probe::PROBE_ARGS)
                     .await
                     .map(|output| crate::valkey::tls_probe::built_with_tls(&output))
-                    .map_err(|e| format!("cannot run the image {image} on engine {} to check it: {e}", engine.url))
             })
             .await;
         match probed {
@@ -280,6 +291,27 @@ impl Runtime for DockerRuntime {
                 "the valkey-server of the docker image {image} was built without TLS. Set the docker block's image \
                  to one whose valkey-server has TLS (the official and Debian-based Valkey images do), or remove the \
                  tls block"
+            )),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    async fn check_active_defrag(&self) -> Result<(), String> {
+        let image = &self.settings.image;
+        let probed = self
+            .can_defragment
+            .get_or_init(|| async {
+                self.image_output(&crate::valkey::defrag_probe::PROBE_ARGS)
+                    .await
+                    .map(|output| crate::valkey::defrag_probe::can_defragment(&output))
+            })
+            .await;
+        match probed {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "the valkey-server of the docker image {image} cannot defragment: active defragmentation \
+                 needs a build with Valkey's own jemalloc (libc malloc builds and Debian's lack it). Use an image \
+                 built from the Valkey source release (the official images are), or set activedefrag = false"
             )),
             Err(e) => Err(e.clone()),
         }

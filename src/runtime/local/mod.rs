@@ -41,6 +41,8 @@ pub struct LocalRuntime {
     valkey_server: PathBuf,
     /// Whether valkey_server was built with TLS, probed once when first asked.
     has_tls: tokio::sync::OnceCell<Result<bool, String>>,
+    /// Whether valkey_server can defragment, probed once when first asked.
+    can_defragment: tokio::sync::OnceCell<Result<bool, String>>,
     regions: Regions,
     store: LocalStore,
     owner: String,
@@ -65,6 +67,7 @@ impl LocalRuntime {
             data_dir,
             valkey_server,
             has_tls: tokio::sync::OnceCell::new(),
+            can_defragment: tokio::sync::OnceCell::new(),
             regions,
             owner: format!("local-pid-{}", std::process::id()),
         })
@@ -273,6 +276,29 @@ impl Runtime for LocalRuntime {
                 "the valkey-server this provider runs ({}) was built without TLS. Set the provider's valkey_server \
                  (or VALKEY_SERVER) to a TLS-capable build, such as the valkey-server of Debian 13 or of the \
                  official images, or remove the tls block",
+                binary.display()
+            )),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    async fn check_active_defrag(&self) -> Result<(), String> {
+        let binary = &self.valkey_server;
+        let probed = self
+            .can_defragment
+            .get_or_init(|| async {
+                settings::probe_output(binary, &crate::valkey::defrag_probe::PROBE_ARGS)
+                    .await
+                    .map(|out| crate::valkey::defrag_probe::can_defragment(&out))
+            })
+            .await;
+        match probed {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "the valkey-server this provider runs ({}) cannot defragment: active defragmentation \
+                 needs a build with Valkey's own jemalloc (libc malloc builds and Debian's lack it). Set the provider's \
+                 valkey_server (or VALKEY_SERVER) to such a build, as from the Valkey source release, or set \
+                 activedefrag = false",
                 binary.display()
             )),
             Err(e) => Err(e.clone()),

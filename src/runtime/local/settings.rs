@@ -196,17 +196,22 @@ pub fn check_valkey_binary(binary: &Path) -> Result<String, String> {
 
 /// Whether `binary` was built with TLS (see `tls_probe`).
 pub async fn binary_has_tls(binary: &Path) -> Result<bool, String> {
+    let text = probe_output(binary, &crate::valkey::tls_probe::PROBE_ARGS).await?;
+    Ok(crate::valkey::tls_probe::built_with_tls(&text))
+}
+
+/// What `binary` run with `args` prints (stdout, then stderr), within 10 s.
+pub async fn probe_output(binary: &Path, args: &[&str]) -> Result<String, String> {
     let probe = tokio::process::Command::new(binary)
-        .args(crate::valkey::tls_probe::PROBE_ARGS)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(10), probe)
         .await
-        .map_err(|_| format!("{} did not exit within 10 s when probed for TLS", binary.display()))?
+        .map_err(|_| format!("{} did not exit within 10 s when probed", binary.display()))?
         .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    Ok(crate::valkey::tls_probe::built_with_tls(&text))
+    Ok(String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
 }
 
 /// data_dir as an absolute path (relative ones are under Terraform's working directory).
