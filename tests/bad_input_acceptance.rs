@@ -41,6 +41,10 @@ enum Kind {
     Duration,
     Int((i64, i64)),
     Bool,
+    /// Keyspace event flags, where "" is valid.
+    Flags,
+    /// A map of strings (tags).
+    Map,
 }
 
 /// HCL for a string literal. HCL's escapes match JSON's except for template sequences.
@@ -119,6 +123,18 @@ fn bad_values(kind: Kind) -> Vec<String> {
             v
         }
         Kind::Bool => vec![hcl("maybe"), hcl(""), "[true]".into(), "{}".into()],
+        Kind::Flags => {
+            let mut v = strings(&[" ", "Z", "g$", "Ex Ex", "ünï", "E\nx", "$(id)"]);
+            v.extend(wrong_types);
+            v
+        }
+        Kind::Map => vec![
+            hcl("team"),
+            "true".into(),
+            "[\"x\"]".into(),
+            "{ a = [1] }".into(),
+            "{ a = { b = 1 } }".into(),
+        ],
     }
 }
 
@@ -149,6 +165,16 @@ fn user_config_and_timeouts(body: &mut Body) {
     body.insert("valkey_user_config.persistence", hcl("rdb"));
     body.insert("valkey_user_config.io_threads", "1".into());
     body.insert("valkey_user_config.repl_timeout", "60".into());
+    body.insert("valkey_user_config.notify_keyspace_events", hcl("Ex"));
+    body.insert("valkey_user_config.number_of_databases", "16".into());
+    body.insert("valkey_user_config.lfu_log_factor", "10".into());
+    body.insert("valkey_user_config.lfu_decay_time", "1".into());
+    body.insert("valkey_user_config.active_expire_effort", "1".into());
+    body.insert("valkey_user_config.activedefrag", "false".into());
+    body.insert("valkey_user_config.pubsub_client_output_buffer_limit", "32".into());
+    body.insert("valkey_user_config.acl_channels_default", hcl("resetchannels"));
+    body.insert("valkey_user_config.repl_backlog_size", "64".into());
+    body.insert("tags", "{ team = \"payments\" }".into());
     for path in ["timeouts.create", "timeouts.update", "timeouts.delete"] {
         body.insert(path, hcl("5m"));
     }
@@ -196,13 +222,23 @@ fn replica() -> Body {
     body.insert("failover_priority", "100".into());
     body.insert("promote", "false".into());
     body.insert("powered", "true".into());
+    body.insert("termination_protection", "false".into());
     user_config_and_timeouts(&mut body);
     body
 }
 
 fn kind_of(path: &str) -> Kind {
     match path.rsplit('.').next().unwrap() {
-        "termination_protection" | "powered" | "enabled" | "promote" => Kind::Bool,
+        "termination_protection" | "powered" | "enabled" | "promote" | "activedefrag" => Kind::Bool,
+        "notify_keyspace_events" => Kind::Flags,
+        "tags" => Kind::Map,
+        "number_of_databases" => Kind::Int(catalog::DATABASES_RANGE),
+        "lfu_log_factor" => Kind::Int(catalog::LFU_LOG_FACTOR_RANGE),
+        "lfu_decay_time" => Kind::Int(catalog::LFU_DECAY_TIME_RANGE),
+        "active_expire_effort" => Kind::Int(catalog::ACTIVE_EXPIRE_EFFORT_RANGE),
+        "pubsub_client_output_buffer_limit" => Kind::Int(catalog::PUBSUB_BUFFER_LIMIT_MB_RANGE),
+        // startup-4's nodes may keep up to a quarter of their 4 GiB.
+        "repl_backlog_size" => Kind::Int((1, 1024)),
         "down_after_ms" => Kind::Int(catalog::DOWN_AFTER_MS_RANGE),
         "failover_priority" => Kind::Int(catalog::FAILOVER_PRIORITY_RANGE),
         "timeout" => Kind::Int(catalog::CLIENT_TIMEOUT_RANGE),

@@ -182,7 +182,7 @@ resource "valkey_service" "solo" {{
     support::config_set(&mut conn, "maxmemory-policy", "volatile-ttl");
     let (changes, text) = tf.plan_has_changes();
     assert!(
-        changes && text.contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#),
+        changes && support::flatten(&text).contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#),
         "{text}"
     );
     tf.apply();

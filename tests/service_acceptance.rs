@@ -53,7 +53,7 @@ fn service_lifecycle_create_use_drift_import_destroy() {
     support::config_set(&mut conn, "maxmemory-policy", "volatile-ttl");
     let (changes, plan) = tf.plan_has_changes();
     assert!(
-        changes && plan.contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#),
+        changes && support::flatten(&plan).contains(r#"maxmemory_policy = "volatile-ttl" -> "allkeys-lru""#),
         "{plan}"
     );
     tf.apply();
