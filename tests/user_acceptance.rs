@@ -355,6 +355,14 @@ resource "valkey_user" "worker" {{
   keys       = ["jobs:*"]
   categories = ["+@list", "+@connection"]
 }}
+
+resource "valkey_user" "ops" {{
+  service    = valkey_service.main.name
+  username   = "ops"
+  password   = "ops-Password-{version}"
+  categories = ["+@connection"]
+  commands   = ["+info"]
+}}
 "#
     )
 }
@@ -399,6 +407,10 @@ fn users_reach_later_replicas_rotate_and_import_on_a_second_workstation() {
         .to_string();
     assert!(login(&late_addr, "worker", &worker_password).is_ok());
     assert!(login(&late_addr, "default", "default-1-Secret").is_ok());
+    assert!(
+        login(&late_addr, "ops", "ops-Password-1").is_ok(),
+        "a password given in the configuration"
+    );
 
     // New write-only passwords take effect on every member when their version changes; the old
     // ones stop working.
@@ -413,6 +425,7 @@ fn users_reach_later_replicas_rotate_and_import_on_a_second_workstation() {
         assert!(login(addr, "app", "first-App-Pw").is_err(), "{addr}");
         assert!(login(addr, "default", "default-2-Secret").is_ok(), "{addr}");
         assert!(login(addr, "default", "default-1-Secret").is_err(), "{addr}");
+        assert!(login(addr, "ops", "ops-Password-2").is_ok(), "{addr}");
     }
     // The provider still manages the group: a power cycle of the service.
     tf.write_config(

@@ -172,9 +172,10 @@ async fn set_everywhere(members: &[Member], args: &[String], username: &str) -> 
     Ok(listed)
 }
 
-/// The password to set and whether it is the user's own (write-only): the planned write-only
-/// one when given and new (a create, a new `password_wo_version`, or a change from a
-/// generated password), a fresh one when the plan left `password` unknown, else none (keep).
+/// The password to set and whether it is write-only: the planned write-only one when given
+/// and new (a create, a new `password_wo_version`, or a change from a password in state), a
+/// fresh one when the plan left `password` unknown, the planned `password` when it changed,
+/// else none (keep).
 fn new_password(prior: &AclUserModel, planned: &AclUserModel, planned_value: &Value) -> Option<(String, bool)> {
     if let Some(wo) = &planned.password_wo {
         let fresh = prior.username.is_empty()
@@ -182,10 +183,13 @@ fn new_password(prior: &AclUserModel, planned: &AclUserModel, planned_value: &Va
             || prior.password.as_deref().is_some_and(|p| !p.is_empty());
         return fresh.then(|| (wo.clone(), true));
     }
-    planned_value
-        .attr("password")
-        .is_unknown()
-        .then(|| (generate_secret(), false))
+    match planned_value.attr("password") {
+        Value::Unknown => Some((generate_secret(), false)),
+        Value::String(given) if !given.is_empty() && prior.password.as_deref() != Some(given) => {
+            Some((given.clone(), false))
+        }
+        _ => None,
+    }
 }
 
 /// The state of a user as applied: what was planned, with the password generated (empty when
@@ -557,7 +561,7 @@ mod tests {
         let wo = s.block.attribute("password_wo").unwrap();
         assert!(wo.write_only && wo.sensitive && wo.optional);
         let generated = s.block.attribute("password").unwrap();
-        assert!(generated.computed && generated.sensitive && !generated.optional);
+        assert!(generated.computed && generated.sensitive && generated.optional && !generated.write_only);
         assert!(s.block.attribute("username").unwrap().force_new);
     }
 }

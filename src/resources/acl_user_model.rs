@@ -45,12 +45,14 @@ pub struct AclUserModel {
     /// Pub/Sub channel patterns the user may use, such as `["events:*"]`. None: no channel.
     pub channels: Option<Vec<String>>,
 
-    /// The password the provider generated, when `password_wo` is not set (empty otherwise).
-    #[schemars(extend("x-computed" = true, "x-sensitive" = true))]
+    /// The user's password, 8 to 256 characters, kept in state (sensitive); generated when
+    /// neither it nor `password_wo` is set; empty with `password_wo`.
+    #[schemars(extend("x-computed" = true, "x-optional" = true, "x-sensitive" = true))]
     pub password: Option<String>,
 
-    /// A password of yours instead of a generated one. Write-only: Terraform keeps it in no
-    /// plan and no state, and the nodes keep only its SHA-256. Needs `password_wo_version`.
+    /// A password of yours, 8 to 256 characters, instead of `password`. Write-only: Terraform
+    /// keeps it in no plan and no state, and the nodes keep only its SHA-256. Needs
+    /// `password_wo_version`.
     #[schemars(extend("x-write-only" = true))]
     pub password_wo: Option<String>,
 

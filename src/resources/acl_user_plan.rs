@@ -73,14 +73,29 @@ pub fn validate_config(config: &Value) -> Diagnostics {
             );
         }
     }
+    let length = |attr: &str, d: &mut Diagnostics| {
+        if let Some(password) = config.attr(attr).as_str()
+            && !(8..=256).contains(&password.chars().count())
+        {
+            d.push(
+                Diagnostic::error(
+                    format!("Invalid {attr}"),
+                    format!("{attr} must be 8 to 256 characters; leave it unset to have one generated."),
+                )
+                .at(AttrPath::root(attr)),
+            );
+        }
+    };
+    length("password", &mut d);
+    length("password_wo", &mut d);
     let wo = config.attr("password_wo");
-    if wo.as_str() == Some("") {
+    if !wo.is_null() && !config.attr("password").is_null() {
         d.push(
             Diagnostic::error(
-                "Invalid password_wo",
-                "password_wo cannot be empty; leave it unset to have one generated.",
+                "Conflicting passwords",
+                "set password or password_wo, not both: password_wo keeps the password out of state.",
             )
-            .at(AttrPath::root("password_wo")),
+            .at(AttrPath::root("password")),
         );
     }
     if !wo.is_null() && config.attr("password_wo_version").is_null() {
@@ -111,9 +126,12 @@ pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Valu
     let rules = rules_of(config).map_or(Value::Unknown, |r| Value::String(r.render()));
     planned.set_attr("acl_rules", rules);
     let write_only = !config.attr("password_wo").is_null();
+    let given = config.attr("password");
     let generated_before = prior.attr("password").as_str().is_some_and(|p| !p.is_empty());
     let password = if write_only {
         Value::String(String::new())
+    } else if !given.is_null() {
+        given.clone()
     } else if creating || !generated_before {
         Value::Unknown
     } else {
@@ -121,7 +139,7 @@ pub fn plan_change(block: &Block, prior: &Value, proposed: &Value, config: &Valu
     };
     planned.set_attr("password", password);
     let requires_replace = requires_replace(block, prior, &planned);
-    if !requires_replace.is_empty() && !write_only {
+    if !requires_replace.is_empty() && !write_only && given.is_null() {
         planned.set_attr("password", Value::Unknown);
     }
     PlanResponse {
@@ -197,6 +215,10 @@ mod tests {
         prior.set_attr("password_wo_version", Value::Number(Number::Int(2)));
         let generated = plan_change(&block, &prior, &config(&[]), &config(&[])).planned_state;
         assert!(generated.attr("password").is_unknown());
+        // A password of yours is planned as given, and a new one is an update.
+        let own = config(&[("password", s("my-own-password"))]);
+        let planned = plan_change(&block, &prior, &own, &own).planned_state;
+        assert_eq!(planned.attr("password"), &s("my-own-password"));
     }
 
     #[test]
@@ -219,10 +241,14 @@ mod tests {
 
     #[test]
     fn bad_rules_and_a_narrowed_default_user_are_refused_at_their_attribute() {
-        let c = config(&[("commands", list(&["get"])), ("password_wo", s("x"))]);
+        let c = config(&[
+            ("commands", list(&["get"])),
+            ("password_wo", s("x")),
+            ("password", s("long-enough")),
+        ]);
         let d = validate_config(&c);
         let paths: Vec<String> = d.0.iter().map(|d| d.path.as_ref().unwrap().to_string()).collect();
-        assert_eq!(paths, ["commands[0]", "password_wo_version"]);
+        assert_eq!(paths, ["commands[0]", "password_wo", "password", "password_wo_version"]);
         let default = obj(&[
             ("service", s("main")),
             ("username", s("default")),

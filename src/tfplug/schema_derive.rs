@@ -5,7 +5,8 @@
 //! - doc comments become descriptions; `Option<T>` fields are optional, others required;
 //! - `"default"` makes an attribute optional and computed, filled in at plan time;
 //! - extensions: `x-computed` (set by the provider only), `x-sensitive`, `x-write-only`
-//!   (configuration only, never in plans or state; sensitive too), `x-force-new` (changing it
+//!   (configuration only, never in plans or state; sensitive too), `x-optional` (a computed
+//!   attribute the user may set too), `x-force-new` (changing it
 //!   replaces the resource) and `x-block` (a nested struct is a block, not a nested attribute);
 //! - nested structs and lists of structs become nested attributes (or blocks with `x-block`).
 
@@ -173,8 +174,9 @@ fn block_from(schema: &Json, root: &Json) -> Result<Block, String> {
             kind,
             description: text,
             required,
-            // Optional unless required, or computed with nothing for the user to set.
-            optional: !(required || (computed && default.is_none())),
+            // Optional unless required, or computed with nothing for the user to set (`x-optional`
+            // lets the user set a computed one).
+            optional: !(required || (computed && default.is_none() && !flag(prop, "x-optional"))),
             computed: computed || default.is_some(),
             sensitive: flag(prop, "x-sensitive") || flag(prop, "x-write-only"),
             write_only: flag(prop, "x-write-only"),
