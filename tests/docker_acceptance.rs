@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use support::Terraform;
 
+/// The application user's write-only password in the failover test.
+const APP_PASSWORD: &str = "docker-App-Pw-42";
+
 fn config(marker: &str) -> String {
     format!(
         r#"
@@ -264,6 +267,16 @@ resource "valkey_read_replica" "far" {{
   plan            = "startup-4"
   region          = "region-b"
 }}
+
+resource "valkey_user" "app" {{
+  service             = valkey_service.main.name
+  cloud               = "docker"
+  username            = "app"
+  password_wo         = "{APP_PASSWORD}"
+  password_wo_version = 1
+  keys                = ["w:*"]
+  categories          = ["+@read", "+@write", "+@connection"]
+}}
 "#
     );
     let tf = applied(&body);
@@ -272,7 +285,11 @@ resource "valkey_read_replica" "far" {{
     let (main, far) = (tf.address("valkey_service.main"), tf.address("valkey_read_replica.far"));
     let members = [main.clone(), far.clone()];
     wait_consistent(&access, &members, Some(&main), Duration::from_secs(10));
-    let writer = SentinelWriter::start(&access, tf.dir.path().join("writer.log"), "w");
+    // The client logs in as the application user, whose password only this test knows.
+    assert!(!tf.ok(&["show", "-json"]).contains(APP_PASSWORD));
+    let mut as_app = access.clone();
+    (as_app.username, as_app.password) = (Some("app".into()), APP_PASSWORD.into());
+    let writer = SentinelWriter::start(&as_app, tf.dir.path().join("writer.log"), "w");
     std::thread::sleep(Duration::from_millis(500));
 
     let (engine, container) = (docker_hosts::host(1).0, format!("vk-main-{marker}-0"));
@@ -319,6 +336,12 @@ resource "valkey_read_replica" "far" {{
     assert_eq!(tf.state_attributes("valkey_service.main")["role"], "replica");
     let (changes, text) = tf.plan_has_changes();
     assert!(!changes, "{text}");
+    // The restarted container has the user from its config file.
+    let restarted = redis::Client::open(format!("redis://app:{APP_PASSWORD}@{main}").as_str()).unwrap();
+    assert!(
+        restarted.get_connection_with_timeout(Duration::from_secs(5)).is_ok(),
+        "app on {main}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     stop_and_check_writes(writer, &access, &far, killed, "kill");
     docker_hosts::destroy_leaves_nothing(&tf, &marker);

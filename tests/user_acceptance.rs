@@ -483,6 +483,28 @@ resource "valkey_user" "worker" {
     );
     tf.apply();
     assert!(login(&late_addr, "worker", &worker_password).is_err());
+
+    // A command Valkey does not know passes the plan's syntax check; the first member refuses
+    // it at apply, at the attribute, and no member gets the user.
+    let unknown = "\nresource \"valkey_user\" \"odd\" {\n  service  = valkey_service.main.name\n  username = \"odd\"\n  password = \"odd-Password-1\"\n  commands = [\"+nosuchcommand\"]\n}\n";
+    tf.write_config(&(small_group(&users(2, 2), true) + unknown));
+    let out = tf.fails(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(
+        out.contains("Valkey refused the user's rules") && out.contains("Fix commands"),
+        "{out}"
+    );
+    assert!(
+        out.contains("commands = [\"+nosuchcommand\"]"),
+        "the error points at commands: {out}"
+    );
+    for addr in [&main_addr, &late_addr] {
+        assert!(login(addr, "odd", "odd-Password-1").is_err(), "{addr}");
+    }
+
+    // Destroying the default user's resource leaves its password as it is.
+    tf.write_config(&small_group(&users(2, 2), true).replace("resource \"valkey_user\" \"default\"", "resource \"terraform_data\" \"was_default\"").replace("  service             = valkey_service.main.name\n  username            = \"default\"\n  password_wo         = \"default-2-Secret\"\n  password_wo_version = 2\n", "  input = \"x\"\n"));
+    tf.apply();
+    assert!(login(&main_addr, "default", "default-2-Secret").is_ok());
     tf.ok(&["destroy", "-auto-approve", "-input=false"]);
 }
 
