@@ -107,12 +107,17 @@ fn sentinel_logs(tf: &Terraform) -> String {
         .join("\n")
 }
 
-/// The node's role and the primary it follows; empty while it cannot answer (Sentinel kills a
-/// rejoining primary's client connections when it makes it a replica), as the callers poll.
+/// The node's role and the primary it follows; empty while it cannot answer (Sentinel kills
+/// the client connections of every node it reconfigures, the one being set up included), as
+/// the callers poll.
 fn replication(uri: &str) -> (String, String) {
-    let mut conn = connect(uri);
+    let unanswered = || (String::new(), String::new());
+    let Ok(mut conn) = redis::Client::open(uri).and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+    else {
+        return unanswered();
+    };
     let Ok(info) = redis::cmd("INFO").arg("replication").query::<String>(&mut conn) else {
-        return (String::new(), String::new());
+        return unanswered();
     };
     let field = |k: &str| {
         info.lines()

@@ -119,26 +119,38 @@ pub fn user_config(diags: &mut Diagnostics, config: &Value) {
     for (name, range) in ranges {
         integer(diags, uc.attr(name), at(name), name, range);
     }
-    if let (Some(plan), Some(size)) = (
-        config.attr("plan").as_str().and_then(|p| catalog::plan(p).ok()),
-        uc.attr("repl_backlog_size").as_i64(),
-    ) {
-        let most = catalog::max_repl_backlog_mb(plan);
-        if !(1..=most).contains(&size) {
-            diags.push(
-                Diagnostic::error(
-                    "Invalid repl_backlog_size",
-                    format!(
-                        "valkey_user_config.repl_backlog_size: {size} MiB is not allowed on plan {:?}, whose nodes \
-                         may keep from 1 MiB to a quarter of their memory ({most} MiB) as backlog; use at most \
-                         {most}, or a bigger plan",
-                        plan.name
-                    ),
-                )
-                .at(at("repl_backlog_size")),
-            );
-        }
+    repl_backlog_size(diags, config, uc.attr("repl_backlog_size"), at("repl_backlog_size"));
+}
+
+/// The backlog against what the configured plan allows (the largest plan's limit while the
+/// plan is not known yet).
+fn repl_backlog_size(diags: &mut Diagnostics, config: &Value, value: &Value, path: AttrPath) {
+    let plan = config.attr("plan").as_str().and_then(|p| catalog::plan(p).ok());
+    let most = match plan {
+        Some(plan) => catalog::max_repl_backlog_mb(plan),
+        None => catalog::PLANS
+            .iter()
+            .map(catalog::max_repl_backlog_mb)
+            .max()
+            .unwrap_or(1),
+    };
+    let Some(size) = value.as_i64() else {
+        // Not a whole number (or null): the general check says so.
+        integer(diags, value, path, "repl_backlog_size", (1, most));
+        return;
+    };
+    if (1..=most).contains(&size) {
+        return;
     }
+    let detail = match plan {
+        Some(plan) => format!(
+            "{path}: {size} MiB is not allowed on plan {:?}, whose nodes may keep from 1 MiB to a quarter of their \
+             memory ({most} MiB) as backlog; use at most {most}, or a bigger plan",
+            plan.name
+        ),
+        None => format!("{path}: {size} MiB is out of range; use 1 to {most}, within a quarter of the plan's memory"),
+    };
+    diags.push(Diagnostic::error("Invalid repl_backlog_size", detail).at(path));
 }
 
 /// What a change of the user config block cannot do to an existing service or replica: shrink
