@@ -2,6 +2,7 @@
 //! lifecycle (create, read, update, delete, import) that drives the runtime.
 
 pub mod acl_user;
+pub mod acl_user_members;
 pub mod acl_user_model;
 pub mod acl_user_plan;
 pub mod certificates;

@@ -13,7 +13,7 @@ use super::read_replica_model::TopologyModel;
 use super::read_replica_plan;
 use super::secrets::GroupSecrets;
 use super::timeouts::timeout_of;
-use super::{Context, acl_user, certificates, error};
+use super::{Context, acl_user_members, certificates, error};
 use super::{converge, failover, group_view, nodes, records, service, switchover, upstreams, user_config};
 use crate::catalog;
 use crate::registry;
@@ -261,7 +261,7 @@ impl Lifecycle for ReadReplicaResource {
         };
         let mut started = nodes::start_new_then(ctx, &mut record, planned.powered != Some(false), grouping).await;
         if started.is_ok() && group.is_some() && planned.powered != Some(false) {
-            started = acl_user::catch_up(ctx, &mut record).await;
+            started = acl_user_members::catch_up(ctx, &mut record).await;
         }
         if started.is_ok() && group.is_some() && planned.promote == Some(true) {
             started = switchover::promote(ctx, &record).await;

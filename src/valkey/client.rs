@@ -29,6 +29,19 @@ pub enum ValkeyError {
     },
 }
 
+impl ValkeyError {
+    /// Whether the node answered with an error (it refused what it was asked), rather than
+    /// the connection failing under the request (the node stopping, say).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            ValkeyError::Command { source, .. } => {
+                !(source.is_io_error() || source.is_connection_dropped() || source.is_timeout())
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A member of a group that speaks TLS, as TLS knows it: the group's CA certificate, which it
 /// trusts, and a certificate the CA issued it with its key (PEM), which it presents: a node
 /// serves with it, a client shows it to nodes that verify their clients.

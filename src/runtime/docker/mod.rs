@@ -236,10 +236,32 @@ impl DockerRuntime {
             // Sentinels hold no data and restart.
             restart: node.kind == NodeKind::Sentinel,
         };
-        host.engine
-            .create(&spec)
-            .await
-            .map_err(|e| host.engine.error("cannot create a container", e))
+        match host.engine.create(&spec).await {
+            // A create the engine finished after its caller gave up (a cancelled start) made
+            // the container between the listing and this create: it is the same container if
+            // it has this endpoint, else it is replaced.
+            Err(EngineError::Conflict) => {
+                let made = host
+                    .engine
+                    .list(&spec.name)
+                    .await
+                    .map_err(|e| host.engine.error("cannot list containers", e))?
+                    .into_iter()
+                    .find(|(n, _)| *n == spec.name);
+                if made.is_some_and(|(_, labels)| labels.get(LABEL_ENDPOINT) == spec.labels.get(LABEL_ENDPOINT)) {
+                    return Ok(());
+                }
+                host.engine
+                    .remove(&spec.name)
+                    .await
+                    .map_err(|e| host.engine.error("cannot replace a container", e))?;
+                host.engine
+                    .create(&spec)
+                    .await
+                    .map_err(|e| host.engine.error("cannot create a container", e))
+            }
+            other => other.map_err(|e| host.engine.error("cannot create a container", e)),
+        }
     }
 }
 
