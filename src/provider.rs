@@ -129,11 +129,7 @@ impl ValkeyProvider {
     }
 
     fn block(&self, type_name: &str) -> Option<&crate::tfplug::schema::Block> {
-        self.schemas
-            .resources
-            .iter()
-            .find(|(n, _)| n == type_name)
-            .map(|(_, s)| &s.block)
+        self.schemas.resource(type_name).map(|s| &s.block)
     }
 }
 
@@ -379,10 +375,8 @@ impl Provider for ValkeyProvider {
     async fn read_data_source(&self, type_name: &str, config: Value) -> ReadResponse {
         let ty = self
             .schemas
-            .data_sources
-            .iter()
-            .find(|(n, _)| n == type_name)
-            .map(|(_, s)| s.value_type())
+            .data_source(type_name)
+            .map(|s| s.value_type())
             .unwrap_or(crate::tfplug::Type::Dynamic);
         let cloud = validate::cloud_of(&config).to_string();
         let ctx = match self.context(&cloud) {

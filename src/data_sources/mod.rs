@@ -30,7 +30,7 @@ pub async fn read_member<R: Lifecycle>(r: &R, ctx: &Context, config: &Value, ty:
         Ok((state, warnings))
     }
     .await;
-    respond(result, config)
+    ReadResponse::from_result(result, config)
 }
 
 /// The state of data source valkey_user: the user's rules and, with `include_password`, its
@@ -47,21 +47,11 @@ pub async fn read_user(ctx: &Context, cloud: &str, config: &Value, ty: &Type) ->
         Ok((state, Diagnostics::new()))
     }
     .await;
-    respond(result, config)
+    ReadResponse::from_result(result, config)
 }
 
 fn not_found(attribute: &str, detail: String) -> Diagnostics {
     Diagnostic::error("Not found", detail)
         .at(AttrPath::root(attribute))
         .into()
-}
-
-fn respond(result: Result<(Value, Diagnostics), Diagnostics>, config: &Value) -> ReadResponse {
-    match result {
-        Ok((new_state, diagnostics)) => ReadResponse { new_state, diagnostics },
-        Err(diagnostics) => ReadResponse {
-            new_state: config.clone(),
-            diagnostics,
-        },
-    }
 }

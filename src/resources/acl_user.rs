@@ -61,6 +61,18 @@ fn new_password(prior: &AclUserModel, planned: &AclUserModel, planned_value: &Va
     }
 }
 
+/// The record entry of the group's `default` user with `password`: its password kept only when
+/// it is not write-only; no rules (requirepass makes the user, with every permission).
+fn default_entry(password: &str, write_only: bool) -> AclUserRecord {
+    AclUserRecord {
+        username: DEFAULT_USER.to_string(),
+        password_hash: acl::password_hash(password),
+        password: (!write_only).then(|| password.to_string()),
+        rules: String::new(),
+        listed: String::new(),
+    }
+}
+
 /// The state of a user as applied: what was planned, with the password generated (empty when
 /// write-only) and the rules given.
 fn applied_state(planned: &AclUserModel, entry: &AclUserRecord, rules: &str) -> AclUserModel {
@@ -153,13 +165,7 @@ async fn rotate_default(
         record.password_write_only = write_only;
         if record.group() == Some(record.name.as_str()) {
             record.acl_users.retain(|u| u.username != DEFAULT_USER);
-            record.acl_users.push(AclUserRecord {
-                username: DEFAULT_USER.to_string(),
-                password_hash: acl::password_hash(&new),
-                password: (!write_only).then(|| new.clone()),
-                rules: String::new(),
-                listed: String::new(),
-            });
+            record.acl_users.push(default_entry(&new, write_only));
         }
         records::save(ctx, record).await?;
     }
@@ -170,14 +176,7 @@ async fn rotate_default(
         let remove = vec!["SETUSER".to_string(), DEFAULT_USER.to_string(), format!("<{old}")];
         set_everywhere(&members, &remove, DEFAULT_USER).await?;
     }
-    let entry = AclUserRecord {
-        username: DEFAULT_USER.to_string(),
-        password_hash: String::new(),
-        password: (!write_only).then_some(new),
-        rules: String::new(),
-        listed: String::new(),
-    };
-    Ok(applied_state(planned, &entry, ""))
+    Ok(applied_state(planned, &default_entry(&new, write_only), ""))
 }
 
 /// Removes an application user from the record and from every member. The `default` user
@@ -289,22 +288,16 @@ async fn observed(ctx: &Context, known: &AclUserModel) -> Result<Option<AclUserM
 pub async fn read(ctx: &Context, current: &Value, value_type: &Type) -> ReadResponse {
     let result = async {
         let known: AclUserModel = to_model(current).map_err(|e| error("Invalid resource state", e))?;
-        match observed(ctx, &known).await? {
-            Some(model) => from_model(&model, value_type).map_err(|e| error("Provider produced an invalid state", e)),
-            None => Ok(Value::Null),
-        }
+        let new_state = match observed(ctx, &known).await? {
+            Some(model) => {
+                from_model(&model, value_type).map_err(|e| error("Provider produced an invalid state", e))?
+            }
+            None => Value::Null,
+        };
+        Ok((new_state, Diagnostics::new()))
     }
     .await;
-    match result {
-        Ok(new_state) => ReadResponse {
-            new_state,
-            diagnostics: Diagnostics::new(),
-        },
-        Err(diagnostics) => ReadResponse {
-            new_state: current.clone(),
-            diagnostics,
-        },
-    }
+    ReadResponse::from_result(result, current)
 }
 
 /// The user `username` of `service`'s group as it is now, with its rules from the record and
@@ -321,13 +314,7 @@ pub async fn find(ctx: &Context, cloud: &str, service: &str, username: &str) -> 
         // The default user exists on every group, managed or not: recorded now, so a refresh
         // finds it.
         (None, Some(p)) if username == DEFAULT_USER => {
-            let entry = AclUserRecord {
-                username: DEFAULT_USER.to_string(),
-                password_hash: String::new(),
-                password: (!p.password_write_only).then(|| p.password.clone()),
-                rules: String::new(),
-                listed: String::new(),
-            };
+            let entry = default_entry(&p.password, p.password_write_only);
             let mut p = p.clone();
             p.acl_users.push(entry.clone());
             records::save(ctx, &p).await?;

@@ -41,16 +41,19 @@ pub async fn members(ctx: &Context, primary: &ServiceRecord) -> Result<Vec<Membe
     // Members this process is destroying right now need no user.
     let leaving = ctx.leaving.lock().map(|set| set.clone()).unwrap_or_default();
     records.retain(|r| !leaving.contains(&r.name));
-    Ok(records
-        .into_iter()
-        .flat_map(|record| {
-            let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
-            indices.into_iter().map(move |index| Member {
-                record: record.clone(),
-                index,
-            })
+    Ok(records.iter().flat_map(nodes_of).collect())
+}
+
+/// Every data node of one member record.
+fn nodes_of(record: &ServiceRecord) -> Vec<Member> {
+    record
+        .nodes
+        .iter()
+        .map(|n| Member {
+            record: record.clone(),
+            index: n.index,
         })
-        .collect())
+        .collect()
 }
 
 /// The attribute a rule Valkey refused belongs to, from the rule its message quotes.
@@ -74,14 +77,7 @@ pub async fn catch_up(ctx: &Context, record: &mut ServiceRecord) -> Result<(), D
     if primary.name == record.name {
         return Ok(());
     }
-    let members: Vec<Member> = record
-        .nodes
-        .iter()
-        .map(|n| Member {
-            record: record.clone(),
-            index: n.index,
-        })
-        .collect();
+    let members = nodes_of(record);
     if primary.password != record.password {
         let change = vec![
             "SETUSER".to_string(),

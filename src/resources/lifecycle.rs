@@ -155,13 +155,7 @@ pub async fn read<R: Lifecycle>(r: &R, ctx: &Context, current: &Value) -> ReadRe
         Ok((encode(r, &model)?, warnings))
     }
     .await;
-    match result {
-        Ok((new_state, diagnostics)) => ReadResponse { new_state, diagnostics },
-        Err(diagnostics) => ReadResponse {
-            new_state: current.clone(),
-            diagnostics,
-        },
-    }
+    ReadResponse::from_result(result, current)
 }
 
 pub async fn import<R: Lifecycle>(r: &R, ctx: &Context, id: &str, kind: &str) -> ImportResponse {

@@ -7,7 +7,7 @@ use tokio::task::JoinSet;
 
 use super::observe::observe;
 use super::upstreams::{configs, desired_upstreams, node_spec};
-use super::{Context, certificates, error, group_view, records};
+use super::{Context, error, group_view, records};
 use crate::runtime::{Endpoint, NodeId, RuntimeError, ServiceRecord};
 use crate::tfplug::Diagnostics;
 use crate::valkey::NodeClient;
@@ -150,12 +150,11 @@ pub async fn wait_linked(ctx: &Context, record: &ServiceRecord) -> Result<(), Di
     });
     let mut waits = JoinSet::new();
     for (node, _) in replicating {
-        let (at, password) = (node.endpoint(), record.password.clone());
-        let tls = certificates::client_identity(record);
+        let (at, member) = (node.endpoint(), record.clone());
         let id = node_id(record, node.index);
         let log = ctx.runtime.log_location(&id);
         waits.spawn(async move {
-            let mut client = NodeClient::connect(&at.host, at.port, &password, tls.as_ref(), Duration::from_secs(5))
+            let mut client = group_view::connect_member(&member, &at, Duration::from_secs(5))
                 .await
                 .map_err(|e| error("Replicating node unreachable", e))?;
             let deadline = tokio::time::Instant::now() + LINK_TIMEOUT;

@@ -21,6 +21,17 @@ pub use record::{
 };
 pub use store::RecordStore;
 
+/// What a runtime answers when asked whether its valkey-server can do something, from a probe
+/// it ran once: Ok when it can, `refusal` (what to do about it) when it cannot, the probe's
+/// own failure when it could not run.
+pub fn probe_verdict(probed: &Result<bool, String>, refusal: impl FnOnce() -> String) -> Result<(), String> {
+    match probed {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refusal()),
+        Err(e) => Err(e.clone()),
+    }
+}
+
 /// Places, runs and observes nodes, and keeps the service records. Every call may be
 /// cancelled by dropping its future (Terraform's stop request does): what it left half-done is
 /// finished or undone by the next call on the same node.

@@ -35,34 +35,25 @@ impl<P: Provider> GrpcProvider<P> {
     fn data_source_schema(&self, type_name: &str) -> Result<&Schema, Diagnostics> {
         self.provider
             .schemas()
-            .data_sources
-            .iter()
-            .find(|(name, _)| name == type_name)
-            .map(|(_, schema)| schema)
-            .ok_or_else(|| {
-                Diagnostic::error(
-                    format!("Unknown data source {type_name:?}"),
-                    "This provider does not implement that data source. Check the provider version.",
-                )
-                .into()
-            })
+            .data_source(type_name)
+            .ok_or_else(|| unknown("data source", type_name))
     }
 
     fn resource_schema(&self, type_name: &str) -> Result<&Schema, Diagnostics> {
         self.provider
             .schemas()
-            .resources
-            .iter()
-            .find(|(name, _)| name == type_name)
-            .map(|(_, schema)| schema)
-            .ok_or_else(|| {
-                Diagnostic::error(
-                    format!("Unknown resource type {type_name:?}"),
-                    "This provider does not implement that resource type. Check the provider version.",
-                )
-                .into()
-            })
+            .resource(type_name)
+            .ok_or_else(|| unknown("resource type", type_name))
     }
+}
+
+/// The error for a `kind` ("resource type", "data source") the provider does not have.
+fn unknown(kind: &str, type_name: &str) -> Diagnostics {
+    Diagnostic::error(
+        format!("Unknown {kind} {type_name:?}"),
+        format!("This provider does not implement that {kind}. Check the provider version."),
+    )
+    .into()
 }
 
 fn decode(value: Option<&pb::DynamicValue>, ty: &Type) -> Result<Value, Diagnostics> {

@@ -14,6 +14,25 @@ pub struct ProviderSchemas {
     pub data_sources: Vec<(String, Schema)>,
 }
 
+impl ProviderSchemas {
+    /// The schema of resource type `type_name`, if the provider has it.
+    pub fn resource(&self, type_name: &str) -> Option<&Schema> {
+        named(&self.resources, type_name)
+    }
+
+    /// The schema of data source `type_name`, if the provider has it.
+    pub fn data_source(&self, type_name: &str) -> Option<&Schema> {
+        named(&self.data_sources, type_name)
+    }
+}
+
+fn named<'a>(schemas: &'a [(String, Schema)], type_name: &str) -> Option<&'a Schema> {
+    schemas
+        .iter()
+        .find(|(name, _)| name == type_name)
+        .map(|(_, schema)| schema)
+}
+
 pub struct PlanRequest {
     pub type_name: String,
     /// Null when the resource is being created.
@@ -54,6 +73,20 @@ pub struct ReadResponse {
     /// Null when the resource no longer exists.
     pub new_state: Value,
     pub diagnostics: Diagnostics,
+}
+
+impl ReadResponse {
+    /// The state read with its warnings, or on error `unchanged` (what Terraform had) with the
+    /// error.
+    pub fn from_result(result: Result<(Value, Diagnostics), Diagnostics>, unchanged: &Value) -> Self {
+        match result {
+            Ok((new_state, diagnostics)) => ReadResponse { new_state, diagnostics },
+            Err(diagnostics) => ReadResponse {
+                new_state: unchanged.clone(),
+                diagnostics,
+            },
+        }
+    }
 }
 
 #[derive(Default)]

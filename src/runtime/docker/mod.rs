@@ -307,15 +307,13 @@ impl Runtime for DockerRuntime {
                     .map(|output| crate::valkey::tls_probe::built_with_tls(&output))
             })
             .await;
-        match probed {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
+        super::probe_verdict(probed, || {
+            format!(
                 "the valkey-server of the docker image {image} was built without TLS. Set the docker block's image \
                  to one whose valkey-server has TLS (the official and Debian-based Valkey images do), or remove the \
                  tls block"
-            )),
-            Err(e) => Err(e.clone()),
-        }
+            )
+        })
     }
 
     async fn check_active_defrag(&self) -> Result<(), String> {
@@ -328,15 +326,13 @@ impl Runtime for DockerRuntime {
                     .map(|output| crate::valkey::defrag_probe::can_defragment(&output))
             })
             .await;
-        match probed {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
+        super::probe_verdict(probed, || {
+            format!(
                 "the valkey-server of the docker image {image} cannot defragment: active defragmentation \
                  needs a build with Valkey's own jemalloc (libc malloc builds and Debian's lack it). Use an image \
                  built from the Valkey source release (the official images are), or set activedefrag = false"
-            )),
-            Err(e) => Err(e.clone()),
-        }
+            )
+        })
     }
 
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError> {

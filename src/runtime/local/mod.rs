@@ -269,17 +269,22 @@ impl Runtime for LocalRuntime {
 
     async fn check_tls(&self) -> Result<(), String> {
         let binary = &self.valkey_server;
-        let probed = self.has_tls.get_or_init(|| settings::binary_has_tls(binary)).await;
-        match probed {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
+        let probed = self
+            .has_tls
+            .get_or_init(|| async {
+                settings::probe_output(binary, &crate::valkey::tls_probe::PROBE_ARGS)
+                    .await
+                    .map(|out| crate::valkey::tls_probe::built_with_tls(&out))
+            })
+            .await;
+        super::probe_verdict(probed, || {
+            format!(
                 "the valkey-server this provider runs ({}) was built without TLS. Set the provider's valkey_server \
                  (or VALKEY_SERVER) to a TLS-capable build, such as the valkey-server of Debian 13 or of the \
                  official images, or remove the tls block",
                 binary.display()
-            )),
-            Err(e) => Err(e.clone()),
-        }
+            )
+        })
     }
 
     async fn check_active_defrag(&self) -> Result<(), String> {
@@ -292,17 +297,15 @@ impl Runtime for LocalRuntime {
                     .map(|out| crate::valkey::defrag_probe::can_defragment(&out))
             })
             .await;
-        match probed {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
+        super::probe_verdict(probed, || {
+            format!(
                 "the valkey-server this provider runs ({}) cannot defragment: active defragmentation \
                  needs a build with Valkey's own jemalloc (libc malloc builds and Debian's lack it). Set the provider's \
                  valkey_server (or VALKEY_SERVER) to such a build, as from the Valkey source release, or set \
                  activedefrag = false",
                 binary.display()
-            )),
-            Err(e) => Err(e.clone()),
-        }
+            )
+        })
     }
 
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError> {

@@ -194,12 +194,6 @@ pub fn check_valkey_binary(binary: &Path) -> Result<String, String> {
     }
 }
 
-/// Whether `binary` was built with TLS (see `tls_probe`).
-pub async fn binary_has_tls(binary: &Path) -> Result<bool, String> {
-    let text = probe_output(binary, &crate::valkey::tls_probe::PROBE_ARGS).await?;
-    Ok(crate::valkey::tls_probe::built_with_tls(&text))
-}
-
 /// What `binary` run with `args` prints (stdout, then stderr), within 10 s.
 pub async fn probe_output(binary: &Path, args: &[&str]) -> Result<String, String> {
     let probe = tokio::process::Command::new(binary)
