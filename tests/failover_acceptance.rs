@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Terraform, connect, kill9};
+use support::{Terraform, connect, kill9, wait_for};
 
 fn group(down_after_ms: u32, promote_us: bool) -> String {
     format!(
@@ -152,17 +152,6 @@ fn wait_for_key(uri: &str, key: &str, what: &str) -> redis::Connection {
             .is_some()
     });
     conn
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{what} did not happen within {limit:?}");
 }
 
 #[test]

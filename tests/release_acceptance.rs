@@ -127,6 +127,7 @@ fn terraform_installs_the_release_from_a_network_mirror_and_locks_its_hashes() {
         .env("GNUPGHOME", &keyring)
         .args(["--kill", "gpg-agent"])
         .status();
+    own_key_signs(dir.path());
 
     // Terraform installs it from the mirror, over HTTPS, with an ordinary source address.
     let (_mirror, port) = serve(&dist.join("mirror"), dir.path());
@@ -184,6 +185,57 @@ fn terraform_installs_the_release_from_a_network_mirror_and_locks_its_hashes() {
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "a tampered archive must not install");
     assert!(flatten(&text).contains("checksum"), "{text}");
+}
+
+/// With GPG_KEY_ID, the release is signed with that key from the caller's keyring, not with
+/// one it generates, and the key it publishes is that one.
+fn own_key_signs(dir: &Path) {
+    let keyring = dir.join("own-gnupg");
+    std::fs::create_dir(&keyring).unwrap();
+    std::fs::set_permissions(&keyring, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = || {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &keyring).arg("--batch");
+        c
+    };
+    run(gpg().args([
+        "--passphrase",
+        "",
+        "--quick-generate-key",
+        "Release Team <release@example.invalid>",
+        "ed25519",
+        "sign",
+        "1d",
+    ]));
+    let listed = run(gpg().args(["--with-colons", "--list-secret-keys"]));
+    let fingerprint = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .unwrap()
+        .trim_matches(':')
+        .to_string();
+    let dist = dir.join("dist-own-key");
+    run(Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/release.sh"))
+        .env("BINARY", env!("CARGO_BIN_EXE_terraform-provider-valkey"))
+        .env("DIST", &dist)
+        .env("GNUPGHOME", &keyring)
+        .env("GPG_KEY_ID", &fingerprint));
+    assert!(!dist.join("gnupg").exists(), "no key is generated when one is given");
+    let prefix = format!("terraform-provider-valkey_{VERSION}");
+    let verified = run(gpg()
+        .arg("--verify")
+        .arg(dist.join(format!("{prefix}_SHA256SUMS.sig")))
+        .arg(dist.join(format!("{prefix}_SHA256SUMS"))));
+    assert!(verified.contains("Release Team"), "{verified}");
+    let published = run(gpg()
+        .arg("--show-keys")
+        .arg("--with-colons")
+        .arg(dist.join(format!("{prefix}_signing-key.asc"))));
+    assert!(published.contains(&fingerprint), "{published}");
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", &keyring)
+        .args(["--kill", "gpg-agent"])
+        .status();
 }
 
 /// Go's dirhash "h1:" of a zip holding only the provider binary, as Terraform computes it: the

@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::group::{GroupAccess, SentinelWriter, now_ms, stop_and_check_writes, wait_consistent};
-use support::{Terraform, kill9, ping, tls_client};
+use support::{Terraform, kill9, ping, tls_client, wait_for};
 
 /// The TLS-capable valkey-server; missing, the test fails (CI builds it), it never skips.
 fn tls_server() -> String {
@@ -62,17 +62,6 @@ resource "valkey_read_replica" "us" {{
 
 fn addr_of(state: &serde_json::Value) -> String {
     format!("{}:{}", state["host"].as_str().unwrap(), state["port"])
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{what} did not happen within {limit:?}");
 }
 
 /// A CA the group never heard of, PEM.

@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::group::{GroupAccess, SentinelWriter, now_ms};
-use support::{Terraform, flatten, kill9};
+use support::{Terraform, flatten, kill9, wait_for};
 
 const APP_PASSWORD: &str = "app-Pw-7f3c9e21b8";
 
@@ -98,17 +98,6 @@ fn member_addresses(tf: &Terraform) -> Vec<String> {
 fn login(addr: &str, user: &str, password: &str) -> redis::RedisResult<redis::Connection> {
     redis::Client::open(format!("redis://{user}:{password}@{addr}").as_str())?
         .get_connection_with_timeout(Duration::from_secs(2))
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not happen within {limit:?}");
 }
 
 /// Every file Terraform wrote about the resources: the state, `terraform show -json` of it, a

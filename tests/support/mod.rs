@@ -358,6 +358,19 @@ impl Drop for Terraform {
     }
 }
 
+/// Polls `check` every 20 ms until it holds, and returns how long that took; fails the test,
+/// naming `what`, after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut check: impl FnMut() -> bool) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return start.elapsed();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{what} did not happen within {limit:?}");
+}
+
 /// A synchronous client for a `valkey://` URI.
 /// A node's setting, as CONFIG GET reports it.
 pub fn config_get(conn: &mut redis::Connection, name: &str) -> String {
