@@ -96,6 +96,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops the node without saving and deletes it with its data.
     async fn remove(&self, node: &NodeId) -> Result<(), RuntimeError>;
 
+    /// What the node's valkey-server logged since the node was created (across restarts), for
+    /// what only its log tells, such as how many full syncs a replica took; None when it
+    /// cannot be read now.
+    async fn node_log(&self, node: &NodeId) -> Option<String>;
+
     /// Whether the node runs, or `Unreachable` when the runtime cannot find out within a few
     /// seconds (a host or engine that does not answer): refresh must not hang on a lost host.
     async fn state(&self, node: &NodeId) -> NodeState;

@@ -27,6 +27,11 @@ pub struct UserConfigValues {
     pub acl_channels_default: String,
     /// MiB.
     pub repl_backlog_size: i64,
+    pub rdb_compression: bool,
+    /// KiB/s the user expects the replication stream to reach; 0 when not declared.
+    pub expected_write_kib_per_second: i64,
+    /// Seconds of link outage the backlog is sized to ride out; 0 when not declared.
+    pub longest_link_outage_seconds: i64,
 }
 
 impl Default for UserConfigValues {
@@ -46,6 +51,9 @@ impl Default for UserConfigValues {
             pubsub_client_output_buffer_limit: 32,
             acl_channels_default: "resetchannels".into(),
             repl_backlog_size: crate::catalog::DEFAULT_REPL_BACKLOG_MB,
+            rdb_compression: true,
+            expected_write_kib_per_second: 0,
+            longest_link_outage_seconds: 0,
         }
     }
 }

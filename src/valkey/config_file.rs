@@ -114,8 +114,11 @@ impl NodeConfig {
             line(format!("{name} {}", quote(&value)));
         }
         line("appendonly no".into());
-        // SIGTERM (a restart) saves the data; SIGINT (a delete) does not: see process::discard.
-        line("shutdown-on-sigterm default".into());
+        // SIGTERM (a restart: a setting that needs one, power off/on, a host stopping its
+        // containers) saves the dataset even with persistence off, so the node reloads it with
+        // its replication ID and offset and resumes with a partial resync instead of copying
+        // the whole dataset again. SIGINT (a delete) does not save: see process::discard.
+        line("shutdown-on-sigterm save".into());
         line("shutdown-on-sigint nosave".into());
         line(format!("io-threads {}", self.io_threads));
         line(format!("databases {}", self.databases));
@@ -238,7 +241,7 @@ mod tests {
         assert!(text.contains("repl-ping-replica-period 1\n"));
         // Deletes stop nodes with SIGINT and must not save first; restarts (SIGTERM) do.
         assert!(text.contains("shutdown-on-sigint nosave\n"));
-        assert!(text.contains("shutdown-on-sigterm default\n"));
+        assert!(text.contains("shutdown-on-sigterm save\n"));
         assert!(!text.contains("\nreplicaof "));
         assert!(text.contains("user sentinel on >sentpw -@all allchannels"));
         assert!(!text.contains("tls-"));

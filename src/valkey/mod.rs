@@ -9,6 +9,7 @@ pub mod defrag_probe;
 pub mod info;
 pub mod sentinel;
 pub mod sentinel_config;
+pub mod sync_log;
 pub mod tls_probe;
 pub mod uri;
 

@@ -285,19 +285,24 @@ impl Engine {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let docker = self.docker()?;
-            let options = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
-            let logs = self
-                .bounded(docker.logs(name, Some(options)).try_collect::<Vec<_>>(), CALL_TIMEOUT)
-                .await?;
-            Ok(logs
-                .into_iter()
-                .map(|l| String::from_utf8_lossy(&l.into_bytes()).into_owned())
-                .collect())
+            self.logs(name).await
         };
         let output = ran.await;
         let _ = self.remove(name).await;
         output
+    }
+
+    /// What a container printed since it was created, across its restarts.
+    pub async fn logs(&self, name: &str) -> Result<String, EngineError> {
+        let docker = self.docker()?;
+        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+        let logs = self
+            .bounded(docker.logs(name, Some(options)).try_collect::<Vec<_>>(), CALL_TIMEOUT)
+            .await?;
+        Ok(logs
+            .into_iter()
+            .map(|l| String::from_utf8_lossy(&l.into_bytes()).into_owned())
+            .collect())
     }
 
     /// Stops a container with SIGTERM (a node saves first), SIGKILL after the grace period.

@@ -452,6 +452,13 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
+    async fn node_log(&self, node: &NodeId) -> Option<String> {
+        match self.locate(node).await {
+            Located::On(host, _) => host.engine.logs(&container_name(node)).await.ok(),
+            Located::Nowhere | Located::Unknown => None,
+        }
+    }
+
     async fn state(&self, node: &NodeId) -> NodeState {
         match self.locate(node).await {
             Located::On(_, true) => NodeState::Running,

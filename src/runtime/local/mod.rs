@@ -383,6 +383,10 @@ impl Runtime for LocalRuntime {
         remove_dir_if_present(&self.node_dir(node))
     }
 
+    async fn node_log(&self, node: &NodeId) -> Option<String> {
+        tokio::fs::read_to_string(self.node_dir(node).join(LOG_FILE)).await.ok()
+    }
+
     async fn state(&self, node: &NodeId) -> NodeState {
         if self.pid_of(node).is_some_and(process::is_live_valkey) {
             NodeState::Running
