@@ -106,6 +106,10 @@ pub const ACL_CHANNELS_DEFAULTS: &[&str] = &["resetchannels", "allchannels"];
 /// they resume with a partial sync instead of a full one. 64 MiB holds about 30 s of writes at
 /// 2 MiB/s. A plan allows up to a quarter of its memory.
 pub const DEFAULT_REPL_BACKLOG_MB: i64 = 64;
+/// A declared replication stream rate, KiB/s (up to 4 GiB/s).
+pub const WRITE_RATE_KIB_RANGE: (i64, i64) = (1, 4 * 1024 * 1024);
+/// A declared longest link outage to ride out, seconds (up to a day).
+pub const LINK_OUTAGE_SECONDS_RANGE: (i64, i64) = (1, 86_400);
 /// Keyspace notification classes Valkey knows (`notify-keyspace-events`).
 pub const KEYSPACE_EVENT_FLAGS: &str = "KEg$lshzxetdmnA";
 

@@ -174,6 +174,7 @@ fn user_config_and_timeouts(body: &mut Body) {
     body.insert("valkey_user_config.pubsub_client_output_buffer_limit", "32".into());
     body.insert("valkey_user_config.acl_channels_default", hcl("resetchannels"));
     body.insert("valkey_user_config.repl_backlog_size", "64".into());
+    body.insert("valkey_user_config.rdb_compression", "true".into());
     body.insert("tags", "{ team = \"payments\" }".into());
     for path in ["timeouts.create", "timeouts.update", "timeouts.delete"] {
         body.insert(path, hcl("5m"));
@@ -229,7 +230,9 @@ fn replica() -> Body {
 
 fn kind_of(path: &str) -> Kind {
     match path.rsplit('.').next().unwrap() {
-        "termination_protection" | "powered" | "enabled" | "promote" | "activedefrag" => Kind::Bool,
+        "termination_protection" | "powered" | "enabled" | "promote" | "activedefrag" | "rdb_compression" => Kind::Bool,
+        "expected_write_kib_per_second" => Kind::Int(catalog::WRITE_RATE_KIB_RANGE),
+        "longest_link_outage_seconds" => Kind::Int(catalog::LINK_OUTAGE_SECONDS_RANGE),
         "notify_keyspace_events" => Kind::Flags,
         "tags" => Kind::Map,
         "number_of_databases" => Kind::Int(catalog::DATABASES_RANGE),
@@ -270,6 +273,21 @@ fn arguments(block: &Block) -> Vec<String> {
     all
 }
 
+/// The backlog's declared write rate and outage: they take the place of repl_backlog_size (the
+/// two together are refused), so they are tried on a body that declares them instead.
+const DECLARED_BACKLOG: [&str; 2] = [
+    "valkey_user_config.expected_write_kib_per_second",
+    "valkey_user_config.longest_link_outage_seconds",
+];
+
+fn with_declared_backlog(body: &Body) -> Body {
+    let mut body = body.clone();
+    body.remove("valkey_user_config.repl_backlog_size");
+    body.insert(DECLARED_BACKLOG[0], "1024".into());
+    body.insert(DECLARED_BACKLOG[1], "60".into());
+    body
+}
+
 #[test]
 fn the_matrix_covers_every_argument() {
     let covered = |body: Body, extra: &[&str]| {
@@ -278,9 +296,10 @@ fn the_matrix_covers_every_argument() {
         paths
     };
     let service_schema = schema_for::<ServiceModel>(0).unwrap().block;
-    assert_eq!(covered(service(), &[]), arguments(&service_schema));
+    assert_eq!(covered(service(), &DECLARED_BACKLOG), arguments(&service_schema));
     let replica_schema = schema_for::<ReadReplicaModel>(0).unwrap().block;
-    assert_eq!(covered(replica(), &["primary_uri"]), arguments(&replica_schema));
+    let replica_extra = [&["primary_uri"][..], &DECLARED_BACKLOG[..]].concat();
+    assert_eq!(covered(replica(), &replica_extra), arguments(&replica_schema));
     // The provider's arguments each have their own list of bad values below.
     let provider_schema = schema_for::<ProviderModel>(0).unwrap().block;
     assert_eq!(
@@ -391,6 +410,17 @@ fn every_service_argument_rejects_bad_values_at_plan() {
             bench.expect_rejected(&main_tf, path, &value);
         }
     }
+    let declared = with_declared_backlog(&good);
+    let (ok, text) = bench.plan(&bench.main_tf(&render("valkey_service", "primary", &declared)));
+    assert!(ok, "a declared backlog must plan cleanly:\n{text}");
+    for path in DECLARED_BACKLOG {
+        for value in bad_values(kind_of(path)) {
+            let mut body = declared.clone();
+            body.insert(path, value.clone());
+            let main_tf = bench.main_tf(&render("valkey_service", "primary", &body));
+            bench.expect_rejected(&main_tf, path, &value);
+        }
+    }
     // A required argument left out.
     for path in ["name", "plan", "region"] {
         let mut body = good.clone();
@@ -414,6 +444,16 @@ fn every_read_replica_argument_rejects_bad_values_at_plan() {
         // primary_service's good value is a reference; its bad ones are literals.
         for value in bad_values(kind_of(path)) {
             let mut body = good.clone();
+            body.insert(path, value.clone());
+            bench.expect_rejected(&with(&bench, &body), path, &value);
+        }
+    }
+    let declared = with_declared_backlog(&good);
+    let (ok, text) = bench.plan(&with(&bench, &declared));
+    assert!(ok, "a declared backlog must plan cleanly:\n{text}");
+    for path in DECLARED_BACKLOG {
+        for value in bad_values(kind_of(path)) {
+            let mut body = declared.clone();
             body.insert(path, value.clone());
             bench.expect_rejected(&with(&bench, &body), path, &value);
         }

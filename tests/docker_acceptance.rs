@@ -405,6 +405,22 @@ resource "valkey_read_replica" "far" {{
     assert_eq!(tf.state_attributes("valkey_service.main")["role"], "replica");
     let (changes, text) = tf.plan_has_changes();
     assert!(!changes, "{text}");
+    // Neither the switchover nor the power cycle copied the dataset: main continued from far
+    // both times (far's own counters, since it runs), and far never needed a full resync.
+    let stats: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut access.node(&far).unwrap())
+        .unwrap();
+    let counter = |name: &str| -> i64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1)
+    };
+    assert_eq!(counter("sync_full"), 0, "{stats}");
+    assert!(counter("sync_partial_ok") >= 2, "{stats}");
+    assert_eq!(tf.state_attributes("valkey_read_replica.far")["full_resyncs"], 0);
     docker_hosts::destroy_leaves_nothing(&tf, &marker);
 }
 

@@ -194,6 +194,34 @@ fn hung_and_stopped_engines_and_a_lost_primary_region_never_hang_a_plan_and_come
     wait_consistent(&access, &members, Some(&main), Duration::from_secs(30));
     let text = timed_plan(&tf, "host 6 back");
     assert!(text.contains("No changes"), "{text}");
+    // The engine stopped south's container as a host going down does (SIGTERM: it saved its
+    // dataset and replication offset), so it resumed with a partial resync.
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(tf.state_attributes("valkey_read_replica.south")["full_resyncs"], 0);
+    // South's host off the network for 5 s while the primary takes writes: it catches up
+    // from the backlog.
+    let mut primary = access.node(&main).unwrap();
+    faults.cut(6);
+    for i in 0..2000 {
+        redis::cmd("SET")
+            .arg(format!("during-cut:{i}"))
+            .arg("x".repeat(100))
+            .exec(&mut primary)
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    faults.reconnect(6);
+    wait_consistent(&access, &members, Some(&main), Duration::from_secs(30));
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(tf.state_attributes("valkey_read_replica.south")["full_resyncs"], 0);
+    let mut south_node = access.node(&south).unwrap();
+    support::wait_for("south to catch up", Duration::from_secs(10), || {
+        redis::cmd("EXISTS")
+            .arg("during-cut:1999")
+            .query::<i64>(&mut south_node)
+            .unwrap_or(0)
+            == 1
+    });
 
     // East, the primary's region (and the records' host), is cut off. The Sentinels in west
     // and south promote a replica; the client follows it.
@@ -227,6 +255,15 @@ fn hung_and_stopped_engines_and_a_lost_primary_region_never_hang_a_plan_and_come
     );
     let text = timed_plan(&tf, "east back");
     assert!(text.contains("No changes"), "{text}");
+
+    // The replica not promoted continued from the promoted one.
+    for replica in ["west", "south"] {
+        assert_eq!(
+            tf.state_attributes(&format!("valkey_read_replica.{replica}"))["full_resyncs"],
+            0,
+            "{replica}"
+        );
+    }
 
     std::thread::sleep(Duration::from_millis(300));
     stop_and_check_writes(writer, &access, &promoted, cut, "cut");

@@ -25,6 +25,7 @@ resource "valkey_service" "main" {{
     pubsub_client_output_buffer_limit = 64
     acl_channels_default              = "allchannels"
     repl_backlog_size                 = {backlog}
+    rdb_compression                   = false
   }}
 }}
 
@@ -72,6 +73,7 @@ fn every_setting_applies_reads_back_and_refuses_what_it_cannot_take() {
         ("activedefrag", "no"),
         ("acl-pubsub-default", "allchannels"),
         ("repl-backlog-size", "134217728"),
+        ("rdbcompression", "no"),
     ] {
         assert_eq!(config_get(&mut main, setting), expected, "{setting}");
     }
@@ -80,6 +82,7 @@ fn every_setting_applies_reads_back_and_refuses_what_it_cannot_take() {
     assert_eq!(config_get(&mut eu, "repl-backlog-size"), "134217728");
     // Settings the replica's block leaves unset are at their defaults.
     assert_eq!(config_get(&mut eu, "lfu-log-factor"), "10");
+    assert_eq!(config_get(&mut eu, "rdbcompression"), "yes");
 
     // A setting changed outside Terraform is drift, put back without a restart.
     let pid = node_pid(&tf, "cfg-main");

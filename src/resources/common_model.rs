@@ -16,12 +16,15 @@ pub struct UserConfigModel {
     #[schemars(extend("default" = 300))]
     pub timeout: Option<i64>,
 
-    /// `rdb` writes periodic snapshots to disk, so a restarted node keeps its data; `off` keeps
-    /// data in memory only.
+    /// `rdb` writes periodic snapshots to disk, so even a node that crashed comes back with
+    /// its data as of the last one; `off` writes none while the node runs. Either way a node
+    /// the provider stops (power off, a restart by apply) saves its dataset on the way down
+    /// and comes back with it, so its replicas resume with a partial resync.
     #[schemars(extend("default" = "rdb"))]
     pub persistence: Option<String>,
 
-    /// I/O threads per node, 1 to 16. Changing it restarts the nodes.
+    /// I/O threads per node, 1 to 16. Changing it restarts the nodes (the replication group's
+    /// primary in place: its Sentinels pause meanwhile, as for a power-off).
     #[schemars(extend("default" = 1))]
     pub io_threads: Option<i64>,
 
@@ -81,6 +84,25 @@ pub struct UserConfigModel {
     /// allows up to a quarter of its memory.
     #[schemars(extend("default" = 64))]
     pub repl_backlog_size: Option<i64>,
+
+    /// Whether snapshots compress strings (`rdbcompression`), on disk and in the stream a full
+    /// sync sends a replica. Compression saves bandwidth between regions on compressible data;
+    /// on incompressible data over a fast link, turning it off made a 1 GB full sync twice as
+    /// fast (docs/performance.md).
+    #[schemars(extend("default" = true))]
+    pub rdb_compression: Option<bool>,
+
+    /// The replication stream the primary produces at peak, KiB/s, 1 to 4194304: with
+    /// `longest_link_outage_seconds`, sizes `repl_backlog_size` (leave that unset) to hold that
+    /// many seconds of writes plus a quarter for bursts. The primary's `INFO stats`
+    /// `instantaneous_output_repl_kbps` divided by its replicas shows the rate now.
+    pub expected_write_kib_per_second: Option<i64>,
+
+    /// The longest outage of a replica's link (or a replica stopped) that must end in a
+    /// partial resync rather than a full copy of the dataset, seconds, 1 to 86400: with
+    /// `expected_write_kib_per_second`, sizes `repl_backlog_size`. The plan refuses a size
+    /// beyond a quarter of the plan's memory.
+    pub longest_link_outage_seconds: Option<i64>,
 }
 
 /// What a service or read replica reports about itself beyond its nodes.

@@ -5,6 +5,7 @@ pub mod acl_user;
 pub mod acl_user_members;
 pub mod acl_user_model;
 pub mod acl_user_plan;
+pub mod backlog;
 pub mod certificates;
 pub mod common_model;
 pub mod converge;

@@ -7,7 +7,7 @@ use tokio::task::JoinSet;
 
 use super::observe::observe;
 use super::upstreams::{configs, desired_upstreams, node_spec};
-use super::{Context, error, group_view, records};
+use super::{Context, error, failover, group_view, records};
 use crate::runtime::{Endpoint, NodeId, RuntimeError, ServiceRecord};
 use crate::tfplug::Diagnostics;
 use crate::valkey::NodeClient;
@@ -216,7 +216,11 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
             || live("databases").is_some_and(|d| d != config.databases);
         if fixed_changed {
             // io-threads and databases cannot change on a running node: restart it with the
-            // new config.
+            // new config. When it is the group's primary, the group is suspended first, as for
+            // a power-off (converge::power resumes it once the node answers): a restart that
+            // saves and loads a large dataset outlasts down_after_ms, and Sentinel would fail
+            // over meanwhile while the node came back as a primary.
+            failover::suspend_if_primary(ctx, record).await?;
             ctx.runtime
                 .stop(&id)
                 .await

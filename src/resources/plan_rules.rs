@@ -96,6 +96,7 @@ pub fn plan_change(shape: &PlanShape, block: &Block, prior: &Value, proposed: &V
     }
     let creating = prior.is_null();
     let mut planned = fill_defaults(block, config, proposed, creating);
+    super::user_config::plan_declared_backlog(&mut planned, config);
     planned.set_attr("id", planned.attr("name").clone());
     if creating {
         return PlanResponse {

@@ -14,12 +14,12 @@ use super::read_replica_plan;
 use super::secrets::GroupSecrets;
 use super::timeouts::timeout_of;
 use super::{Context, acl_user_members, certificates, error};
-use super::{converge, failover, group_view, nodes, records, service, switchover, upstreams, user_config};
+use super::{backlog, converge, failover, group_view, nodes, records, service, switchover, upstreams, user_config};
 use crate::catalog;
 use crate::registry;
-use crate::runtime::{Endpoint, ServiceRecord, Upstream};
+use crate::runtime::{Endpoint, NodeId, ServiceRecord, Upstream};
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
-use crate::valkey::{NodeClient, UpstreamAuth, uri};
+use crate::valkey::{NodeClient, UpstreamAuth, sync_log, uri};
 
 pub const TYPE_NAME: &str = "valkey_read_replica";
 
@@ -294,7 +294,12 @@ impl Lifecycle for ReadReplicaResource {
             switchover::promote(ctx, &record).await?;
             record = records::load_existing(ctx, &planned.name, "read replica").await?;
         }
-        Ok(self.state_of(ctx, &record, planned).await.0)
+        let mut model = self.state_of(ctx, &record, planned).await.0;
+        // Figures read from the nodes stay as the last refresh read them (and the plan showed
+        // them): an update changes neither, and the next refresh reads them again.
+        model.backlog_reach_seconds = planned.backlog_reach_seconds;
+        model.full_resyncs = planned.full_resyncs;
+        Ok(model)
     }
 
     async fn delete(&self, ctx: &Context, prior: &ReadReplicaModel) -> Result<(), Diagnostics> {
@@ -326,6 +331,19 @@ impl Lifecycle for ReadReplicaResource {
         let topology = topology(ctx, record).await;
         let reader = primary_reader(ctx, record, &topology).await;
         let lag = lag_bytes(reader.as_ref(), &node, record).await;
+        let declared = match records::group_primary_record(ctx, record).await {
+            Some(primary) => primary.user_config.expected_write_kib_per_second,
+            None => 0,
+        }
+        .max(record.user_config.expected_write_kib_per_second);
+        let reach = backlog::observed_reach(record, topology.current_primary.as_deref(), declared).await;
+        let log = match record.nodes.first() {
+            Some(first) => ctx.runtime.node_log(&NodeId::data(&record.name, first.index)).await,
+            None => None,
+        };
+        let full_resyncs = log
+            .map(|log| sync_log::full_resyncs(&log) as i64)
+            .or(prior.full_resyncs);
         let (primary_service, primary_uri) = primary_fields(record);
         let warnings = observe::unreachable_warning(record, &statuses);
         let model = ReadReplicaModel {
@@ -350,6 +368,8 @@ impl Lifecycle for ReadReplicaResource {
             replication_status: Some(replication_status(&node, record, &topology).to_string()),
             replicates_from: Some(observe::replicates_from(&node)),
             replication_lag_bytes: lag,
+            backlog_reach_seconds: reach,
+            full_resyncs,
             promote: prior.promote.or(Some(false)),
             topology,
             timeouts: prior.timeouts.clone(),

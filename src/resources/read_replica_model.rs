@@ -108,6 +108,22 @@ pub struct ReadReplicaModel {
     #[schemars(extend("x-computed" = true))]
     pub replication_lag_bytes: Option<i64>,
 
+    /// Seconds of writes the replication group primary's backlog holds: how long a replica's
+    /// link may be down (or a replica stopped) and still resume with a partial resync. At the
+    /// larger of `expected_write_kib_per_second` and the rate the primary streams to each
+    /// replica at the last refresh (below 16 KiB/s, what an idle primary sends, counts as
+    /// none); null while neither is known.
+    #[schemars(extend("x-computed" = true))]
+    pub backlog_reach_seconds: Option<i64>,
+
+    /// Full resyncs (a whole copy of the dataset from the primary) this replica needed since
+    /// it was created, beyond the first sync that made it, as its own log records them. A
+    /// restart, a failover, a switchover or a link cut the backlog covers resume with a
+    /// partial resync and do not count: alert when it grows. As of the last refresh; kept as
+    /// last read while the node's log cannot be read.
+    #[schemars(extend("x-computed" = true))]
+    pub full_resyncs: Option<i64>,
+
     #[serde(flatten)]
     pub topology: TopologyModel,
 

@@ -10,7 +10,7 @@ use super::service_model::ServiceModel;
 use super::service_model::TopologyModel;
 use super::timeouts::timeout_of;
 use super::{Context, error};
-use super::{certificates, converge, group_view, nodes, records, switchover, user_config};
+use super::{backlog, certificates, converge, group_view, nodes, records, switchover, user_config};
 use crate::catalog;
 use crate::registry;
 use crate::runtime::{FailoverSettings, NodeId, NodeRecord, RuntimeError, ServiceRecord};
@@ -84,6 +84,7 @@ fn model_from(
         failover: prior.failover.clone(),
         tls: prior.tls.clone(),
         sentinel_status: Some(sentinel_status.to_string()),
+        backlog_reach_seconds: None,
         topology,
         timeouts: prior.timeouts.clone(),
     }
@@ -239,7 +240,10 @@ impl Lifecycle for ServiceResource {
         }
         records::save(ctx, &record).await?;
         let record = converge::power(ctx, &record.name, "service", planned.powered != Some(false)).await?;
-        Ok(self.state_of(ctx, &record, planned).await.0)
+        let mut model = self.state_of(ctx, &record, planned).await.0;
+        // Read from the nodes at refresh; an update keeps what the plan showed.
+        model.backlog_reach_seconds = planned.backlog_reach_seconds;
+        Ok(model)
     }
 
     async fn delete(&self, ctx: &Context, prior: &ServiceModel) -> Result<(), Diagnostics> {
@@ -266,10 +270,15 @@ impl Lifecycle for ServiceResource {
         let topology = topology(record).await;
         let sentinel_status = group_view::sentinel_status(ctx, record).await;
         let warnings = observe::unreachable_warning(record, &statuses);
-        (
-            model_from(record, &statuses, replicas, topology, sentinel_status, prior),
-            warnings,
+        let reach = backlog::observed_reach(
+            record,
+            topology.current_primary.as_deref(),
+            record.user_config.expected_write_kib_per_second,
         )
+        .await;
+        let mut model = model_from(record, &statuses, replicas, topology, sentinel_status, prior);
+        model.backlog_reach_seconds = reach;
+        (model, warnings)
     }
 
     fn imported(&self, record: &ServiceRecord) -> Result<ServiceModel, String> {

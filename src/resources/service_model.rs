@@ -49,8 +49,8 @@ pub struct ServiceModel {
     #[schemars(extend("default" = false))]
     pub termination_protection: Option<bool>,
 
-    /// Whether the nodes run. False stops them and keeps their data (with `persistence =
-    /// "rdb"`). Powering off never moves the group's primary: when a node of this service is
+    /// Whether the nodes run. False stops them and keeps their data (saved on the way down,
+    /// whatever `persistence` says). Powering off never moves the group's primary: when a node of this service is
     /// the primary, the group's Sentinels stop with it and start again once it is back on, so
     /// no replica is promoted meanwhile (the group takes no writes while its primary is off).
     /// True starts the nodes again, as replicas of the group's primary where they are not it.
@@ -102,6 +102,14 @@ pub struct ServiceModel {
     /// replica, or failover disabled).
     #[schemars(extend("x-computed" = true))]
     pub sentinel_status: Option<String>,
+
+    /// Seconds of writes the replication group primary's backlog holds: how long a replica's
+    /// link may be down (or a replica stopped) and still resume with a partial resync. At the
+    /// larger of `expected_write_kib_per_second` and the rate the primary streams to each
+    /// replica at the last refresh (below 16 KiB/s, what an idle primary sends, counts as
+    /// none); null while neither is known.
+    #[schemars(extend("x-computed" = true))]
+    pub backlog_reach_seconds: Option<i64>,
 
     #[serde(flatten)]
     pub topology: TopologyModel,

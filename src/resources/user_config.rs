@@ -5,6 +5,10 @@ use std::collections::HashMap;
 
 use super::common_model::UserConfigModel;
 use crate::runtime::UserConfigValues;
+use crate::tfplug::{Number, Value};
+
+/// The block's name in both resources' schemas.
+pub const BLOCK: &str = "valkey_user_config";
 
 /// The settings read back from nodes for drift detection.
 pub const DRIFT_SETTINGS: &[&str] = &[
@@ -22,6 +26,7 @@ pub const DRIFT_SETTINGS: &[&str] = &[
     "client-output-buffer-limit",
     "acl-pubsub-default",
     "repl-backlog-size",
+    "rdbcompression",
 ];
 
 const MIB: i64 = 1024 * 1024;
@@ -46,7 +51,51 @@ pub fn effective_user_config(model: Option<&UserConfigModel>) -> UserConfigValue
             .pubsub_client_output_buffer_limit
             .unwrap_or(d.pubsub_client_output_buffer_limit),
         acl_channels_default: m.acl_channels_default.clone().unwrap_or(d.acl_channels_default),
-        repl_backlog_size: m.repl_backlog_size.unwrap_or(d.repl_backlog_size),
+        repl_backlog_size: m
+            .repl_backlog_size
+            .or_else(|| declared_backlog(m))
+            .unwrap_or(d.repl_backlog_size),
+        rdb_compression: m.rdb_compression.unwrap_or(d.rdb_compression),
+        expected_write_kib_per_second: m.expected_write_kib_per_second.unwrap_or(0),
+        longest_link_outage_seconds: m.longest_link_outage_seconds.unwrap_or(0),
+    }
+}
+
+/// The backlog, MiB, that holds `seconds` of writes at `kib_per_second`, with a quarter more
+/// for bursts: what a declared write rate and longest outage ask for.
+pub fn backlog_for(kib_per_second: i64, seconds: i64) -> i64 {
+    let kib = kib_per_second.saturating_mul(seconds).saturating_mul(5) / 4;
+    kib.saturating_add(1023) / 1024
+}
+
+/// The backlog a block's declared write rate and outage ask for, when it declares both.
+fn declared_backlog(m: &UserConfigModel) -> Option<i64> {
+    Some(backlog_for(
+        m.expected_write_kib_per_second?,
+        m.longest_link_outage_seconds?,
+    ))
+}
+
+/// The plan's `repl_backlog_size` when the configuration sizes it from a write rate and an
+/// outage instead of giving it (unknown while either is).
+pub fn plan_declared_backlog(planned: &mut Value, config: &Value) {
+    let declared = config.attr(BLOCK);
+    if !declared.attr("repl_backlog_size").is_null() {
+        return;
+    }
+    let (rate, outage) = (
+        declared.attr("expected_write_kib_per_second"),
+        declared.attr("longest_link_outage_seconds"),
+    );
+    let size = match (rate.as_i64(), outage.as_i64()) {
+        (Some(rate), Some(outage)) => Value::Number(Number::Int(backlog_for(rate, outage))),
+        _ if rate.is_unknown() || outage.is_unknown() => Value::Unknown,
+        _ => return,
+    };
+    let mut block = planned.attr(BLOCK).clone();
+    if matches!(block, Value::Object(_)) {
+        block.set_attr("repl_backlog_size", size);
+        planned.set_attr(BLOCK, block);
     }
 }
 
@@ -67,6 +116,9 @@ pub fn user_config_model(values: &UserConfigValues) -> UserConfigModel {
         pubsub_client_output_buffer_limit: Some(values.pubsub_client_output_buffer_limit),
         acl_channels_default: Some(values.acl_channels_default.clone()),
         repl_backlog_size: Some(values.repl_backlog_size),
+        rdb_compression: Some(values.rdb_compression),
+        expected_write_kib_per_second: Some(values.expected_write_kib_per_second).filter(|v| *v > 0),
+        longest_link_outage_seconds: Some(values.longest_link_outage_seconds).filter(|v| *v > 0),
     }
 }
 
@@ -79,17 +131,19 @@ pub fn runtime_settings(values: &UserConfigValues) -> Vec<(&'static str, String)
         ("lfu-log-factor", values.lfu_log_factor.to_string()),
         ("lfu-decay-time", values.lfu_decay_time.to_string()),
         ("active-expire-effort", values.active_expire_effort.to_string()),
-        (
-            "activedefrag",
-            if values.activedefrag { "yes" } else { "no" }.to_string(),
-        ),
+        ("activedefrag", yes_no(values.activedefrag)),
         (
             "client-output-buffer-limit",
             format!("pubsub {}mb {}mb 60", hard, hard / 4),
         ),
         ("acl-pubsub-default", values.acl_channels_default.clone()),
         ("repl-backlog-size", format!("{}mb", values.repl_backlog_size)),
+        ("rdbcompression", yes_no(values.rdb_compression)),
     ]
+}
+
+fn yes_no(on: bool) -> String {
+    if on { "yes" } else { "no" }.to_string()
 }
 
 /// The block an import puts in state: absent when every setting is at its default, so a
@@ -145,6 +199,10 @@ pub fn live_user_config(settings: &HashMap<String, String>, fallback: &UserConfi
         repl_backlog_size: number("repl-backlog-size")
             .map(|bytes| bytes / MIB)
             .or(fallback.repl_backlog_size),
+        rdb_compression: get("rdbcompression").map(|v| v == "yes").or(fallback.rdb_compression),
+        // What the user expects, not a node setting: as declared.
+        expected_write_kib_per_second: fallback.expected_write_kib_per_second,
+        longest_link_outage_seconds: fallback.longest_link_outage_seconds,
     }
 }
 
@@ -200,6 +258,30 @@ mod tests {
         assert_eq!(eff.maxmemory_policy, "noeviction");
         assert_eq!(effective_user_config(None), UserConfigValues::default());
         assert_eq!(effective_user_config(Some(&user_config_model(&eff))), eff);
+    }
+
+    #[test]
+    fn a_declared_rate_and_outage_size_the_backlog_with_a_quarter_more() {
+        // 1 MiB/s for 60 s is 60 MiB, plus a quarter: 75 MiB.
+        assert_eq!(backlog_for(1024, 60), 75);
+        assert_eq!(backlog_for(1, 1), 1);
+        let declared = UserConfigModel {
+            expected_write_kib_per_second: Some(512),
+            longest_link_outage_seconds: Some(60),
+            ..Default::default()
+        };
+        let values = effective_user_config(Some(&declared));
+        assert_eq!(values.repl_backlog_size, 38);
+        // The record keeps the declaration; the block reads back with both and the size.
+        let block = user_config_model(&values);
+        assert_eq!(
+            (block.expected_write_kib_per_second, block.repl_backlog_size),
+            (Some(512), Some(38))
+        );
+        assert_eq!(
+            user_config_model(&UserConfigValues::default()).expected_write_kib_per_second,
+            None
+        );
     }
 
     #[test]

@@ -115,11 +115,65 @@ pub fn user_config(diags: &mut Diagnostics, config: &Value) {
             "pubsub_client_output_buffer_limit",
             catalog::PUBSUB_BUFFER_LIMIT_MB_RANGE,
         ),
+        ("expected_write_kib_per_second", catalog::WRITE_RATE_KIB_RANGE),
+        ("longest_link_outage_seconds", catalog::LINK_OUTAGE_SECONDS_RANGE),
     ];
     for (name, range) in ranges {
         integer(diags, uc.attr(name), at(name), name, range);
     }
     repl_backlog_size(diags, config, uc.attr("repl_backlog_size"), at("repl_backlog_size"));
+    declared_backlog(diags, config, uc);
+}
+
+/// The backlog sized from a write rate and an outage: both given, no `repl_backlog_size`
+/// beside them, and the size they ask for within the plan's limit.
+fn declared_backlog(diags: &mut Diagnostics, config: &Value, uc: &Value) {
+    let (rate_name, outage_name) = ("expected_write_kib_per_second", "longest_link_outage_seconds");
+    let (rate, outage) = (uc.attr(rate_name), uc.attr(outage_name));
+    let at = |name: &str| AttrPath::root(super::user_config::BLOCK).attr(name);
+    if rate.is_null() && outage.is_null() {
+        return;
+    }
+    if rate.is_null() != outage.is_null() {
+        let (given, missing) = if rate.is_null() {
+            (outage_name, rate_name)
+        } else {
+            (rate_name, outage_name)
+        };
+        let detail = format!(
+            "{}: the backlog is sized from a write rate and an outage together; set {missing} as well, or \
+             remove {given}",
+            at(given)
+        );
+        diags.push(Diagnostic::error(format!("Missing {missing}"), detail).at(at(given)));
+        return;
+    }
+    if !uc.attr("repl_backlog_size").is_null() {
+        let detail = format!(
+            "{}: set either repl_backlog_size or {rate_name} with {outage_name}, which size it, not both",
+            at("repl_backlog_size")
+        );
+        diags.push(Diagnostic::error("Conflicting backlog settings", detail).at(at("repl_backlog_size")));
+        return;
+    }
+    let (Some(kib), Some(seconds)) = (rate.as_i64(), outage.as_i64()) else {
+        return;
+    };
+    let size = super::user_config::backlog_for(kib, seconds);
+    let Some(plan) = config.attr("plan").as_str().and_then(|p| catalog::plan(p).ok()) else {
+        return;
+    };
+    let most = catalog::max_repl_backlog_mb(plan);
+    if size > most {
+        let detail = format!(
+            "{}: {seconds} s of writes at {kib} KiB/s, with a quarter more for bursts, needs a backlog of {size} MiB; \
+             plan {:?} keeps at most {most} MiB (a quarter of its memory). Declare a shorter outage or a lower rate, \
+             or use a bigger plan",
+            at(outage_name),
+            plan.name
+        );
+        diags.push(Diagnostic::error("Backlog too large for the plan", detail).at(at(outage_name)));
+    }
 }
 
 /// The backlog against what the configured plan allows (the largest plan's limit while the
@@ -326,5 +380,44 @@ mod tests {
         assert_eq!(d.0.len(), 2);
         assert_eq!(d.0[0].summary, "Invalid plan");
         assert!(d.0[1].detail.starts_with("c.io_threads: 99 is out of range"));
+    }
+
+    fn backlog_config(settings: &[(&str, i64)]) -> Value {
+        let number = |v: i64| Value::Number(crate::tfplug::Number::Int(v));
+        let block = Value::Object(settings.iter().map(|(k, v)| (k.to_string(), number(*v))).collect());
+        Value::Object(
+            [
+                ("plan".to_string(), Value::String("startup-4".into())),
+                ("valkey_user_config".to_string(), block),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
+
+    fn backlog_problems(settings: &[(&str, i64)]) -> Vec<String> {
+        let config = backlog_config(settings);
+        let mut d = Diagnostics::new();
+        declared_backlog(&mut d, &config, config.attr("valkey_user_config"));
+        d.0.iter().map(|d| format!("{}: {}", d.summary, d.detail)).collect()
+    }
+
+    #[test]
+    fn a_declared_backlog_needs_both_halves_no_explicit_size_and_room_in_the_plan() {
+        let (rate, outage) = ("expected_write_kib_per_second", "longest_link_outage_seconds");
+        assert!(backlog_problems(&[(rate, 1024), (outage, 60)]).is_empty());
+        let missing = backlog_problems(&[(rate, 1024)]);
+        assert!(
+            missing[0].contains("set longest_link_outage_seconds as well"),
+            "{missing:?}"
+        );
+        let both = backlog_problems(&[(rate, 1024), (outage, 60), ("repl_backlog_size", 64)]);
+        assert!(both[0].starts_with("Conflicting backlog settings"), "{both:?}");
+        // 1 GiB/s for an hour is far beyond a quarter of 4 GiB.
+        let large = backlog_problems(&[(rate, 1024 * 1024), (outage, 3600)]);
+        assert!(
+            large[0].contains("needs a backlog of 4608000 MiB") && large[0].contains("at most 1024 MiB"),
+            "{large:?}"
+        );
     }
 }
