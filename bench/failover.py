@@ -83,11 +83,12 @@ def terraform(workdir, env, *args):
     return out.stdout
 
 
-def setup(workdir):
+def setup(workdir, binary=os.path.join(REPO, "target/release/terraform-provider-valkey")):
+    """Terraform's environment for `workdir`: `binary` (this repository's release build by
+    default) installed through a filesystem mirror in a CLI config written there."""
     mirror = os.path.join(workdir, "mirror/terraform.local/local/valkey/0.1.0/linux_amd64")
     os.makedirs(mirror)
-    shutil.copy(os.path.join(REPO, "target/release/terraform-provider-valkey"),
-                os.path.join(mirror, "terraform-provider-valkey_v0.1.0"))
+    shutil.copy(binary, os.path.join(mirror, "terraform-provider-valkey_v0.1.0"))
     cli = os.path.join(workdir, "cli.tfrc")
     with open(cli, "w") as f:
         f.write('provider_installation {\n filesystem_mirror {\n path = "%s"\n include = ["terraform.local/*/*"]\n }\n}\n'
