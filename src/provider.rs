@@ -319,6 +319,11 @@ impl Provider for ValkeyProvider {
             // apply checks again, atomically.)
             response.diagnostics.extend(name_free(&ctx, config).await);
         }
+        if request.type_name == read_replica::TYPE_NAME && !response.diagnostics.has_errors() {
+            response
+                .diagnostics
+                .extend(read_replica_plan::check_databases(&ctx, config).await);
+        }
         if prior.is_null() && !response.diagnostics.has_errors() {
             match request.type_name.as_str() {
                 read_replica::TYPE_NAME => response

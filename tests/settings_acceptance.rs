@@ -113,6 +113,26 @@ fn every_setting_applies_reads_back_and_refuses_what_it_cannot_take() {
         "{out}"
     );
 
+    // A replica with fewer databases than its primary: the primary's writes to the others
+    // would land in the wrong database there.
+    tf.write_config(&format!(
+        "{}{}",
+        config(32, 128, false),
+        r#"
+resource "valkey_read_replica" "us" {
+  name            = "cfg-us"
+  primary_service = valkey_service.main.name
+  plan            = "startup-4"
+  region          = "local-3"
+}
+"#
+    ));
+    let out = flatten(&tf.fails(&["plan", "-input=false", "-no-color"]));
+    assert!(
+        out.contains("16 is fewer than the 32 of primary service \"cfg-main\"; its writes to databases 16 to 31 would fail on this replica"),
+        "{out}"
+    );
+
     // A backlog bigger than the plan allows, and defragmentation on a build that cannot.
     tf.write_config(&config(32, 2048, false));
     let out = tf.fails(&["plan", "-input=false", "-no-color"]);

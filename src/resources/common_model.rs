@@ -43,7 +43,8 @@ pub struct UserConfigModel {
 
     /// Logical databases per node, 1 to 128 (Valkey's `databases`). It can only grow (keys in
     /// the databases a smaller count drops would be lost), and changing it restarts the nodes.
-    /// Give read replicas at least as many as their primary.
+    /// A read replica with fewer than its primary is refused at plan (the primary's writes to
+    /// the others would land in the wrong database there).
     #[schemars(extend("default" = 16))]
     pub number_of_databases: Option<i64>,
 

@@ -11,10 +11,10 @@ use crate::tfplug::schema::Block;
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
 use crate::valkey::{NodeClient, uri};
 
-use super::Context;
 use super::plan_rules::{self, PlanShape};
 use super::planned::{over_replica_limit, refused_replicas};
 use super::validate;
+use super::{Context, user_config};
 
 /// Checks every known value that needs no provider configuration.
 pub fn validate_config(config: &Value) -> Diagnostics {
@@ -138,6 +138,40 @@ pub async fn probe_primary_uri(text: &str) -> Result<(), String> {
          cross-service replication is not supported",
         up.host, up.port
     ))
+}
+
+/// A replica needs at least its primary's logical databases: the primary's writes to a
+/// database the replica lacks fail there (`SELECT` out of range) and land in another one.
+/// Checked against the primary's record, on every plan of the replica.
+pub async fn check_databases(ctx: &Context, config: &Value) -> Diagnostics {
+    let (Some(primary), wanted) = (
+        config.attr("primary_service").as_str(),
+        config.attr(user_config::BLOCK).attr("number_of_databases"),
+    ) else {
+        return Diagnostics::new();
+    };
+    if wanted.is_unknown() {
+        return Diagnostics::new();
+    }
+    let wanted = wanted.as_i64().unwrap_or(catalog::DEFAULT_DATABASES);
+    let Ok(Some(record)) = ctx.runtime.store().load(primary).await else {
+        return Diagnostics::new();
+    };
+    let has = record.user_config.number_of_databases;
+    if wanted >= has {
+        return Diagnostics::new();
+    }
+    let at = AttrPath::root(user_config::BLOCK).attr("number_of_databases");
+    Diagnostic::error(
+        "Fewer databases than the primary",
+        format!(
+            "{at}: {wanted} is fewer than the {has} of primary service {primary:?}; its writes to databases {wanted} to {} \
+             would fail on this replica and land in another database. Set number_of_databases = {has} or more",
+            has - 1
+        ),
+    )
+    .at(at)
+    .into()
 }
 
 /// Plan-time checks of a new replica against the runtime's records and the rest of this run.
