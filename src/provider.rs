@@ -14,7 +14,8 @@ use crate::resources::lifecycle;
 use crate::resources::read_replica::{self, ReadReplicaResource};
 use crate::resources::service::{self, ServiceResource};
 use crate::resources::{
-    Context, acl_user_plan, certificates, planned::PlannedTopology, read_replica_plan, service_plan, validate,
+    Context, acl_user_plan, certificates, planned::PlannedTopology, read_replica_plan, service_plan, user_config,
+    validate,
 };
 use crate::runtime::RegionNames;
 use crate::runtime::SettingError;
@@ -302,12 +303,12 @@ impl Provider for ValkeyProvider {
                 .diagnostics
                 .push(Diagnostic::error("This cloud's Valkey cannot speak TLS", detail).at(AttrPath::root("tls")));
         }
-        if config.attr("valkey_user_config").attr("activedefrag").as_bool() == Some(true)
+        if config.attr(user_config::BLOCK).attr("activedefrag").as_bool() == Some(true)
             && let Err(detail) = ctx.runtime.check_active_defrag().await
         {
             response.diagnostics.push(
                 Diagnostic::error("This cloud's Valkey cannot defragment", detail)
-                    .at(AttrPath::root("valkey_user_config").attr("activedefrag")),
+                    .at(AttrPath::root(user_config::BLOCK).attr("activedefrag")),
             );
         }
         if !prior.is_null() && response.requires_replace.is_empty() {

@@ -412,10 +412,8 @@ resource "valkey_read_replica" "far" {{
         .query(&mut access.node(&far).unwrap())
         .unwrap();
     let counter = |name: &str| -> i64 {
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .and_then(|v| v.trim().parse().ok())
+        support::info_field(&stats, name)
+            .and_then(|v| v.parse().ok())
             .unwrap_or(-1)
     };
     assert_eq!(counter("sync_full"), 0, "{stats}");

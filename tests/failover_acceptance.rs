@@ -119,13 +119,7 @@ fn replication(uri: &str) -> (String, String) {
     let Ok(info) = redis::cmd("INFO").arg("replication").query::<String>(&mut conn) else {
         return unanswered();
     };
-    let field = |k: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}:")))
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    };
+    let field = |k: &str| support::info_field(&info, k).unwrap_or_default();
     (
         field("role"),
         format!("{}:{}", field("master_host"), field("master_port")),

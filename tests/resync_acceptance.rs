@@ -79,12 +79,7 @@ fn sync_counters(access: &GroupAccess, nodes: &[String]) -> HashMap<String, (i64
         let Ok(info): redis::RedisResult<String> = redis::cmd("INFO").arg("everything").query(&mut conn) else {
             continue;
         };
-        let field = |k: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}:")))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
+        let field = |k: &str| support::info_field(&info, k).unwrap_or_default();
         seen.insert(
             field("run_id"),
             (

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::group_view;
 use crate::runtime::{Endpoint, ServiceRecord};
+use crate::valkey::Info;
 
 /// A stream below this many KiB/s per replica is an idle primary's: its pings to replicas and
 /// the Sentinels' hello messages, which vary from one second to the next.
@@ -21,13 +22,9 @@ pub fn reach_seconds(backlog_bytes: i64, output_kib_per_second: f64, replicas: i
     (rate > 0.0 && backlog_bytes > 0).then(|| (backlog_bytes as f64 / (rate * 1024.0)) as i64)
 }
 
-/// The reach of the backlog of the group's primary at `current_primary`, read from it now.
-pub async fn observed_reach(record: &ServiceRecord, current_primary: Option<&str>, declared_kib: i64) -> Option<i64> {
-    let at = Endpoint::parse(current_primary?)?;
-    let mut client = group_view::connect_member(record, &at, Duration::from_secs(2))
-        .await
-        .ok()?;
-    let info = client.info(&["replication", "stats"]).await.ok()?;
+/// The reach of the backlog of the primary whose INFO replication and stats `info` holds;
+/// None when that node is not a primary.
+pub fn reach_of(info: &Info, declared_kib: i64) -> Option<i64> {
     if info.role() != Some("primary") {
         return None;
     }
@@ -37,6 +34,15 @@ pub async fn observed_reach(record: &ServiceRecord, current_primary: Option<&str
         info.get_i64("connected_slaves").unwrap_or(0),
         declared_kib,
     )
+}
+
+/// The reach of the backlog of the group's primary at `current_primary`, read from it now.
+pub async fn observed_reach(record: &ServiceRecord, current_primary: Option<&str>, declared_kib: i64) -> Option<i64> {
+    let at = Endpoint::parse(current_primary?)?;
+    let mut client = group_view::connect_member(record, &at, Duration::from_secs(2))
+        .await
+        .ok()?;
+    reach_of(&client.info(&["replication", "stats"]).await.ok()?, declared_kib)
 }
 
 #[cfg(test)]

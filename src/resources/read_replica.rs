@@ -17,9 +17,9 @@ use super::{Context, acl_user_members, certificates, error};
 use super::{backlog, converge, failover, group_view, nodes, records, service, switchover, upstreams, user_config};
 use crate::catalog;
 use crate::registry;
-use crate::runtime::{Endpoint, NodeId, ServiceRecord, Upstream};
+use crate::runtime::{Endpoint, ServiceRecord, Upstream};
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Schema, Type};
-use crate::valkey::{NodeClient, UpstreamAuth, sync_log, uri};
+use crate::valkey::{Info, NodeClient, UpstreamAuth, sync_log, uri};
 
 pub const TYPE_NAME: &str = "valkey_read_replica";
 
@@ -39,14 +39,11 @@ impl ReadReplicaResource {
     }
 }
 
-/// How far the replica trails its primary, in bytes: the primary's master_repl_offset minus
-/// the replica's slave_repl_offset (INFO has no lag-in-bytes field). The replica is read after
-/// the primary, so what reached it in between (Sentinel's announcements, every half second)
-/// does not count as lag: an idle, healthy link reads 0.
-async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus, record: &ServiceRecord) -> Option<i64> {
+/// The primary's INFO replication and stats, read once for the replica's lag and the backlog's
+/// reach. A read replica of a service shares its group's TLS; an external primary speaks
+/// plaintext.
+async fn primary_info(upstream: Option<&UpstreamAuth>, record: &ServiceRecord) -> Option<Info> {
     let up = upstream?;
-    (replica.role == Some("replica")).then_some(())?;
-    // A read replica of a service shares its group's TLS; an external primary speaks plaintext.
     let tls = certificates::client_identity(record);
     let mut primary = NodeClient::connect_as(
         &up.host,
@@ -58,11 +55,16 @@ async fn lag_bytes(upstream: Option<&UpstreamAuth>, replica: &NodeStatus, record
     )
     .await
     .ok()?;
-    let primary_offset = primary
-        .info(&["replication"])
-        .await
-        .ok()?
-        .get_i64("master_repl_offset")?;
+    primary.info(&["replication", "stats"]).await.ok()
+}
+
+/// How far the replica trails its primary, in bytes: the primary's master_repl_offset minus
+/// the replica's slave_repl_offset (INFO has no lag-in-bytes field). The replica is read after
+/// the primary, so what reached it in between (Sentinel's announcements, every half second)
+/// does not count as lag: an idle, healthy link reads 0.
+async fn lag_bytes(primary: Option<&Info>, replica: &NodeStatus, record: &ServiceRecord) -> Option<i64> {
+    (replica.role == Some("replica")).then_some(())?;
+    let primary_offset = primary?.get_i64("master_repl_offset")?;
     let at = record.endpoint()?;
     let mut own = group_view::connect_member(record, &at, Duration::from_secs(2))
         .await
@@ -90,9 +92,9 @@ async fn primary_reader(ctx: &Context, record: &ServiceRecord, topology: &Topolo
 }
 
 /// The group's view for a replica: its primary service's Sentinels and current primary.
-async fn topology(ctx: &Context, record: &ServiceRecord) -> TopologyModel {
-    match records::group_primary_record(ctx, record).await {
-        Some(primary) => service::topology(&primary).await,
+async fn topology(ctx: &Context, record: &ServiceRecord, group_primary: Option<&ServiceRecord>) -> TopologyModel {
+    match group_primary {
+        Some(primary) => service::topology(primary).await,
         None => {
             let current = upstreams::static_upstream(ctx, record)
                 .await
@@ -328,17 +330,18 @@ impl Lifecycle for ReadReplicaResource {
     ) -> (ReadReplicaModel, Diagnostics) {
         let statuses = observe::observe(ctx, record).await;
         let node = statuses.first().cloned().unwrap_or_default();
-        let topology = topology(ctx, record).await;
+        let group_primary = records::group_primary_record(ctx, record).await;
+        let topology = topology(ctx, record, group_primary.as_ref()).await;
         let reader = primary_reader(ctx, record, &topology).await;
-        let lag = lag_bytes(reader.as_ref(), &node, record).await;
-        let declared = match records::group_primary_record(ctx, record).await {
-            Some(primary) => primary.user_config.expected_write_kib_per_second,
-            None => 0,
-        }
-        .max(record.user_config.expected_write_kib_per_second);
-        let reach = backlog::observed_reach(record, topology.current_primary.as_deref(), declared).await;
+        let primary = primary_info(reader.as_ref(), record).await;
+        let lag = lag_bytes(primary.as_ref(), &node, record).await;
+        // The backlog of a service's primary; the declared rate is the group's or this replica's.
+        let reach = group_primary.as_ref().zip(primary.as_ref()).and_then(|(group, info)| {
+            let declared = [group, record].map(|r| r.user_config.expected_write_kib_per_second.unwrap_or(0));
+            backlog::reach_of(info, declared[0].max(declared[1]))
+        });
         let log = match record.nodes.first() {
-            Some(first) => ctx.runtime.node_log(&NodeId::data(&record.name, first.index)).await,
+            Some(first) => ctx.runtime.node_log(&nodes::node_id(record, first.index)).await,
             None => None,
         };
         let full_resyncs = log

@@ -273,7 +273,7 @@ impl Lifecycle for ServiceResource {
         let reach = backlog::observed_reach(
             record,
             topology.current_primary.as_deref(),
-            record.user_config.expected_write_kib_per_second,
+            record.user_config.expected_write_kib_per_second.unwrap_or(0),
         )
         .await;
         let mut model = model_from(record, &statuses, replicas, topology, sentinel_status, prior);

@@ -56,8 +56,8 @@ pub fn effective_user_config(model: Option<&UserConfigModel>) -> UserConfigValue
             .or_else(|| declared_backlog(m))
             .unwrap_or(d.repl_backlog_size),
         rdb_compression: m.rdb_compression.unwrap_or(d.rdb_compression),
-        expected_write_kib_per_second: m.expected_write_kib_per_second.unwrap_or(0),
-        longest_link_outage_seconds: m.longest_link_outage_seconds.unwrap_or(0),
+        expected_write_kib_per_second: m.expected_write_kib_per_second,
+        longest_link_outage_seconds: m.longest_link_outage_seconds,
     }
 }
 
@@ -117,8 +117,8 @@ pub fn user_config_model(values: &UserConfigValues) -> UserConfigModel {
         acl_channels_default: Some(values.acl_channels_default.clone()),
         repl_backlog_size: Some(values.repl_backlog_size),
         rdb_compression: Some(values.rdb_compression),
-        expected_write_kib_per_second: Some(values.expected_write_kib_per_second).filter(|v| *v > 0),
-        longest_link_outage_seconds: Some(values.longest_link_outage_seconds).filter(|v| *v > 0),
+        expected_write_kib_per_second: values.expected_write_kib_per_second,
+        longest_link_outage_seconds: values.longest_link_outage_seconds,
     }
 }
 

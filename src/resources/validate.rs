@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::user_config::BLOCK;
 use crate::catalog;
 use crate::runtime::RegionNames;
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
@@ -55,8 +56,8 @@ pub fn common(diags: &mut Diagnostics, config: &Value, plan_rule: fn(&str) -> Re
 
 /// The valkey_user_config block shared by services and replicas.
 pub fn user_config(diags: &mut Diagnostics, config: &Value) {
-    let uc = config.attr("valkey_user_config");
-    let at = |name: &str| AttrPath::root("valkey_user_config").attr(name);
+    let uc = config.attr(BLOCK);
+    let at = |name: &str| AttrPath::root(BLOCK).attr(name);
     string(
         diags,
         uc.attr("maxmemory_policy"),
@@ -122,15 +123,14 @@ pub fn user_config(diags: &mut Diagnostics, config: &Value) {
         integer(diags, uc.attr(name), at(name), name, range);
     }
     repl_backlog_size(diags, config, uc.attr("repl_backlog_size"), at("repl_backlog_size"));
-    declared_backlog(diags, config, uc);
+    declared_backlog(diags, config, uc, at);
 }
 
 /// The backlog sized from a write rate and an outage: both given, no `repl_backlog_size`
 /// beside them, and the size they ask for within the plan's limit.
-fn declared_backlog(diags: &mut Diagnostics, config: &Value, uc: &Value) {
+fn declared_backlog(diags: &mut Diagnostics, config: &Value, uc: &Value, at: impl Fn(&str) -> AttrPath) {
     let (rate_name, outage_name) = ("expected_write_kib_per_second", "longest_link_outage_seconds");
     let (rate, outage) = (uc.attr(rate_name), uc.attr(outage_name));
-    let at = |name: &str| AttrPath::root(super::user_config::BLOCK).attr(name);
     if rate.is_null() && outage.is_null() {
         return;
     }
@@ -212,11 +212,11 @@ fn repl_backlog_size(diags: &mut Diagnostics, config: &Value, value: &Value, pat
 pub fn user_config_change(diags: &mut Diagnostics, prior: &Value, config: &Value) {
     let name = "number_of_databases";
     let was = prior
-        .attr("valkey_user_config")
+        .attr(BLOCK)
         .attr(name)
         .as_i64()
         .unwrap_or(catalog::DEFAULT_DATABASES);
-    let wanted = config.attr("valkey_user_config").attr(name);
+    let wanted = config.attr(BLOCK).attr(name);
     let is = match wanted {
         Value::Unknown => return,
         Value::Null => catalog::DEFAULT_DATABASES,
@@ -232,7 +232,7 @@ pub fn user_config_change(diags: &mut Diagnostics, prior: &Value, config: &Value
                     was - 1
                 ),
             )
-            .at(AttrPath::root("valkey_user_config").attr(name)),
+            .at(AttrPath::root(BLOCK).attr(name)),
         );
     }
 }
@@ -388,7 +388,7 @@ mod tests {
         Value::Object(
             [
                 ("plan".to_string(), Value::String("startup-4".into())),
-                ("valkey_user_config".to_string(), block),
+                (BLOCK.to_string(), block),
             ]
             .into_iter()
             .collect(),
@@ -398,7 +398,9 @@ mod tests {
     fn backlog_problems(settings: &[(&str, i64)]) -> Vec<String> {
         let config = backlog_config(settings);
         let mut d = Diagnostics::new();
-        declared_backlog(&mut d, &config, config.attr("valkey_user_config"));
+        declared_backlog(&mut d, &config, config.attr(BLOCK), |name| {
+            AttrPath::root(BLOCK).attr(name)
+        });
         d.0.iter().map(|d| format!("{}: {}", d.summary, d.detail)).collect()
     }
 

@@ -28,10 +28,10 @@ pub struct UserConfigValues {
     /// MiB.
     pub repl_backlog_size: i64,
     pub rdb_compression: bool,
-    /// KiB/s the user expects the replication stream to reach; 0 when not declared.
-    pub expected_write_kib_per_second: i64,
-    /// Seconds of link outage the backlog is sized to ride out; 0 when not declared.
-    pub longest_link_outage_seconds: i64,
+    /// KiB/s the user expects the replication stream to reach, when declared.
+    pub expected_write_kib_per_second: Option<i64>,
+    /// Seconds of link outage the backlog is sized to ride out, when declared.
+    pub longest_link_outage_seconds: Option<i64>,
 }
 
 impl Default for UserConfigValues {
@@ -52,8 +52,8 @@ impl Default for UserConfigValues {
             acl_channels_default: "resetchannels".into(),
             repl_backlog_size: crate::catalog::DEFAULT_REPL_BACKLOG_MB,
             rdb_compression: true,
-            expected_write_kib_per_second: 0,
-            longest_link_outage_seconds: 0,
+            expected_write_kib_per_second: None,
+            longest_link_outage_seconds: None,
         }
     }
 }

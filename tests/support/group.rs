@@ -126,11 +126,7 @@ pub struct Replication {
 
 pub fn replication(conn: &mut redis::Connection) -> redis::RedisResult<Replication> {
     let info: String = redis::cmd("INFO").arg("replication").query(conn)?;
-    let field = |k: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}:")))
-            .map(|v| v.trim().to_string())
-    };
+    let field = |k: &str| super::info_field(&info, k);
     let following = match (field("master_host"), field("master_port")) {
         (Some(h), Some(p)) => Some(format!("{h}:{p}")),
         _ => None,

@@ -371,7 +371,13 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut check: impl FnMut() 
     panic!("{what} did not happen within {limit:?}");
 }
 
-/// A synchronous client for a `valkey://` URI.
+/// A field of an INFO reply (`name:value` lines), trimmed.
+pub fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
 /// A node's setting, as CONFIG GET reports it.
 pub fn config_get(conn: &mut redis::Connection, name: &str) -> String {
     let got: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(conn).unwrap();
@@ -404,6 +410,7 @@ pub fn ping(client: redis::RedisResult<redis::Client>) -> String {
         .unwrap_or_else(|e| format!("refused: {e}"))
 }
 
+/// A synchronous client for a `valkey://` URI.
 pub fn connect(uri: &str) -> redis::Connection {
     redis::Client::open(uri)
         .expect("valid URI")
