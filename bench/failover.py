@@ -11,7 +11,11 @@ moment's writes on a crash; a switchover loses none). `terraform apply` then res
 killed node as a replica before the next run. With --tls, the group has a `tls` block (on the
 TLS-capable valkey-server scripts/valkey-tls.sh makes) and every client trusts its CA.
 
-usage: bench/failover.py [--runs 5] [--down-after 2000 5000] [--tls]   (run `cargo build --release` first)
+With --freeze MS..., the primary is frozen (SIGSTOP) for each of those times instead of killed:
+how long it stays a primary once it wakes, and what it acknowledged meanwhile that is lost.
+
+usage: bench/failover.py [--runs 5] [--down-after 2000 5000] [--tls] [--freeze 2300 3000 5000]
+       (run `cargo build --release` first)
 """
 import argparse
 import json
@@ -230,11 +234,58 @@ def one_run(data, uris, group):
     return took, client_took, len(acked), lost
 
 
+def one_freeze(data, uris, group, freeze_ms):
+    """SIGSTOPs the primary for `freeze_ms` under the Sentinel client, then measures how long the
+    woken primary stays a primary (it takes writes from clients still connected to it until the
+    Sentinels demote it) and how many writes it acknowledged after waking are not on the
+    primary that follows: the second kind of loss the failover guide describes."""
+    primary = next(u for u in uris if role(u) == "master")
+    pid = pid_of(data, primary)
+    client = sentinel_client(group)
+    acks, stop = [], threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            try:
+                client.set(f"f{freeze_ms}:{i}", i)
+                acks.append((i, time.time()))
+                i += 1
+                time.sleep(0.001)
+            except Exception:
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(1.0)
+    os.kill(pid, 19)  # SIGSTOP
+    time.sleep(freeze_ms / 1000)
+    os.kill(pid, 18)  # SIGCONT
+    woke = time.time()
+    demoted = None
+    while demoted is None and time.time() - woke < 60:
+        if role(primary) not in ("master", None):
+            demoted = time.time()
+        time.sleep(0.05)
+    time.sleep(1.0)
+    stop.set()
+    thread.join()
+    now = next(u for u in uris if role(u) == "master")
+    check = valkey.from_url(now, **TLS).pipeline(transaction=False)
+    after_wake = [i for i, at in acks if at > woke]
+    for i in after_wake:
+        check.exists(f"f{freeze_ms}:{i}")
+    lost = sum(1 for found in check.execute() if not found)
+    return now != primary, (demoted - woke) if demoted else None, len(after_wake), lost
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--down-after", type=int, nargs="+", default=[2000, 5000])
     ap.add_argument("--tls", action="store_true")
+    ap.add_argument("--freeze", type=int, nargs="*", default=[],
+                    help="instead of kills, SIGSTOP the primary for each of these ms and measure the woken primary")
     args = ap.parse_args()
     provider, tls_block, label = "", "", ""
     if args.tls:
@@ -257,6 +308,17 @@ def main():
                 with open(ca_file, "w") as f:
                     f.write(group["ca_certificate"])
                 TLS["ssl_ca_certs"] = ca_file
+            for freeze_ms in args.freeze:
+                for run in range(1, args.runs + 1):
+                    settle(data, down_after)
+                    failed_over, demoted, acked, lost = one_freeze(data, uris, group, freeze_ms)
+                    demoted = "never (no failover)" if demoted is None else f"{demoted:.2f} s"
+                    print(f"down_after_ms={down_after}{label} primary frozen {freeze_ms} ms, run {run}: "
+                          f"failed over {failed_over}; woken primary demoted after {demoted}; "
+                          f"{acked} writes acknowledged after it woke, {lost} of them lost")
+                    terraform(workdir, env, "apply", "-auto-approve", "-input=false")
+            if args.freeze:
+                continue
             times, client_times = [], []
             for run in range(1, args.runs + 1):
                 settle(data, down_after)

@@ -138,6 +138,30 @@ pub fn replication(conn: &mut redis::Connection) -> redis::RedisResult<Replicati
     })
 }
 
+/// Watches, from a thread, a primary that hung and has just woken up: it takes writes from
+/// clients still connected to it until the Sentinels demote it. The thread returns when (ms)
+/// it was first seen as a replica, or None once `stop` is set (it stayed the primary: no
+/// failover happened, so nothing it took is lost) or after a minute.
+pub fn watch_until_demoted(
+    access: &GroupAccess,
+    addr: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Option<u64>> {
+    let (access, addr) = (access.clone(), addr.to_string());
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(r) = access.node(&addr).and_then(|mut c| replication(&mut c))
+                && r.role != "master"
+            {
+                return Some(now_ms());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    })
+}
+
 /// One acknowledged write of the Sentinel client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
