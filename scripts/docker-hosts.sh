@@ -76,6 +76,11 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 SetEnv DOCKER_HOST=unix://$STATE-$i.sock
+# Below the defaults (10 each), so that a provider logging in more than once at a time, or
+# opening more sessions than it promises (docs/guides/docker.md), is refused here on every
+# run, not on a busy machine now and then.
+MaxStartups 2
+MaxSessions 8
 CONF
     nsenter --net="/var/run/netns/vkhost$i" /usr/sbin/sshd -f "$SSH/sshd-$i.conf"
     hosts="$hosts $(host_ip "$i")"

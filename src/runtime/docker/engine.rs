@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 use futures_util::TryStreamExt;
 
 use super::settings::TLS_FILES;
+use super::ssh_transport;
 use crate::runtime::RuntimeError;
 
 /// Longest a single Engine API call may take (a stop waits for its grace period on top).
@@ -86,9 +87,24 @@ fn classify(e: bollard::errors::Error) -> EngineError {
         e @ (bollard::errors::Error::IOError { .. }
         | bollard::errors::Error::HyperLegacyError { .. }
         | bollard::errors::Error::RequestTimeoutError
-        | bollard::errors::Error::SocketNotFoundError(_)) => EngineError::Unreachable(e.to_string()),
-        other => EngineError::Other(other.to_string()),
+        | bollard::errors::Error::SocketNotFoundError(_)) => EngineError::Unreachable(with_causes(&e)),
+        other => EngineError::Other(with_causes(&other)),
     }
+}
+
+/// An error with the errors that caused it: the HTTP client's own says only "client error
+/// (Connect)", its causes say why (the ssh client's message, a refused connection).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// A container to create: what it runs and how it is published.
@@ -117,6 +133,8 @@ pub struct Engine {
     /// Set when the engine last failed to answer: until then, calls fail at once instead of
     /// each waiting out its timeout (a refresh asks one engine about many nodes).
     silent_until: std::sync::Arc<std::sync::Mutex<Option<(tokio::time::Instant, String)>>>,
+    /// For an `ssh://` engine, the calls that may be in flight at once.
+    ssh_slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl Engine {
@@ -128,6 +146,9 @@ impl Engine {
             cert_path: cert_path.map(std::path::PathBuf::from),
             client: Default::default(),
             silent_until: Default::default(),
+            ssh_slots: url
+                .starts_with("ssh://")
+                .then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(ssh_transport::CALLS_AT_ONCE))),
         }
     }
 
@@ -153,8 +174,7 @@ impl Engine {
         } else if let Some(rest) = url.strip_prefix("tcp://") {
             Docker::connect_with_http(&format!("http://{rest}"), timeout, bollard::API_DEFAULT_VERSION)
         } else if url.starts_with("ssh://") {
-            // Runs `ssh` with the user's configuration and `docker system dial-stdio` on the host.
-            Docker::connect_with_ssh(url, timeout, bollard::API_DEFAULT_VERSION)
+            ssh_transport::connect(url, timeout)
         } else {
             return Err(EngineError::Other(format!("engine address {url:?} is not supported")));
         }
@@ -168,6 +188,16 @@ impl Engine {
         call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
         limit: Duration,
     ) -> Result<T, EngineError> {
+        // Waiting for a slot is not the engine's time: the limit starts once the call is made.
+        let _slot = match &self.ssh_slots {
+            Some(slots) => Some(
+                slots
+                    .acquire()
+                    .await
+                    .map_err(|_| EngineError::Other("engine call slots closed".into()))?,
+            ),
+            None => None,
+        };
         if let Ok(silent) = self.silent_until.lock()
             && let Some((until, why)) = silent.as_ref()
             && tokio::time::Instant::now() < *until
@@ -461,7 +491,35 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::call_label;
+    use super::{call_label, with_causes};
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_error_says_what_caused_it_without_saying_anything_twice() {
+        let e = Layer(
+            "client error (Connect)",
+            Some(Box::new(Layer(
+                "ssh: kex_exchange_identification: Connection closed by remote host",
+                Some(Box::new(Layer("Connection closed by remote host", None))),
+            ))),
+        );
+        assert_eq!(
+            with_causes(&e),
+            "client error (Connect): ssh: kex_exchange_identification: Connection closed by remote host"
+        );
+    }
 
     #[test]
     fn calls_are_logged_by_their_function_name() {

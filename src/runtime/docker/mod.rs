@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod settings;
 pub mod ssh_state;
+mod ssh_transport;
 pub mod store;
 
 use std::collections::HashMap;
