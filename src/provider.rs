@@ -320,21 +320,17 @@ impl Provider for ValkeyProvider {
             // apply checks again, atomically.)
             response.diagnostics.extend(name_free(&ctx, config).await);
         }
-        if request.type_name == read_replica::TYPE_NAME && !response.diagnostics.has_errors() {
-            response
-                .diagnostics
-                .extend(read_replica_plan::check_databases(&ctx, config).await);
-        }
-        if prior.is_null() && !response.diagnostics.has_errors() {
+        if !response.diagnostics.has_errors() {
             match request.type_name.as_str() {
                 read_replica::TYPE_NAME => response
                     .diagnostics
-                    .extend(read_replica_plan::check_new_replica(&ctx, config).await),
-                _ => {
+                    .extend(read_replica_plan::check_against_primary(&ctx, config, prior.is_null()).await),
+                _ if prior.is_null() => {
                     if let Some(name) = config.attr("name").as_str() {
                         ctx.planned.plan_service(name);
                     }
                 }
+                _ => {}
             }
         }
         response

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::catalog;
 use crate::registry;
+use crate::runtime::ServiceRecord;
 use crate::tfplug::provider::PlanResponse;
 use crate::tfplug::schema::Block;
 use crate::tfplug::{AttrPath, Diagnostic, Diagnostics, Value};
@@ -140,102 +141,116 @@ pub async fn probe_primary_uri(text: &str) -> Result<(), String> {
     ))
 }
 
-/// A replica needs at least its primary's logical databases: the primary's writes to a
-/// database the replica lacks fail there (`SELECT` out of range) and land in another one.
-/// Checked against the primary's record, on every plan of the replica.
-pub async fn check_databases(ctx: &Context, config: &Value) -> Diagnostics {
-    let (Some(primary), wanted) = (
-        config.attr("primary_service").as_str(),
-        config.attr(user_config::BLOCK).attr("number_of_databases"),
-    ) else {
-        return Diagnostics::new();
-    };
-    if wanted.is_unknown() {
-        return Diagnostics::new();
-    }
-    let wanted = wanted.as_i64().unwrap_or(catalog::DEFAULT_DATABASES);
-    let Ok(Some(record)) = ctx.runtime.store().load(primary).await else {
-        return Diagnostics::new();
-    };
-    let has = record.user_config.number_of_databases;
-    if wanted >= has {
-        return Diagnostics::new();
-    }
-    let at = AttrPath::root(user_config::BLOCK).attr("number_of_databases");
-    Diagnostic::error(
-        "Fewer databases than the primary",
-        format!(
-            "{at}: {wanted} is fewer than the {has} of primary service {primary:?}; its writes to databases {wanted} to {} \
-             would fail on this replica and land in another database. Set number_of_databases = {has} or more",
-            has - 1
-        ),
-    )
-    .at(at)
-    .into()
-}
-
-/// Plan-time checks of a new replica against the runtime's records and the rest of this run.
-pub async fn check_new_replica(ctx: &Context, config: &Value) -> Diagnostics {
+/// Plan-time checks of a replica against its primary's record (read once), the runtime's
+/// other records and the rest of this run: on every plan, that it has at least its primary's
+/// databases; on a create, that the primary exists, is a service, and has room for it.
+pub async fn check_against_primary(ctx: &Context, config: &Value, new: bool) -> Diagnostics {
     let mut d = Diagnostics::new();
     if let Some(primary) = config.attr("primary_service").as_str() {
-        let (record, existing) = match (
-            ctx.runtime.store().load(primary).await,
-            registry::replicas_of(ctx.runtime.as_ref(), primary).await,
-        ) {
-            (Ok(r), Ok(names)) => (r, names),
-            (Err(e), _) | (_, Err(e)) => {
-                return Diagnostic::error("Could not read the service records", e.to_string()).into();
-            }
+        let record = match ctx.runtime.store().load(primary).await {
+            Ok(record) => record,
+            Err(e) if new => return Diagnostic::error("Could not read the service records", e.to_string()).into(),
+            // An existing replica's plan goes on: its apply reports an unreadable record.
+            Err(_) => None,
         };
-        let at = || AttrPath::root("primary_service");
-        match &record {
-            Some(r) if r.upstream.is_some() => d.push(
-                Diagnostic::error(
-                    "Primary is a read replica",
-                    format!("{primary:?} is a read replica; a read replica replicates from a valkey_service only"),
-                )
-                .at(at()),
-            ),
-            Some(_) => {}
-            None if ctx.planned.service_planned(primary) => {}
-            None => d.push(
-                Diagnostic::error(
-                    "Primary service not found",
-                    format!(
-                        "no valkey_service named {primary:?} exists in {} or is created in this configuration. \
-                         Refer to the primary resource (primary_service = valkey_service.NAME.name) so Terraform creates it first.",
-                        ctx.runtime.location()
-                    ),
-                )
-                .at(at()),
-            ),
+        if let Some(refused) = record.as_ref().and_then(|r| fewer_databases(primary, r, config)) {
+            return refused.into();
         }
-        if let Some(name) = config.attr("name").as_str() {
-            ctx.planned.plan_replica(primary, name);
-            let planned = ctx.planned.replicas_once_settled(primary).await;
-            if refused_replicas(&existing, &planned, catalog::MAX_READ_REPLICAS).contains(name)
-                && let Some(all) = over_replica_limit(&existing, &planned, catalog::MAX_READ_REPLICAS)
-            {
-                d.push(
-                    Diagnostic::error(
-                        "Too many read replicas",
-                        format!(
-                            "primary service {primary:?} would have {} read replicas ({}), counting existing ones and those in this plan; \
-                             a primary can have at most {}. Those past the limit, in name order, are refused.",
-                            all.len(),
-                            all.join(", "),
-                            catalog::MAX_READ_REPLICAS
-                        ),
-                    )
-                    .at(at()),
-                );
-            }
+        if new {
+            d.extend(check_new_replica(ctx, primary, record.as_ref(), config).await);
         }
     }
-    if let Some(text) = config.attr("primary_uri").as_str()
+    if new
+        && let Some(text) = config.attr("primary_uri").as_str()
         && let Err(e) = probe_primary_uri(text).await
     {
         d.push(Diagnostic::error("Primary is not a usable Valkey server", e).at(AttrPath::root("primary_uri")));
+    }
+    d
+}
+
+/// A replica needs at least its primary's logical databases: the primary's writes to a
+/// database the replica lacks fail there (`SELECT` out of range) and land in another one.
+fn fewer_databases(primary: &str, record: &ServiceRecord, config: &Value) -> Option<Diagnostic> {
+    let wanted = config.attr(user_config::BLOCK).attr("number_of_databases");
+    if wanted.is_unknown() {
+        return None;
+    }
+    let wanted = wanted.as_i64().unwrap_or(catalog::DEFAULT_DATABASES);
+    let has = record.user_config.number_of_databases;
+    if wanted >= has {
+        return None;
+    }
+    let at = AttrPath::root(user_config::BLOCK).attr("number_of_databases");
+    Some(
+        Diagnostic::error(
+            "Fewer databases than the primary",
+            format!(
+                "{at}: {wanted} is fewer than the {has} of primary service {primary:?}; its writes to databases {wanted} to {} \
+                 would fail on this replica and land in another database. Set number_of_databases = {has} or more",
+                has - 1
+            ),
+        )
+        .at(at),
+    )
+}
+
+/// A new replica's checks against `record` (its primary's, when there is one), the other
+/// replicas of that primary and the rest of this run.
+async fn check_new_replica(
+    ctx: &Context,
+    primary: &str,
+    record: Option<&ServiceRecord>,
+    config: &Value,
+) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    let existing = match registry::replicas_of(ctx.runtime.as_ref(), primary).await {
+        Ok(names) => names,
+        Err(e) => return Diagnostic::error("Could not read the service records", e.to_string()).into(),
+    };
+    let at = || AttrPath::root("primary_service");
+    match record {
+        Some(r) if r.upstream.is_some() => d.push(
+            Diagnostic::error(
+                "Primary is a read replica",
+                format!("{primary:?} is a read replica; a read replica replicates from a valkey_service only"),
+            )
+            .at(at()),
+        ),
+        Some(_) => {}
+        None if ctx.planned.service_planned(primary) => {}
+        None => d.push(
+            Diagnostic::error(
+                "Primary service not found",
+                format!(
+                    "no valkey_service named {primary:?} exists in {} or is created in this configuration. \
+                     Refer to the primary resource (primary_service = valkey_service.NAME.name) so Terraform creates it first.",
+                    ctx.runtime.location()
+                ),
+            )
+            .at(at()),
+        ),
+    }
+    if let Some(name) = config.attr("name").as_str() {
+        ctx.planned.plan_replica(primary, name);
+        let planned = ctx.planned.replicas_once_settled(primary).await;
+        if refused_replicas(&existing, &planned, catalog::MAX_READ_REPLICAS).contains(name)
+            && let Some(all) = over_replica_limit(&existing, &planned, catalog::MAX_READ_REPLICAS)
+        {
+            d.push(
+                Diagnostic::error(
+                    "Too many read replicas",
+                    format!(
+                        "primary service {primary:?} would have {} read replicas ({}), counting existing ones and those in this plan; \
+                         a primary can have at most {}. Those past the limit, in name order, are refused.",
+                        all.len(),
+                        all.join(", "),
+                        catalog::MAX_READ_REPLICAS
+                    ),
+                )
+                .at(at()),
+            );
+        }
     }
     d
 }
@@ -429,6 +444,35 @@ mod tests {
             done,
             "stable once promoted"
         );
+    }
+
+    #[test]
+    fn a_replica_with_fewer_databases_than_its_primary_is_refused_at_the_setting() {
+        let mut primary = ServiceRecord::default();
+        primary.user_config.number_of_databases = 32;
+        let with = |databases: serde_json::Value| {
+            let ty = schema_for::<ReadReplicaModel>(0).unwrap().value_type();
+            let c = serde_json::json!({ user_config::BLOCK: { "number_of_databases": databases } });
+            Value::from_serde_json(&c, &ty).unwrap()
+        };
+        let refused = fewer_databases("p", &primary, &with(16.into())).unwrap();
+        assert_eq!(
+            refused.path.map(|p| p.to_string()).as_deref(),
+            Some("valkey_user_config.number_of_databases")
+        );
+        assert!(
+            refused.detail.contains("16 is fewer than the 32") && refused.detail.contains("number_of_databases = 32"),
+            "{}",
+            refused.detail
+        );
+        // Unset means Valkey's 16: fewer too.
+        assert!(fewer_databases("p", &primary, &with(serde_json::Value::Null)).is_some());
+        assert!(fewer_databases("p", &primary, &with(32.into())).is_none());
+        let mut unknown = with(32.into());
+        let mut block = unknown.attr(user_config::BLOCK).clone();
+        block.set_attr("number_of_databases", Value::Unknown);
+        unknown.set_attr(user_config::BLOCK, block);
+        assert!(fewer_databases("p", &primary, &unknown).is_none());
     }
 
     #[tokio::test]
