@@ -215,24 +215,34 @@ async fn a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one(h: &dyn
 }
 
 /// A start dropped half-way (Terraform's stop request) leaves a node that the next call
-/// finishes or removes, and nothing running after the removal.
+/// finishes or removes, and nothing running after the removal; dropped at several points, so
+/// that some cut the engine's calls short while others are still under way when the next
+/// start comes.
 async fn a_cancelled_start_is_finished_or_removed_by_the_next_call(h: &dyn Harness) {
     let runtime = h.runtime();
     let node = NodeId::data(&h.name("cancelled"), 0);
-    let at = runtime.place(&node, h.region()).await.unwrap();
-    let cut_short = tokio::time::timeout(Duration::from_millis(1), runtime.start(&node, &at, &spec(), true)).await;
-    assert!(cut_short.is_err(), "the start should not finish within a millisecond");
-    let at = runtime.start(&node, &at, &spec(), false).await.unwrap();
-    client(&at).await.ping().await.unwrap();
-    let cut_short = tokio::time::timeout(Duration::from_millis(1), runtime.remove(&node)).await;
-    drop(cut_short);
-    runtime.remove(&node).await.unwrap();
-    assert_eq!(runtime.state(&node).await, NodeState::Stopped);
-    assert!(
-        NodeClient::connect(&at.host, at.port, PASSWORD, None, Duration::from_millis(500))
-            .await
-            .is_err()
-    );
+    for cut_after in [1, 2, 5, 10, 20, 50, 100, 200].map(Duration::from_millis) {
+        let at = runtime.place(&node, h.region()).await.unwrap();
+        let cut_short = tokio::time::timeout(cut_after, runtime.start(&node, &at, &spec(), true)).await;
+        if cut_after == Duration::from_millis(1) {
+            assert!(cut_short.is_err(), "the start should not finish within a millisecond");
+        }
+        let at = match runtime.start(&node, &at, &spec(), false).await {
+            Ok(at) => at,
+            Err(e) => panic!("a start after one cut short at {cut_after:?} failed: {e}"),
+        };
+        client(&at).await.ping().await.unwrap();
+        let cut_short = tokio::time::timeout(cut_after, runtime.remove(&node)).await;
+        drop(cut_short);
+        runtime.remove(&node).await.unwrap();
+        assert_eq!(runtime.state(&node).await, NodeState::Stopped);
+        assert!(
+            NodeClient::connect(&at.host, at.port, PASSWORD, None, Duration::from_millis(500))
+                .await
+                .is_err(),
+            "a node removed after a removal cut short at {cut_after:?} still answers"
+        );
+    }
 }
 
 /// Records: a name is taken once, a record reads back as saved, and a removed one is gone.

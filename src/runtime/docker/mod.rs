@@ -30,6 +30,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Published ports are drawn from this range; a port found taken at start moves the node.
 const PORTS: std::ops::Range<u16> = 20000..30000;
 const PORT_RETRIES: usize = 3;
+/// How long a container held by another create (one a cancelled start left under way) is
+/// waited for.
+const NAME_HELD_WAIT: Duration = Duration::from_secs(10);
 const LABEL_ENDPOINT: &str = "io.terraform-provider-valkey.endpoint";
 const LABEL_NODE: &str = "io.terraform-provider-valkey.node";
 /// Where the image has valkey-server.
@@ -192,24 +195,75 @@ impl DockerRuntime {
 
     /// Makes sure the node's container exists, published at `at` (a container published
     /// elsewhere is replaced; its volume stays).
+    ///
+    /// A create its caller gave up on (a cancelled start) may still be under way in the engine:
+    /// it holds the name before the container is listed, so a create that finds the name taken
+    /// and nothing listed waits for it, then takes the container it made or replaces it.
     async fn ensure_container(&self, host: &Host, node: &NodeId, at: &Endpoint) -> Result<(), RuntimeError> {
-        let name = container_name(node);
-        let existing = host
-            .engine
-            .list(&name)
-            .await
-            .map_err(|e| host.engine.error("cannot list containers", e))?
-            .into_iter()
-            .find(|(n, _)| *n == name);
-        if let Some((_, labels)) = &existing {
-            if labels.get(LABEL_ENDPOINT).map(String::as_str) == Some(at.to_string().as_str()) {
-                return Ok(());
-            }
-            host.engine
-                .remove(&name)
+        let spec = self.container_spec(node, at);
+        let deadline = tokio::time::Instant::now() + NAME_HELD_WAIT;
+        loop {
+            let existing = host
+                .engine
+                .list(&spec.name)
                 .await
-                .map_err(|e| host.engine.error("cannot replace a container", e))?;
+                .map_err(|e| host.engine.error("cannot list containers", e))?
+                .into_iter()
+                .find(|(n, _)| *n == spec.name);
+            if let Some((_, labels)) = &existing {
+                if labels.get(LABEL_ENDPOINT) == spec.labels.get(LABEL_ENDPOINT) {
+                    return Ok(());
+                }
+                host.engine
+                    .remove(&spec.name)
+                    .await
+                    .map_err(|e| host.engine.error("cannot replace a container", e))?;
+            }
+            match host.engine.create(&spec).await {
+                Err(EngineError::Conflict) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => return other.map_err(|e| host.engine.error("cannot create a container", e)),
+            }
         }
+    }
+
+    /// Writes the node's TLS files and config into its container; an error says what failed.
+    async fn write_files(
+        &self,
+        host: &Host,
+        node: &NodeId,
+        at: &Endpoint,
+        spec: &NodeSpec,
+    ) -> Result<(), (&'static str, EngineError)> {
+        let name = container_name(node);
+        // A Sentinel keeps its config, but takes a renewed certificate at its next start.
+        for (file, contents) in spec.tls_files() {
+            host.engine
+                .write_file(&name, file, contents.as_bytes())
+                .await
+                .map_err(|e| ("cannot write a node's TLS files", e))?;
+        }
+        let file = config_file(node.kind);
+        if node.kind == NodeKind::Sentinel
+            && host
+                .engine
+                .read_file(&name, file)
+                .await
+                .map_err(|e| ("cannot read a Sentinel's config", e))?
+                .is_some()
+        {
+            return Ok(());
+        }
+        host.engine
+            .write_file(&name, file, Self::config_text(node, at, spec).as_bytes())
+            .await
+            .map_err(|e| ("cannot write a node's config", e))
+    }
+
+    /// The container a node runs in, published at `at`.
+    fn container_spec(&self, node: &NodeId, at: &Endpoint) -> ContainerSpec {
+        let name = container_name(node);
         let role = match node.kind {
             NodeKind::Data => "data",
             NodeKind::Sentinel => "sentinel",
@@ -218,7 +272,7 @@ impl DockerRuntime {
         if node.kind == NodeKind::Sentinel {
             cmd.push("--sentinel".into());
         }
-        let spec = ContainerSpec {
+        ContainerSpec {
             name: name.clone(),
             image: self.settings.image.clone(),
             cmd,
@@ -236,32 +290,6 @@ impl DockerRuntime {
             // a replica instead, and the next apply starts the node as a replica of it.
             // Sentinels hold no data and restart.
             restart: node.kind == NodeKind::Sentinel,
-        };
-        match host.engine.create(&spec).await {
-            // A create the engine finished after its caller gave up (a cancelled start) made
-            // the container between the listing and this create: it is the same container if
-            // it has this endpoint, else it is replaced.
-            Err(EngineError::Conflict) => {
-                let made = host
-                    .engine
-                    .list(&spec.name)
-                    .await
-                    .map_err(|e| host.engine.error("cannot list containers", e))?
-                    .into_iter()
-                    .find(|(n, _)| *n == spec.name);
-                if made.is_some_and(|(_, labels)| labels.get(LABEL_ENDPOINT) == spec.labels.get(LABEL_ENDPOINT)) {
-                    return Ok(());
-                }
-                host.engine
-                    .remove(&spec.name)
-                    .await
-                    .map_err(|e| host.engine.error("cannot replace a container", e))?;
-                host.engine
-                    .create(&spec)
-                    .await
-                    .map_err(|e| host.engine.error("cannot create a container", e))
-            }
-            other => other.map_err(|e| host.engine.error("cannot create a container", e)),
         }
     }
 }
@@ -348,32 +376,21 @@ impl Runtime for DockerRuntime {
         Ok(Endpoint::new(host.advertise.clone(), rand::rng().random_range(PORTS)))
     }
 
+    /// Makes the node's container and writes its files. A container the listing shows may not
+    /// take files yet, or go again, while a create cut short (a cancelled start) is still under
+    /// way in the engine: a write that finds no container is tried again, for a while.
     async fn configure(&self, node: &NodeId, at: &Endpoint, spec: &NodeSpec) -> Result<(), RuntimeError> {
         let host = self.host_at(at)?;
-        self.ensure_container(host, node, at).await?;
-        let name = container_name(node);
-        // A Sentinel keeps its config, but takes a renewed certificate at its next start.
-        for (file, contents) in spec.tls_files() {
-            host.engine
-                .write_file(&name, file, contents.as_bytes())
-                .await
-                .map_err(|e| host.engine.error("cannot write a node's TLS files", e))?;
+        let deadline = tokio::time::Instant::now() + NAME_HELD_WAIT;
+        loop {
+            self.ensure_container(host, node, at).await?;
+            match self.write_files(host, node, at, spec).await {
+                Err((_, EngineError::NotFound)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => return other.map_err(|(what, e)| host.engine.error(what, e)),
+            }
         }
-        let file = config_file(node.kind);
-        if node.kind == NodeKind::Sentinel
-            && host
-                .engine
-                .read_file(&name, file)
-                .await
-                .map_err(|e| host.engine.error("cannot read a Sentinel's config", e))?
-                .is_some()
-        {
-            return Ok(());
-        }
-        host.engine
-            .write_file(&name, file, Self::config_text(node, at, spec).as_bytes())
-            .await
-            .map_err(|e| host.engine.error("cannot write a node's config", e))
     }
 
     async fn start(
