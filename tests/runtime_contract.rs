@@ -17,7 +17,7 @@ use terraform_provider_valkey::runtime::local::{LocalRuntime, Regions};
 use terraform_provider_valkey::runtime::{
     Endpoint, Lease, NodeId, NodeRecord, NodeSpec, NodeState, Runtime, RuntimeError, ServiceRecord, Upstream,
 };
-use terraform_provider_valkey::valkey::{NodeClient, NodeConfig};
+use terraform_provider_valkey::valkey::{NodeClient, NodeConfig, SentinelConfig};
 
 /// What a runtime under test provides besides the boundary itself.
 trait Harness: Send + Sync {
@@ -245,6 +245,72 @@ async fn a_cancelled_start_is_finished_or_removed_by_the_next_call(h: &dyn Harne
     }
 }
 
+/// A Sentinel's spec: it watches group `g`, whose primary is said to be at `primary_port`.
+fn sentinel_spec(primary_host: &str, primary_port: u16) -> NodeSpec {
+    let config = SentinelConfig {
+        group: "g".into(),
+        primary_host: primary_host.into(),
+        primary_port,
+        quorum: 2,
+        down_after_ms: 60_000,
+        client_password: PASSWORD.into(),
+        auth_password: "contract-sentinel".into(),
+        tls_auth_clients: None,
+    };
+    NodeSpec {
+        settings: config.render(),
+        password: PASSWORD.into(),
+        tls: None,
+    }
+}
+
+/// Where the Sentinel at `at` says group `g`'s primary is.
+async fn watched_primary(at: &Endpoint) -> Vec<String> {
+    client(at)
+        .await
+        .command(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "g"])
+        .await
+        .unwrap()
+}
+
+/// A Sentinel restarted where it was keeps its config (Sentinel writes what it learns there);
+/// moved off a taken port, it starts from a new one and answers where it moved.
+async fn a_sentinel_keeps_its_config_where_it_was_and_answers_where_it_moved(h: &dyn Harness) {
+    let runtime = h.runtime();
+    let node = NodeId::sentinel(&h.name("watcher"), 0);
+    let at = runtime.place(&node, h.region()).await.unwrap();
+    let at = runtime
+        .start(&node, &at, &sentinel_spec(&at.host, 7000), false)
+        .await
+        .unwrap();
+    assert_eq!(watched_primary(&at).await, [at.host.clone(), "7000".into()]);
+    runtime.stop(&node).await.unwrap();
+    let again = runtime
+        .start(&node, &at, &sentinel_spec(&at.host, 7001), false)
+        .await
+        .unwrap();
+    assert_eq!(again, at);
+    assert_eq!(
+        watched_primary(&at).await,
+        [at.host.clone(), "7000".into()],
+        "restarted where it was, it kept its config"
+    );
+    runtime.stop(&node).await.unwrap();
+    let squatter = h.occupy(&at);
+    let moved = runtime
+        .start(&node, &at, &sentinel_spec(&at.host, 7001), false)
+        .await
+        .unwrap();
+    assert_ne!(moved, at);
+    assert_eq!(
+        watched_primary(&moved).await,
+        [at.host.clone(), "7001".into()],
+        "moved, it starts from a new config"
+    );
+    drop(squatter);
+    runtime.remove(&node).await.unwrap();
+}
+
 /// Records: a name is taken once, a record reads back as saved, and a removed one is gone.
 async fn a_record_is_created_once_saved_and_removed(h: &dyn Harness) {
     let runtime = h.runtime();
@@ -423,6 +489,7 @@ contract_tests!(
         nodes_keep_their_data_across_a_restart_and_go_with_remove,
         a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one,
         a_cancelled_start_is_finished_or_removed_by_the_next_call,
+        a_sentinel_keeps_its_config_where_it_was_and_answers_where_it_moved,
         a_record_is_created_once_saved_and_removed,
         concurrent_replica_creates_never_exceed_the_limit,
         a_replica_of_a_missing_or_replica_primary_is_refused,
@@ -439,6 +506,7 @@ contract_tests!(
         nodes_keep_their_data_across_a_restart_and_go_with_remove,
         a_taken_endpoint_fails_a_pinned_start_and_moves_an_unpinned_one,
         a_cancelled_start_is_finished_or_removed_by_the_next_call,
+        a_sentinel_keeps_its_config_where_it_was_and_answers_where_it_moved,
         a_record_is_created_once_saved_and_removed,
         concurrent_replica_creates_never_exceed_the_limit,
         a_replica_of_a_missing_or_replica_primary_is_refused,

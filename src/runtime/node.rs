@@ -110,6 +110,24 @@ impl NodeSpec {
         }
     }
 
+    /// Whether a Sentinel's kept config (which Sentinel rewrites with what it learns) is one
+    /// to start from at `at`: it listens on `at`'s port, announces `at`'s host and monitors a
+    /// group. One written for another endpoint (a start that moved the Sentinel off a taken
+    /// port) would have it listen where it is no longer published.
+    pub fn sentinel_config_fits(&self, config: &str, at: &Endpoint) -> bool {
+        let last = |key: &str| {
+            config
+                .lines()
+                .rev()
+                .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix(' '))
+                .map(|value| value.trim().trim_matches('"'))
+        };
+        let port_key = if self.tls.is_some() { "tls-port" } else { "port" };
+        last(port_key) == Some(at.port.to_string().as_str())
+            && last("sentinel announce-ip") == Some(at.host.as_str())
+            && last("sentinel monitor").is_some()
+    }
+
     /// The files of the node's TLS identity, by name: what `listen_directives` points at.
     pub fn tls_files(&self) -> Vec<(&'static str, &str)> {
         self.tls.as_ref().map_or_else(Vec::new, |tls| {
@@ -161,5 +179,54 @@ impl RegionNames {
             self.cloud,
             choices.join(", ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plaintext() -> NodeSpec {
+        NodeSpec {
+            settings: String::new(),
+            password: "pw".into(),
+            tls: None,
+        }
+    }
+
+    /// As Sentinel rewrites it: values quoted, its own state appended.
+    const KEPT: &str = "port 7001\nsentinel announce-ip \"10.0.0.1\"\nsentinel monitor main 10.0.0.2 7000 2\n\
+                        sentinel myid 0123\nsentinel known-sentinel main 10.0.0.3 7002 4567\n";
+
+    #[test]
+    fn a_kept_sentinel_config_fits_only_the_endpoint_it_was_written_for() {
+        assert!(plaintext().sentinel_config_fits(KEPT, &Endpoint::new("10.0.0.1", 7001)));
+        assert!(!plaintext().sentinel_config_fits(KEPT, &Endpoint::new("10.0.0.1", 7009)));
+        assert!(!plaintext().sentinel_config_fits(KEPT, &Endpoint::new("10.0.0.9", 7001)));
+        // The known Sentinel's port is not where this one listens.
+        assert!(!plaintext().sentinel_config_fits(KEPT, &Endpoint::new("10.0.0.1", 7002)));
+    }
+
+    #[test]
+    fn a_sentinel_config_cut_short_or_without_its_monitor_does_not_fit() {
+        let at = Endpoint::new("10.0.0.1", 7001);
+        assert!(!plaintext().sentinel_config_fits("port 7001\nsentinel announce-ip 10.0.0.1\n", &at));
+        assert!(!plaintext().sentinel_config_fits("", &at));
+        assert!(!plaintext().sentinel_config_fits("port 7001\nsentinel announce-ip 10.0.", &at));
+    }
+
+    #[test]
+    fn with_tls_the_sentinel_listens_on_its_tls_port() {
+        let tls = NodeSpec {
+            tls: Some(TlsIdentity {
+                ca_pem: String::new(),
+                cert_pem: String::new(),
+                key_pem: String::new(),
+            }),
+            ..plaintext()
+        };
+        let kept = "port 0\ntls-port 7001\nsentinel announce-ip 10.0.0.1\nsentinel monitor main 10.0.0.2 7000 2\n";
+        assert!(tls.sentinel_config_fits(kept, &Endpoint::new("10.0.0.1", 7001)));
+        assert!(!plaintext().sentinel_config_fits(kept, &Endpoint::new("10.0.0.1", 7001)));
     }
 }

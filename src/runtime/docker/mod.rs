@@ -237,7 +237,8 @@ impl DockerRuntime {
         spec: &NodeSpec,
     ) -> Result<(), (&'static str, EngineError)> {
         let name = container_name(node);
-        // A Sentinel keeps its config, but takes a renewed certificate at its next start.
+        // A Sentinel keeps its config where it was started before, but takes a renewed
+        // certificate at its next start.
         for (file, contents) in spec.tls_files() {
             host.engine
                 .write_file(&name, file, contents.as_bytes())
@@ -251,7 +252,7 @@ impl DockerRuntime {
                 .read_file(&name, file)
                 .await
                 .map_err(|e| ("cannot read a Sentinel's config", e))?
-                .is_some()
+                .is_some_and(|kept| spec.sentinel_config_fits(&String::from_utf8_lossy(&kept), at))
         {
             return Ok(());
         }

@@ -327,12 +327,15 @@ impl Runtime for LocalRuntime {
     async fn configure(&self, node: &NodeId, at: &Endpoint, spec: &NodeSpec) -> Result<(), RuntimeError> {
         let dir = self.node_dir(node);
         create_private_dir(&dir)?;
-        // A Sentinel keeps its config, but takes a renewed certificate at its next start.
+        // A Sentinel keeps its config where it was started before, but takes a renewed
+        // certificate at its next start.
         for (name, contents) in spec.tls_files() {
             write_private_file(&dir.join(name), contents.as_bytes())?;
         }
         let path = dir.join(config_file(node.kind));
-        if node.kind == NodeKind::Sentinel && path.exists() {
+        if node.kind == NodeKind::Sentinel
+            && std::fs::read_to_string(&path).is_ok_and(|kept| spec.sentinel_config_fits(&kept, at))
+        {
             return Ok(());
         }
         write_private_file(&path, self.config_text(node, at, spec).as_bytes())
