@@ -347,6 +347,15 @@ fn promote_switches_over_without_losing_acknowledged_writes() {
     assert!(!changes, "plan after switchover should be empty:\n{plan}");
 }
 
+/// The pid of the group's Sentinel 1 (local cloud).
+fn sentinel_1_pid(tf: &Terraform) -> i32 {
+    std::fs::read_to_string(tf.data_dir().join("services/primary/sentinel-1/valkey.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them() {
     let tf = Terraform::new(&group(5000, false));
@@ -356,11 +365,7 @@ fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them
     let us_uri = uri_of(&members, &addr_of(&tf.state_attributes("valkey_read_replica.us")));
 
     // A Sentinel killed out of band.
-    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/primary/sentinel-1/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = sentinel_1_pid(&tf);
     kill9(pid);
     // Replication broken by hand on a replica.
     redis::cmd("REPLICAOF")
@@ -385,16 +390,103 @@ fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them
     assert!(!flat.contains("valkey_read_replica.eu will be"), "{plan}");
 
     tf.apply();
-    assert!(support::is_alive(
-        std::fs::read_to_string(tf.data_dir().join("services/primary/sentinel-1/valkey.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    ));
+    assert!(support::is_alive(sentinel_1_pid(&tf)));
     assert_eq!(replication(&us_uri), ("slave".to_string(), primary_addr));
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "repairs must leave a clean plan:\n{plan}");
+}
+
+/// The group's Sentinels as state lists them after a refresh (the primary's state learns of
+/// Sentinels made for a replica at its next refresh).
+fn sentinel_addresses(tf: &Terraform) -> Vec<String> {
+    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    tf.state_attributes("valkey_service.primary")["sentinel_addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The peers the Sentinel at `addr` counts for the group, as `ip:port`; None if it does not answer.
+fn sentinel_peers(tf: &Terraform, addr: &str) -> Option<Vec<String>> {
+    let password = tf.state_attributes("valkey_service.primary")["sentinel_password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uri = format!("redis://:{password}@{addr}");
+    let mut conn = redis::Client::open(uri.as_str()).ok()?.get_connection().ok()?;
+    let peers: Vec<Vec<String>> = redis::cmd("SENTINEL")
+        .arg("SENTINELS")
+        .arg("primary")
+        .query(&mut conn)
+        .ok()?;
+    let field = |fields: &[String], name: &str| {
+        fields
+            .chunks(2)
+            .find(|kv| kv[0] == name)
+            .map(|kv| kv[1].clone())
+            .unwrap_or_default()
+    };
+    let mut peers: Vec<String> = peers
+        .iter()
+        .map(|fields| format!("{}:{}", field(fields, "ip"), field(fields, "port")))
+        .collect();
+    peers.sort();
+    Some(peers)
+}
+
+/// A Sentinel that died and found its port taken starts elsewhere at the next apply: state
+/// shows where, and every Sentinel counts exactly the group's other Sentinels (one still
+/// counting the old address would wait for its vote in a failover).
+#[test]
+fn a_sentinel_whose_port_was_taken_moves_and_the_others_forget_where_it_was() {
+    let tf = Terraform::new(&group(5000, false));
+    tf.apply();
+    let before = sentinel_addresses(&tf);
+    assert_eq!(before.len(), 3, "{before:?}");
+    let pid = sentinel_1_pid(&tf);
+    kill9(pid);
+    let mut gone = None;
+    wait_for("the killed Sentinel's port to close", Duration::from_secs(10), || {
+        gone = before
+            .iter()
+            .find(|a| std::net::TcpStream::connect(a.as_str()).is_err())
+            .cloned();
+        gone.is_some()
+    });
+    let gone = gone.unwrap();
+    let _squatter = std::net::TcpListener::bind(gone.as_str()).unwrap();
+
+    tf.apply();
+    let after = sentinel_addresses(&tf);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(
+        !after.contains(&gone),
+        "the Sentinel stayed at its taken address {gone}: {after:?}"
+    );
+    assert_eq!(
+        after.iter().filter(|a| before.contains(a)).count(),
+        2,
+        "only the moved Sentinel changes address: {before:?} -> {after:?}"
+    );
+    for addr in &after {
+        let mut others: Vec<String> = after.iter().filter(|a| *a != addr).cloned().collect();
+        others.sort();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut seen = sentinel_peers(&tf, addr);
+        while seen.as_ref() != Some(&others) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            seen = sentinel_peers(&tf, addr);
+        }
+        assert_eq!(
+            seen.as_ref(),
+            Some(&others),
+            "the Sentinel at {addr} counts other peers"
+        );
+    }
+    let (changes, plan) = tf.plan_has_changes();
+    assert!(!changes, "a moved Sentinel leaves a clean plan:\n{plan}");
 }
 
 /// Sends SIGCONT to a stopped process when dropped, so a failing test leaves nothing frozen.

@@ -13,6 +13,7 @@ use crate::catalog;
 use crate::runtime::{Endpoint, NodeId, NodeSpec, NodeState, SentinelRecord, ServiceRecord};
 use crate::tfplug::Diagnostics;
 use crate::valkey::SentinelConfig;
+use crate::valkey::sentinel::Fields;
 
 /// Regions for the group's Sentinels: the replicas' regions first, then the primary's, so
 /// that a majority of Sentinels survives the loss of the primary's region when there is
@@ -242,24 +243,25 @@ async fn suspend_if_primary_held(ctx: &Context, record: &ServiceRecord) -> Resul
 }
 
 /// Makes every Sentinel that still lists a node which is no longer a member of the group
-/// (a destroyed replica, a standby scaled away) forget it, so that it is not kept as a
-/// disconnected replica for ever: SENTINEL RESET, one Sentinel at a time, each waiting until
-/// it has found its peers again so the group never lacks a quorum.
+/// (a destroyed replica, a standby scaled away) or a peer Sentinel which is no longer where
+/// the group's Sentinels are (one that moved off a taken port and started afresh) forget it,
+/// so that it is not kept as a disconnected replica, or counted as a Sentinel whose vote a
+/// failover needs, for ever: SENTINEL RESET, one Sentinel at a time, each waiting until it
+/// has found its peers again so the group never lacks a quorum.
 async fn forget_removed(primary: &ServiceRecord, replicas: &[ServiceRecord]) {
     let members: Vec<String> = std::iter::once(primary)
         .chain(replicas)
         .flat_map(ServiceRecord::node_addresses)
         .collect();
+    let sentinels: Vec<String> = primary.sentinels.iter().map(|s| s.endpoint().to_string()).collect();
     let peers = primary.sentinels.len().saturating_sub(1).to_string();
     for s in &primary.sentinels {
         let Some(mut client) = connect_sentinel(primary, s).await else {
             continue;
         };
-        let known = client.replicas().await.unwrap_or_default();
-        let stranger = known.iter().find_map(|fields| {
-            let addr = Endpoint::parse(&format!("{}:{}", fields.get("ip")?, fields.get("port")?))?.to_string();
-            (!members.contains(&addr)).then_some(addr)
-        });
+        let known_replicas = client.replicas().await.unwrap_or_default();
+        let known_peers = client.peers().await.unwrap_or_default();
+        let stranger = stranger_in(&known_replicas, &members).or_else(|| stranger_in(&known_peers, &sentinels));
         let Some(stranger) = stranger else { continue };
         tracing::debug!(sentinel = s.index, %stranger, "making a Sentinel forget a removed node");
         let _ = client.reset().await;
@@ -272,6 +274,14 @@ async fn forget_removed(primary: &ServiceRecord, replicas: &[ServiceRecord]) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The first address a Sentinel lists (`ip` and `port` fields) that is not among `expected`.
+fn stranger_in(listed: &[Fields], expected: &[String]) -> Option<String> {
+    listed.iter().find_map(|fields| {
+        let addr = Endpoint::parse(&format!("{}:{}", fields.get("ip")?, fields.get("port")?))?.to_string();
+        (!expected.contains(&addr)).then_some(addr)
+    })
 }
 
 /// Longest wait for a reset Sentinel to hear from its peers again (they announce themselves
