@@ -259,9 +259,10 @@ async fn forget_removed(primary: &ServiceRecord, replicas: &[ServiceRecord]) {
         let Some(mut client) = connect_sentinel(primary, s).await else {
             continue;
         };
-        let known_replicas = client.replicas().await.unwrap_or_default();
-        let known_peers = client.peers().await.unwrap_or_default();
-        let stranger = stranger_in(&known_replicas, &members).or_else(|| stranger_in(&known_peers, &sentinels));
+        let mut stranger = stranger_in(&client.replicas().await.unwrap_or_default(), &members);
+        if stranger.is_none() {
+            stranger = stranger_in(&client.peers().await.unwrap_or_default(), &sentinels);
+        }
         let Some(stranger) = stranger else { continue };
         tracing::debug!(sentinel = s.index, %stranger, "making a Sentinel forget a removed node");
         let _ = client.reset().await;
