@@ -126,15 +126,6 @@ fn replication(uri: &str) -> (String, String) {
     )
 }
 
-/// The pid of the primary service's node.
-fn primary_node_pid(tf: &Terraform) -> i32 {
-    std::fs::read_to_string(tf.data_dir().join("services/primary/node-0/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Waits until `key` has reached the member at `uri`; returns a connection to it.
 fn wait_for_key(uri: &str, key: &str, what: &str) -> redis::Connection {
     let mut conn = connect(uri);
@@ -172,7 +163,7 @@ fn a_killed_primary_fails_over_and_rejoins_as_a_replica() {
     redis::cmd("WAIT").arg(2).arg(5000).exec(&mut primary).unwrap();
 
     // Kill -9 the primary's node: eu (lowest failover_priority) takes writes in time.
-    let pid = primary_node_pid(&tf);
+    let pid = tf.node_pid("primary", "node-0");
     kill9(pid);
     let took = wait_for("promotion of eu", Duration::from_millis(2000 + 5000), || {
         redis::Client::open(eu_uri.as_str())
@@ -347,15 +338,6 @@ fn promote_switches_over_without_losing_acknowledged_writes() {
     assert!(!changes, "plan after switchover should be empty:\n{plan}");
 }
 
-/// The pid of the group's Sentinel 1 (local cloud).
-fn sentinel_1_pid(tf: &Terraform) -> i32 {
-    std::fs::read_to_string(tf.data_dir().join("services/primary/sentinel-1/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them() {
     let tf = Terraform::new(&group(5000, false));
@@ -365,7 +347,7 @@ fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them
     let us_uri = uri_of(&members, &addr_of(&tf.state_attributes("valkey_read_replica.us")));
 
     // A Sentinel killed out of band.
-    let pid = sentinel_1_pid(&tf);
+    let pid = tf.node_pid("primary", "sentinel-1");
     kill9(pid);
     // Replication broken by hand on a replica.
     redis::cmd("REPLICAOF")
@@ -390,7 +372,7 @@ fn a_killed_sentinel_and_a_detached_replica_show_as_drift_and_apply_repairs_them
     assert!(!flat.contains("valkey_read_replica.eu will be"), "{plan}");
 
     tf.apply();
-    assert!(support::is_alive(sentinel_1_pid(&tf)));
+    assert!(support::is_alive(tf.node_pid("primary", "sentinel-1")));
     assert_eq!(replication(&us_uri), ("slave".to_string(), primary_addr));
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "repairs must leave a clean plan:\n{plan}");
@@ -445,7 +427,7 @@ fn a_sentinel_whose_port_was_taken_moves_and_the_others_forget_where_it_was() {
     tf.apply();
     let before = sentinel_addresses(&tf);
     assert_eq!(before.len(), 3, "{before:?}");
-    let pid = sentinel_1_pid(&tf);
+    let pid = tf.node_pid("primary", "sentinel-1");
     kill9(pid);
     let mut gone = None;
     wait_for("the killed Sentinel's port to close", Duration::from_secs(10), || {
@@ -523,7 +505,7 @@ fn a_hung_primary_is_failed_over_refresh_still_finishes_and_it_rejoins_when_it_w
     redis::cmd("WAIT").arg(2).arg(5000).exec(&mut primary).unwrap();
 
     // SIGSTOP: the process lives and its port accepts connections, but it never answers.
-    let pid = primary_node_pid(&tf);
+    let pid = tf.node_pid("primary", "node-0");
     let frozen = Frozen::freeze(pid);
     wait_for("promotion of eu", Duration::from_secs(10), || {
         redis::Client::open(eu_uri.as_str())

@@ -84,14 +84,6 @@ fn addr(tf: &Terraform, resource: &str) -> String {
     format!("{}:{}", state["host"].as_str().unwrap(), state["port"])
 }
 
-fn pid_of(tf: &Terraform, service: &str) -> i32 {
-    std::fs::read_to_string(tf.data_dir().join(format!("services/{service}/node-0/valkey.pid")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn assert_plan_empty(tf: &Terraform, when: &str) {
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "{when}: the plan should be empty:\n{plan}");
@@ -148,7 +140,7 @@ fn a_sentinel_client_configured_as_documented_follows_a_kill_of_the_primary() {
     }
     let writer = start_writing(&tf, &access, &[main.clone(), eu.clone(), us.clone()], &main);
 
-    kill9(pid_of(&tf, "main"));
+    kill9(tf.node_pid("main", "node-0"));
     let killed = now_ms();
     // The promoted node's own first accepted write, beside the client's.
     let start = Instant::now();
@@ -337,7 +329,7 @@ fn a_primary_no_member_can_take_over_from_is_not_destroyed() {
     let (main, us) = (addr(&tf, "valkey_service.main"), addr(&tf, "valkey_read_replica.us"));
     wait_consistent(&access, &[main.clone(), us.clone()], Some(&us), Duration::from_secs(10));
     // The only other member is down: nobody can take over.
-    kill9(pid_of(&tf, "main"));
+    kill9(tf.node_pid("main", "node-0"));
     let text = tf.fails(&[
         "destroy",
         "-target=valkey_read_replica.us",
@@ -491,11 +483,7 @@ fn a_sentinel_that_dies_while_the_service_is_powered_off_is_restarted() {
     refresh(&tf);
     let access = GroupAccess::of(&tf, "valkey_service.main");
     assert_eq!(tf.state_attributes("valkey_service.main")["sentinel_status"], "running");
-    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/main/sentinel-0/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = tf.node_pid("main", "sentinel-0");
     kill9(pid);
     let (changes, plan) = tf.plan_has_changes();
     assert!(changes, "{plan}");

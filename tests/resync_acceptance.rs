@@ -231,11 +231,7 @@ fn restarts_power_cycles_switchovers_failovers_and_link_cuts_resume_with_partial
     // it. near comes back by apply with nothing on disk (killed, persistence off): a full
     // resync is the only way, and its counter says so.
     tf.apply_config(&config(3, true, false));
-    let pid = std::fs::read_to_string(tf.data_dir().join("services/near/node-0/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = tf.node_pid("near", "node-0");
     kill9(pid);
     let survivors = [main.clone(), far.clone()];
     support::wait_for("a promotion", Duration::from_secs(30), || {

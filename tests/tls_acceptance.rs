@@ -172,11 +172,7 @@ fn a_tls_group_serves_only_clients_that_trust_its_ca_and_a_sentinel_client_follo
     // A Sentinel client over TLS follows a kill -9 of the primary, losing nothing acknowledged
     // after it.
     let writer = SentinelWriter::start(&access, tf.dir.path().join("writer.log"), "w");
-    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/primary/node-0/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = tf.node_pid("primary", "node-0");
     let killed = now_ms();
     kill9(pid);
     let ack = writer
@@ -265,14 +261,6 @@ fn served(addr: &str, ca_file: &std::path::Path, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn pid_in(tf: &Terraform, dir: &str) -> i32 {
-    std::fs::read_to_string(tf.data_dir().join(format!("services/{dir}/valkey.pid")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Certificates due for renewal show in the plan and an apply renews them: data nodes take the
 /// new certificate without a restart, Sentinels restart one at a time, clients that trust the
 /// CA notice nothing.
@@ -295,7 +283,7 @@ fn an_apply_renews_certificates_once_renew_before_is_reached() {
     let expires_before = primary["certificate_expires_at"].as_str().unwrap().to_string();
     let node_cert = served_certificate(&primary_addr, &ca_file);
     let sentinel_cert = served_certificate(&access.sentinels[0], &ca_file);
-    let node_pid = pid_in(&tf, "primary/node-0");
+    let node_pid = tf.node_pid("primary", "node-0");
 
     // Wait until the last certificate issued (the members were created in parallel) is due.
     let members = [
@@ -330,7 +318,7 @@ fn an_apply_renews_certificates_once_renew_before_is_reached() {
         "the node serves its new certificate"
     );
     assert_eq!(
-        pid_in(&tf, "primary/node-0"),
+        tf.node_pid("primary", "node-0"),
         node_pid,
         "the node took it without a restart"
     );

@@ -183,11 +183,7 @@ fn an_application_user_with_a_write_only_password_works_through_a_kill_9_failove
     access.username = Some("app".into());
     access.password = APP_PASSWORD.into();
     let writer = SentinelWriter::start(&access, tf.dir.path().join("writer.log"), "app");
-    let pid: i32 = std::fs::read_to_string(tf.data_dir().join("services/users-main/node-0/valkey.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = tf.node_pid("users-main", "node-0");
     let killed_at = now_ms();
     kill9(pid);
     wait_for("a promotion", Duration::from_secs(20), || {

@@ -271,6 +271,16 @@ impl Terraform {
         format!("{}:{}", state["host"].as_str().unwrap_or_default(), state["port"])
     }
 
+    /// The pid of a local-cloud node: `node` is its directory in the service's (`node-0`,
+    /// `sentinel-1`).
+    pub fn node_pid(&self, service: &str, node: &str) -> i32 {
+        let file = self.data_dir().join(format!("services/{service}/{node}/valkey.pid"));
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {text:?}: {e}", file.display()))
+    }
+
     /// Pid files of every node under this test's data_dir.
     pub fn node_pid_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
