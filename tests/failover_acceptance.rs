@@ -419,8 +419,9 @@ fn sentinel_peers(tf: &Terraform, addr: &str) -> Option<Vec<String>> {
 }
 
 /// A Sentinel that died and found its port taken starts elsewhere at the next apply: state
-/// shows where, and every Sentinel counts exactly the group's other Sentinels (one still
-/// counting the old address would wait for its vote in a failover).
+/// shows where, every Sentinel counts exactly the group's other Sentinels, and the two left
+/// when it dies with the primary fail the group over (one still counting the old address
+/// would wait for its vote).
 #[test]
 fn a_sentinel_whose_port_was_taken_moves_and_the_others_forget_where_it_was() {
     let tf = Terraform::new(&group(5000, false));
@@ -469,6 +470,18 @@ fn a_sentinel_whose_port_was_taken_moves_and_the_others_forget_where_it_was() {
     }
     let (changes, plan) = tf.plan_has_changes();
     assert!(!changes, "a moved Sentinel leaves a clean plan:\n{plan}");
+
+    // The moved Sentinel and the primary die: the two Sentinels left are a majority of the
+    // three they count, so they fail the group over (still counting the old address, they
+    // would be 2 of 4 and wait for ever).
+    let primary_at = sentinel_primary(&tf);
+    kill9(tf.node_pid("primary", "sentinel-1"));
+    kill9(tf.node_pid("primary", "node-0"));
+    wait_for(
+        "the two Sentinels left to fail the group over",
+        Duration::from_secs(60),
+        || sentinel_primary(&tf) != primary_at,
+    );
 }
 
 /// Sends SIGCONT to a stopped process when dropped, so a failing test leaves nothing frozen.
