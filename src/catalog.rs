@@ -71,8 +71,8 @@ pub const READ_REPLICA_PLAN: &str = "startup-4";
 pub const FAILOVER_PRIORITY_RANGE: (i64, i64) = (0, 1000);
 pub const DEFAULT_FAILOVER_PRIORITY: i64 = 100;
 
-/// Sentinels watching each primary that has read replicas, and how many must agree that the
-/// primary is down before a failover starts.
+/// Sentinels watching each replication group with more than one data node (standbys or read
+/// replicas), and how many must agree that the primary is down before a failover starts.
 pub const SENTINELS_PER_GROUP: usize = 3;
 pub const SENTINEL_QUORUM: usize = 2;
 /// How long a primary must be unreachable before it counts as down, milliseconds. Sentinel
@@ -80,6 +80,16 @@ pub const SENTINEL_QUORUM: usize = 2;
 /// answered just after the deadline, and the quorum fails over that healthy primary again
 /// (seen in 1 of about 6 failover tests). 2000 ms leaves a whole ping period of room.
 pub const DOWN_AFTER_MS_RANGE: (i64, i64) = (2000, 60_000);
+/// Replicas a primary must hear from to take writes (Valkey's min-replicas-to-write): at most
+/// every other data node a group can have (a premium-4 primary's 2 standbys and 5 read
+/// replicas).
+pub const MIN_REPLICAS_TO_WRITE_RANGE: (i64, i64) = (0, 7);
+/// Seconds within which those replicas must have acknowledged the replication stream (Valkey's
+/// min-replicas-max-lag; replicas acknowledge every second). Measured on docker hosts with a
+/// 20 s cut at down_after_ms 2000: with 2 the cut-off primary refused writes 2.8 s after the
+/// cut, so the span of writes a split brain loses stays within 3 s.
+pub const MIN_REPLICAS_MAX_LAG_RANGE: (i64, i64) = (1, 60);
+pub const DEFAULT_MIN_REPLICAS_MAX_LAG: i64 = 2;
 
 /// Idle client timeout bounds, seconds (0 disables the timeout).
 pub const CLIENT_TIMEOUT_RANGE: (i64, i64) = (0, 31_536_000);

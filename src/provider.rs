@@ -314,6 +314,13 @@ impl Provider for ValkeyProvider {
         if !prior.is_null() && response.requires_replace.is_empty() {
             certificates::plan_renewal(&ctx, prior, &mut response.planned_state).await;
         }
+        if request.type_name != read_replica::TYPE_NAME {
+            response
+                .diagnostics
+                .extend(service_plan::host_loss_warning(prior, config, |region| {
+                    ctx.runtime.hosts_in(region)
+                }));
+        }
         if prior.is_null() {
             // A replacement's old resource still holds the name it is about to free, but a
             // replacement has a prior state: a create with none must find the name free. (The

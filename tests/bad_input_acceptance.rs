@@ -191,6 +191,8 @@ fn service() -> Body {
     body.insert("powered", "true".into());
     body.insert("failover.enabled", "true".into());
     body.insert("failover.down_after_ms", "5000".into());
+    body.insert("failover.min_replicas_to_write", "1".into());
+    body.insert("failover.min_replicas_max_lag", "2".into());
     body.insert("tls.certificate_validity", hcl("8760h"));
     body.insert("tls.renew_before", hcl("720h"));
     body.insert("tls.auth_clients", hcl("yes"));
@@ -243,6 +245,8 @@ fn kind_of(path: &str) -> Kind {
         // startup-4's nodes may keep up to a quarter of their 4 GiB.
         "repl_backlog_size" => Kind::Int((1, 1024)),
         "down_after_ms" => Kind::Int(catalog::DOWN_AFTER_MS_RANGE),
+        "min_replicas_to_write" => Kind::Int(catalog::MIN_REPLICAS_TO_WRITE_RANGE),
+        "min_replicas_max_lag" => Kind::Int(catalog::MIN_REPLICAS_MAX_LAG_RANGE),
         "failover_priority" => Kind::Int(catalog::FAILOVER_PRIORITY_RANGE),
         "timeout" => Kind::Int(catalog::CLIENT_TIMEOUT_RANGE),
         "io_threads" => Kind::Int(catalog::IO_THREADS_RANGE),

@@ -122,6 +122,8 @@ fn spec() -> NodeSpec {
         tls_auth_clients: None,
         acl_users: Vec::new(),
         databases: 16,
+        min_replicas_to_write: 0,
+        min_replicas_max_lag: 2,
         extra_settings: Vec::new(),
     };
     NodeSpec {

@@ -222,12 +222,14 @@ pub struct TlsModel {
     pub ca_private_key_wo: Option<String>,
 }
 
-/// How the service fails over to a read replica when its primary fails.
+/// How the replication group fails over when its primary fails, and how long a primary cut
+/// off from the group goes on acknowledging writes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FailoverModel {
-    /// Watch the primary with Valkey Sentinel (3 Sentinels, quorum 2, spread over the regions
-    /// of the primary and its read replicas) and promote a replica when it fails. Sentinels run
-    /// while the service has read replicas.
+    /// Watch the primary with Valkey Sentinel (3 Sentinels, quorum 2, spread over the hosts and
+    /// regions of the group's data nodes) and promote a standby or read replica when it fails.
+    /// Sentinels run while the group has more than one data node: a business-4 or premium-4
+    /// service, or any service with read replicas.
     #[schemars(extend("default" = true))]
     pub enabled: Option<bool>,
 
@@ -236,13 +238,33 @@ pub struct FailoverModel {
     /// 2000, Sentinel's once-a-second pings could fail over a primary it has just promoted.)
     #[schemars(extend("default" = 5000))]
     pub down_after_ms: Option<i64>,
+
+    /// Replicas (standbys and read replicas) a primary must hear from within
+    /// `min_replicas_max_lag` seconds to take writes (Valkey's `min-replicas-to-write`), 0 to 7.
+    /// It bounds what a primary cut off from its group acknowledges in a split brain: such a
+    /// primary refuses writes (`NOREPLICAS`) once it has heard from too few replicas for
+    /// `min_replicas_max_lag` seconds, instead of acknowledging writes for as long as the cut
+    /// lasts and losing them all when it heals. Unset, the provider requires 1 replica when
+    /// the group has at least 3 data nodes powered on, and none with fewer, so that the loss
+    /// of any one node never stops writes (with 2 data nodes, a failover leaves the new primary
+    /// with no replica to hear from). A number requires that many, never more than the group's
+    /// other powered-on nodes; 0 turns the bound off. While the provider itself stops or
+    /// removes nodes (power off, destroy, scale down, restart, switchover) it lowers the
+    /// requirement first and restores it after.
+    pub min_replicas_to_write: Option<i64>,
+
+    /// Seconds, 1 to 60, within which a replica must have acknowledged the replication stream
+    /// to count for `min_replicas_to_write`. With `down_after_ms = 2000`, the default 2 kept
+    /// the writes a cut-off primary acknowledged to the first 3 s of the cut (measured).
+    #[schemars(extend("default" = 2))]
+    pub min_replicas_max_lag: Option<i64>,
 }
 
 /// Where a replication group's Sentinels and current primary are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopologyModel {
     /// Addresses (`host:port`) of the Sentinels watching the replication group; empty while
-    /// there is no read replica or failover is disabled. Sentinel-aware clients use them to
+    /// the group has a single data node (no standby, no read replica) or failover is disabled. Sentinel-aware clients use them to
     /// find the current primary after a failover without a configuration change.
     #[schemars(extend("x-computed" = true))]
     pub sentinel_addresses: Option<Vec<String>>,

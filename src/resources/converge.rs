@@ -5,7 +5,7 @@
 
 use super::Context;
 use super::records::load_existing;
-use super::{failover, group_view, nodes};
+use super::{failover, group_view, nodes, records, write_bound};
 use crate::runtime::ServiceRecord;
 use crate::tfplug::Diagnostics;
 
@@ -22,6 +22,12 @@ pub async fn power(ctx: &Context, name: &str, kind: &str, powered: bool) -> Resu
         }
         failover::suspend_if_primary(ctx, &record).await?;
         let mut record = load_existing(ctx, name, kind).await?;
+        // The group's primary stops counting on these nodes before they stop.
+        if !record.powered_off {
+            record.powered_off = true;
+            records::save(ctx, &record).await?;
+        }
+        write_bound::settle(ctx, &record, &[]).await?;
         nodes::reconcile(ctx, &mut record, false).await?;
         return Ok(record);
     }
@@ -32,6 +38,13 @@ pub async fn power(ctx: &Context, name: &str, kind: &str, powered: bool) -> Resu
     }
     let mut record = load_existing(ctx, name, kind).await?;
     nodes::reconcile(ctx, &mut record, true).await?;
+    // Its nodes replicate again: the group's primary may count on them (and any node whose
+    // bound was changed outside Terraform gets it back).
+    if record.powered_off {
+        record.powered_off = false;
+        records::save(ctx, &record).await?;
+    }
+    write_bound::settle(ctx, &record, &[]).await?;
     // This member may have been the suspended primary: now that it answers, resume the group.
     if let Some(group) = &group
         && group_view::suspended_primary(ctx, &record).await.is_some()

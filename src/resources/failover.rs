@@ -1,7 +1,8 @@
-//! Automatic failover with Valkey Sentinel. A primary service that has read replicas is
-//! watched by a group of Sentinels (3, quorum 2) spread over the group's regions; when the
-//! primary fails they promote the best replica (lowest failover_priority, then most data) and
-//! the others follow it. The provider never restarts a former primary as a primary: it asks
+//! Automatic failover with Valkey Sentinel. A replication group with more than one data node
+//! (a primary service with standbys, read replicas, or both) is watched by a group of
+//! Sentinels (3, quorum 2) spread over the group's regions; when the primary fails they
+//! promote the best replica (lowest failover_priority, then most data) and the others follow
+//! it. The provider never restarts a former primary as a primary: it asks
 //! Sentinel where the primary is now and restarts the node as its replica.
 
 use std::time::Duration;
@@ -41,7 +42,8 @@ fn sentinel_id(primary: &ServiceRecord, s: &SentinelRecord) -> NodeId {
 const SENTINEL_PERIODS: [(&str, &str); 2] = [("INFO-PERIOD", "1000"), ("PUBLISH-PERIOD", "500")];
 
 /// Makes the group of primary service `name` what it should be: Sentinels while failover is
-/// enabled and the primary has read replicas, none otherwise; dead Sentinels restarted; the
+/// enabled and the group has a node to fail over to (a standby or a read replica), none
+/// otherwise; dead Sentinels restarted; the
 /// down-after setting applied. A suspended group (its primary powered off) keeps its
 /// Sentinels stopped until that primary answers again, then resumes.
 pub async fn ensure_group(ctx: &Context, name: &str) -> Result<(), Diagnostics> {
@@ -59,7 +61,7 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
         return Ok(());
     };
     let replicas = replica_records(ctx, name).await?;
-    if !primary.failover.enabled || replicas.is_empty() {
+    if !primary.failover.enabled || !has_failover_target(&primary, &replicas) {
         return dissolve(ctx, &mut primary).await;
     }
     if let Some(suspended) = primary.suspended_primary.clone() {
@@ -73,15 +75,16 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
     if primary.sentinels.is_empty() {
         let replica_regions: Vec<String> = replicas.iter().map(|r| r.region.clone()).collect();
         let regions = place_sentinels(&primary.region, &replica_regions, catalog::SENTINELS_PER_GROUP);
-        for (index, region) in regions.into_iter().enumerate() {
+        for (index, region) in regions.iter().enumerate() {
+            let nth = regions[..index].iter().filter(|r| *r == region).count();
             let at = ctx
                 .runtime
-                .place(&NodeId::sentinel(&primary.name, index), &region)
+                .place_sentinel(&NodeId::sentinel(&primary.name, index), region, nth)
                 .await
                 .map_err(|e| error("Could not place a Sentinel", e))?;
             primary.sentinels.push(SentinelRecord {
                 index,
-                region,
+                region: region.clone(),
                 host: at.host,
                 port: at.port,
                 cert: None,
@@ -124,6 +127,12 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
     futures_util::future::join_all(settle).await;
     forget_removed(&primary, &replicas).await;
     Ok(())
+}
+
+/// Whether the group has a data node besides its primary service's first: a standby or a
+/// read replica that Sentinel can promote.
+fn has_failover_target(primary: &ServiceRecord, replicas: &[ServiceRecord]) -> bool {
+    primary.nodes.len() > 1 || !replicas.is_empty()
 }
 
 /// Gives a running Sentinel the group's down-after setting and the periods it needs; a

@@ -30,6 +30,7 @@ pub mod timeouts;
 pub mod upstreams;
 pub mod user_config;
 pub mod validate;
+pub mod write_bound;
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ use tokio::task::JoinSet;
 
 use super::observe::observe;
 use super::upstreams::{configs, desired_upstreams, node_spec};
-use super::{Context, error, failover, group_view, records};
+use super::{Context, error, failover, group_view, records, write_bound};
 use crate::runtime::{Endpoint, NodeId, RuntimeError, ServiceRecord};
 use crate::tfplug::Diagnostics;
 use crate::valkey::NodeClient;
@@ -182,6 +182,14 @@ pub async fn wait_linked(ctx: &Context, record: &ServiceRecord) -> Result<(), Di
     Ok(())
 }
 
+/// Whether a running node must restart to take `config`: io-threads and databases cannot
+/// change on a running node.
+fn needs_restart(status: &super::observe::NodeStatus, config: &crate::valkey::NodeConfig) -> bool {
+    let live = |name: &str| status.settings.get(name).and_then(|t| t.parse::<i64>().ok());
+    live("io-threads").is_some_and(|t| t != config.io_threads)
+        || live("databases").is_some_and(|d| d != config.databases)
+}
+
 /// Brings running nodes in line with the record: configs rewritten, settings applied with
 /// CONFIG SET, nodes restarted where a setting needs it, stopped nodes started. With
 /// `powered` false, stops every node instead.
@@ -200,6 +208,19 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
     let group_watched = records::group_primary_record(ctx, record)
         .await
         .is_some_and(|p| !p.sentinels.is_empty());
+    let restarting: Vec<String> = record
+        .nodes
+        .iter()
+        .zip(&statuses)
+        .zip(&configs)
+        .filter(|((_, status), config)| status.running && needs_restart(status, config))
+        .map(|((node, _), _)| node.endpoint().to_string())
+        .collect();
+    if !restarting.is_empty() {
+        // The group's primary stops counting on them while they restart (converge::power
+        // restores the bound once they replicate again).
+        write_bound::settle(ctx, record, &restarting).await?;
+    }
     let mut to_start = Vec::new();
     for ((node, status), config) in record.nodes.iter().zip(&statuses).zip(&configs) {
         let (id, at) = (node_id(record, node.index), node.endpoint());
@@ -211,10 +232,7 @@ pub async fn reconcile(ctx: &Context, record: &mut ServiceRecord, powered: bool)
             to_start.push(node.index);
             continue;
         }
-        let live = |name: &str| status.settings.get(name).and_then(|t| t.parse::<i64>().ok());
-        let fixed_changed = live("io-threads").is_some_and(|t| t != config.io_threads)
-            || live("databases").is_some_and(|d| d != config.databases);
-        if fixed_changed {
+        if needs_restart(status, config) {
             // io-threads and databases cannot change on a running node: restart it with the
             // new config. When it is the group's primary, the group is suspended first, as for
             // a power-off (converge::power resumes it once the node answers): a restart that

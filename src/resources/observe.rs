@@ -11,7 +11,7 @@ use super::user_config::DRIFT_SETTINGS;
 use super::{Context, certificates};
 use crate::runtime::{Endpoint, NodeId, NodeState, ServiceRecord};
 use crate::tfplug::{Diagnostic, Diagnostics};
-use crate::valkey::{NodeClient, TlsIdentity};
+use crate::valkey::{NodeClient, TlsIdentity, WRITE_BOUND_SETTINGS};
 
 /// What one node really is right now.
 #[derive(Debug, Default, Clone)]
@@ -49,7 +49,7 @@ async fn observe_node(at: Endpoint, password: String, tls: Option<TlsIdentity>, 
     };
     if let Ok(mut client) =
         NodeClient::connect(&at.host, at.port, &password, tls.as_ref(), Duration::from_secs(2)).await
-        && let Ok((info, settings)) = client.replication_and_settings(DRIFT_SETTINGS).await
+        && let Ok((info, settings)) = client.replication_and_settings(&observed_settings()).await
     {
         status.role = info.role();
         status.link_up = info.primary_link_up();
@@ -68,6 +68,11 @@ async fn observe_node(at: Endpoint, password: String, tls: Option<TlsIdentity>, 
         status.version = info.get("valkey_version").map(str::to_string);
     }
     status
+}
+
+/// The settings read from each node: the user config's, and the group's write bound.
+fn observed_settings() -> Vec<&'static str> {
+    DRIFT_SETTINGS.iter().chain(&WRITE_BOUND_SETTINGS).copied().collect()
 }
 
 /// Reads every node concurrently, one round trip each.

@@ -13,7 +13,7 @@ use super::read_replica_model::TopologyModel;
 use super::read_replica_plan;
 use super::secrets::GroupSecrets;
 use super::timeouts::timeout_of;
-use super::{Context, acl_user_members, certificates, error};
+use super::{Context, acl_user_members, certificates, error, write_bound};
 use super::{backlog, converge, failover, group_view, nodes, records, service, switchover, upstreams, user_config};
 use crate::catalog;
 use crate::registry;
@@ -233,6 +233,7 @@ impl Lifecycle for ReadReplicaResource {
             failover_priority: Some(planned.failover_priority.unwrap_or(catalog::DEFAULT_FAILOVER_PRIORITY)),
             tls: secrets.tls,
             password_write_only: secrets.password_write_only,
+            powered_off: planned.powered == Some(false),
             ..Default::default()
         };
         certificates::issue_due(&mut record, true).map_err(|e| fail("Could not issue a certificate", "name", e))?;
@@ -270,6 +271,10 @@ impl Lifecycle for ReadReplicaResource {
         }
         if let Err(d) = records::finish_create(ctx, &mut record).await {
             started = started.and(Err(d));
+        }
+        // Now that it replicates, the group's primary may count on it.
+        if started.is_ok() {
+            started = write_bound::settle(ctx, &record, &[]).await;
         }
         let (model, _) = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
@@ -313,6 +318,8 @@ impl Lifecycle for ReadReplicaResource {
         if let Some(record) = records::load(ctx, &prior.name).await? {
             let indices: Vec<usize> = record.nodes.iter().map(|n| n.index).collect();
             switchover::hand_over(ctx, &record, &indices).await?;
+            // The group's primary stops counting on its nodes before they go.
+            write_bound::settle(ctx, &record, &record.node_addresses()).await?;
         }
         records::remove(ctx, &prior.name, "read replica").await?;
         // The group's Sentinels forget the node; the last replica gone dissolves the group.

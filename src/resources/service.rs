@@ -10,7 +10,9 @@ use super::service_model::ServiceModel;
 use super::service_model::TopologyModel;
 use super::timeouts::timeout_of;
 use super::{Context, error};
-use super::{backlog, certificates, converge, group_view, nodes, records, switchover, user_config};
+use super::{
+    backlog, certificates, converge, failover, group_view, nodes, records, switchover, user_config, write_bound,
+};
 use crate::catalog;
 use crate::registry;
 use crate::runtime::{FailoverSettings, NodeId, NodeRecord, RuntimeError, ServiceRecord};
@@ -40,6 +42,8 @@ fn failover_settings(model: &ServiceModel) -> FailoverSettings {
     FailoverSettings {
         enabled: f.enabled.unwrap_or(d.enabled),
         down_after_ms: f.down_after_ms.unwrap_or(d.down_after_ms),
+        min_replicas_to_write: f.min_replicas_to_write,
+        min_replicas_max_lag: f.min_replicas_max_lag.unwrap_or(d.min_replicas_max_lag),
     }
 }
 
@@ -179,6 +183,7 @@ impl Lifecycle for ServiceResource {
             failover_priority: None,
             failover: failover_settings(planned),
             tls,
+            powered_off: planned.powered == Some(false),
             ..Default::default()
         };
         certificates::issue_due(&mut record, true)
@@ -194,6 +199,17 @@ impl Lifecycle for ServiceResource {
         let mut started = nodes::start_new(ctx, &mut record, planned.powered != Some(false)).await;
         if let Err(d) = records::finish_create(ctx, &mut record).await {
             started = started.and(Err(d));
+        }
+        // Standbys are failed over to from the start: the group's Sentinels, then the bound on
+        // what a primary cut off from them acknowledges, once the standbys replicate.
+        if started.is_ok() && planned.powered != Some(false) {
+            started = failover::ensure_group(ctx, &record.name).await;
+            if let Ok(Some(now)) = records::load(ctx, &record.name).await {
+                record = now;
+            }
+        }
+        if started.is_ok() {
+            started = write_bound::settle(ctx, &record, &[]).await;
         }
         let (model, _) = self.state_of(ctx, &record, planned).await;
         started.map(|()| model.clone()).map_err(|d| (d, Some(model)))
@@ -224,12 +240,22 @@ impl Lifecycle for ServiceResource {
             record.nodes.push(node);
         }
         let surplus: Vec<usize> = record.nodes.iter().skip(plan.nodes).map(|n| n.index).collect();
+        let surplus_addrs: Vec<String> = record
+            .nodes
+            .iter()
+            .skip(plan.nodes)
+            .map(|n| n.endpoint().to_string())
+            .collect();
         // Renewal is planned: the plan shows certificate_expires_at unknown.
         let renewing = planned.endpoint.certificate_expires_at.is_none();
         certificates::issue_due(&mut record, renewing)
             .map_err(|e| tls_error("Could not issue a certificate", "tls", e))?;
         // A standby that is the group's primary (after a failover) hands over first.
         switchover::hand_over(ctx, &record, &surplus).await?;
+        if !surplus_addrs.is_empty() {
+            // The group's primary stops counting on the surplus standbys before they go.
+            write_bound::settle(ctx, &record, &surplus_addrs).await?;
+        }
         while record.nodes.len() > plan.nodes {
             if let Some(node) = record.nodes.pop() {
                 ctx.runtime
@@ -276,8 +302,20 @@ impl Lifecycle for ServiceResource {
             record.user_config.expected_write_kib_per_second.unwrap_or(0),
         )
         .await;
+        let drifted = match write_bound::of_group(ctx, record).await {
+            Ok(bound) => write_bound::drift(record, &statuses, topology.current_primary.as_deref(), bound).await,
+            Err(_) => None,
+        };
         let mut model = model_from(record, &statuses, replicas, topology, sentinel_status, prior);
         model.backlog_reach_seconds = reach;
+        if let Some(running) = drifted {
+            // A node runs with another bound than the group's (set outside Terraform): show
+            // what it runs with, so the plan puts it back.
+            let mut failover = model.failover.take().unwrap_or_default();
+            failover.min_replicas_to_write = Some(running.to_write);
+            failover.min_replicas_max_lag = Some(running.max_lag);
+            model.failover = Some(failover);
+        }
         (model, warnings)
     }
 
@@ -298,6 +336,8 @@ impl Lifecycle for ServiceResource {
             failover: (record.failover != d).then_some(super::service_model::FailoverModel {
                 enabled: Some(record.failover.enabled),
                 down_after_ms: Some(record.failover.down_after_ms),
+                min_replicas_to_write: record.failover.min_replicas_to_write,
+                min_replicas_max_lag: Some(record.failover.min_replicas_max_lag),
             }),
             valkey_user_config: user_config::imported_user_config(&record.user_config),
             tls: record.tls.as_ref().map(certificates::model_of),

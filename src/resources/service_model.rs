@@ -91,15 +91,16 @@ pub struct ServiceModel {
     #[schemars(extend("x-block" = true))]
     pub tls: Option<TlsModel>,
 
-    /// Automatic failover to a read replica when the primary fails.
+    /// Automatic failover to a standby or read replica when the primary fails, and the bound on
+    /// what a primary cut off from its group acknowledges.
     #[schemars(extend("x-block" = true))]
     pub failover: Option<FailoverModel>,
 
     /// The replication group's Sentinels: `running`, `degraded` (one or more stopped outside
     /// Terraform: the next plan puts them back), `unreachable` (none known stopped, one or more
     /// on a host that does not answer: nothing is planned for them until it does), `paused`
-    /// (stopped on purpose while the group's primary is powered off) or `none` (no read
-    /// replica, or failover disabled).
+    /// (stopped on purpose while the group's primary is powered off) or `none` (a single data
+    /// node: no standby and no read replica; or failover disabled).
     #[schemars(extend("x-computed" = true))]
     pub sentinel_status: Option<String>,
 

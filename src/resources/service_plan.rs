@@ -12,18 +12,64 @@ use super::plan_rules::{self, PlanShape};
 use super::validate;
 use crate::tfplug::{AttrPath, Diagnostic};
 
+/// A warning, when a service with standbys is created or its plan changes, of the host loss
+/// its group cannot survive: Sentinels fail over only while a majority of them (2 of 3) run,
+/// and with fewer than three hosts in the region no placement keeps a majority after losing
+/// any one host. `hosts_in` counts a region's hosts (the local cloud has one: this machine).
+pub fn host_loss_warning(prior: &Value, config: &Value, hosts_in: impl Fn(&str) -> usize) -> Diagnostics {
+    let (Some(plan), Some(region)) = (config.attr("plan").as_str(), config.attr("region").as_str()) else {
+        return Diagnostics::new();
+    };
+    let standbys = catalog::plan(plan).is_ok_and(|p| p.nodes > 1);
+    let failover = config.attr("failover").attr("enabled").as_bool() != Some(false);
+    let plan_changed = prior.is_null() || prior.attr("plan").as_str() != Some(plan);
+    if !standbys || !failover || !plan_changed {
+        return Diagnostics::new();
+    }
+    let cloud = config.attr("cloud").as_str().unwrap_or(catalog::LOCAL_CLOUD);
+    let detail = match (cloud, hosts_in(region)) {
+        (catalog::LOCAL_CLOUD, _) => format!(
+            "On the local cloud every node and Sentinel of this service runs on this machine: a failed node \
+             process is failed over to a standby, but the loss of the machine is not survived. Use the docker cloud \
+             with three hosts in region {region:?} to survive the loss of a host."
+        ),
+        (_, 1) => format!(
+            "Region {region:?} has one host: every node and Sentinel of this service runs on it, so a failed node \
+             is failed over to a standby but the loss of the host is not survived. Give the region three hosts, or \
+             add a read replica in another region."
+        ),
+        (_, 2) => format!(
+            "Region {region:?} has two hosts, so the group's 3 Sentinels cannot be spread for a majority (2) to \
+             survive the loss of either: they start with 1 on the primary's host and 2 on the standby's, so losing \
+             the primary's host is failed over, but once the primary has moved to the other host, losing that one \
+             is not. Give the region a third host, or add a read replica in another region (Sentinels are then \
+             placed in its region)."
+        ),
+        _ => return Diagnostics::new(),
+    };
+    Diagnostic::warning("This service does not survive the loss of a host", detail)
+        .at(AttrPath::root("plan"))
+        .into()
+}
+
 /// Checks every known value of a valkey_service configuration that needs no provider
 /// configuration (regions are checked at plan time, when the provider's regions are known).
 pub fn validate_config(config: &Value) -> Diagnostics {
     let mut d = Diagnostics::new();
     validate::common(&mut d, config, |p| catalog::plan(p).map(|_| ()));
-    validate::integer(
-        &mut d,
-        config.attr("failover").attr("down_after_ms"),
-        crate::tfplug::AttrPath::root("failover").attr("down_after_ms"),
-        "down_after_ms",
-        catalog::DOWN_AFTER_MS_RANGE,
-    );
+    for (name, range) in [
+        ("down_after_ms", catalog::DOWN_AFTER_MS_RANGE),
+        ("min_replicas_to_write", catalog::MIN_REPLICAS_TO_WRITE_RANGE),
+        ("min_replicas_max_lag", catalog::MIN_REPLICAS_MAX_LAG_RANGE),
+    ] {
+        validate::integer(
+            &mut d,
+            config.attr("failover").attr(name),
+            AttrPath::root("failover").attr(name),
+            name,
+            range,
+        );
+    }
     validate_tls(&mut d, config.attr("tls"));
     d
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::group_view::{connect_member, connect_sentinel, current_primary, settled_primary};
 use super::records::{group_primary_record, replica_records};
-use super::{Context, certificates, error, group_lock};
+use super::{Context, certificates, error, group_lock, write_bound};
 use crate::catalog;
 use crate::runtime::{Endpoint, ServiceRecord};
 use crate::tfplug::Diagnostics;
@@ -212,11 +212,15 @@ async fn switch_to(ctx: &Context, primary: &ServiceRecord, target_addr: Endpoint
         let priority = if m.addr == target_addr { 1 } else { 0 };
         set_priority(m.addr.clone(), m.password.clone(), m.tls.clone(), priority).await;
     }
+    // The promoted node has no replica until the others follow it: a planned switchover must
+    // not refuse writes meanwhile.
+    write_bound::lift(ctx, primary).await?;
     let result = run_coordinated_failover(primary, &target_addr).await;
     for m in members {
         set_priority(m.addr, m.password, m.tls, m.priority).await;
     }
-    result
+    let restored = write_bound::settle(ctx, primary, &[]).await;
+    result.and(restored)
 }
 
 /// How long the primary's writes may stay held while Valkey 8's Sentinels hand the group over:

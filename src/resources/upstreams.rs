@@ -1,6 +1,7 @@
 //! Where each node of a record replicates from, and the config it runs with.
 
 use super::group_view::sentinel_upstream;
+use super::write_bound::{self, WriteBound};
 use super::{Context, certificates, error, records, user_config};
 use crate::catalog;
 use crate::runtime::{AclUserRecord, NodeSpec, ServiceRecord, Upstream};
@@ -73,11 +74,12 @@ pub async fn desired_upstreams(
 }
 
 /// The config of a node of the record, replicating from `upstream`, with the group's
-/// application users `users`.
+/// application users `users` and write bound `bound`.
 pub fn node_config(
     record: &ServiceRecord,
     upstream: Option<UpstreamAuth>,
     users: &[AclUserRecord],
+    bound: WriteBound,
 ) -> Result<NodeConfig, Diagnostics> {
     let plan = catalog::plan(&record.plan).map_err(|e| error("Invalid service record", e))?;
     let uc = &record.user_config;
@@ -95,6 +97,8 @@ pub fn node_config(
         replica_priority: record.failover_priority,
         tls_auth_clients: record.tls.as_ref().map(|t| t.auth_clients.clone()),
         databases: uc.number_of_databases,
+        min_replicas_to_write: bound.to_write,
+        min_replicas_max_lag: bound.max_lag,
         extra_settings: user_config::runtime_settings(uc),
         // The default user is requirepass's.
         acl_users: users
@@ -114,16 +118,17 @@ pub fn node_spec(record: &ServiceRecord, index: usize, config: &NodeConfig) -> N
     }
 }
 
-/// Every node's config, in `record.nodes` order, each with its desired upstream and the
-/// group's application users (kept on the group's primary service's record).
+/// Every node's config, in `record.nodes` order, each with its desired upstream, the group's
+/// application users (kept on the group's primary service's record) and its write bound.
 pub async fn configs(ctx: &Context, record: &ServiceRecord) -> Result<Vec<NodeConfig>, Diagnostics> {
     let users = records::group_primary_record(ctx, record)
         .await
         .map(|primary| primary.acl_users)
         .unwrap_or_default();
+    let bound = write_bound::of_group(ctx, record).await?;
     desired_upstreams(ctx, record)
         .await?
         .into_iter()
-        .map(|up| node_config(record, up, &users))
+        .map(|up| node_config(record, up, &users, bound))
         .collect()
 }

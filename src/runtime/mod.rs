@@ -74,6 +74,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// Nothing runs yet.
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError>;
 
+    /// Places Sentinel `node` as the `nth` of its group's Sentinels in `region`. A runtime with
+    /// several hosts per region spreads them from the host after the one its first data node
+    /// is on, so that losing the primary's host leaves the most Sentinels standing.
+    async fn place_sentinel(&self, node: &NodeId, region: &str, _nth: usize) -> Result<Endpoint, RuntimeError> {
+        self.place(node, region).await
+    }
+
+    /// How many hosts `region` has: what the loss of one host takes from a group there.
+    fn hosts_in(&self, _region: &str) -> usize {
+        1
+    }
+
     /// Records what the node at `at` runs with at its next start; a Sentinel keeps the config
     /// it already has (it writes what it learns into it).
     async fn configure(&self, node: &NodeId, at: &Endpoint, spec: &NodeSpec) -> Result<(), RuntimeError>;

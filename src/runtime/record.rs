@@ -201,11 +201,20 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// How a primary's failover group detects failure.
+/// How a primary's failover group detects failure, and how long a primary cut off from the
+/// group's other data nodes goes on acknowledging writes. Records written before the write
+/// bound existed read it at its defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FailoverSettings {
     pub enabled: bool,
     pub down_after_ms: i64,
+    /// Replicas a primary must hear from to take writes, as the user declared it; None lets
+    /// the provider choose (see `resources::write_bound`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_replicas_to_write: Option<i64>,
+    /// Seconds within which those replicas must have acknowledged the stream.
+    pub min_replicas_max_lag: i64,
 }
 
 impl Default for FailoverSettings {
@@ -213,6 +222,8 @@ impl Default for FailoverSettings {
         FailoverSettings {
             enabled: true,
             down_after_ms: 5000,
+            min_replicas_to_write: None,
+            min_replicas_max_lag: crate::catalog::DEFAULT_MIN_REPLICAS_MAX_LAG,
         }
     }
 }
@@ -253,6 +264,10 @@ pub struct ServiceRecord {
     /// On a primary service: how its failover group works.
     #[serde(default)]
     pub failover: FailoverSettings,
+    /// Whether the user powered the member off (`powered = false`): its nodes do not count
+    /// among those a primary can expect to hear from.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub powered_off: bool,
     /// Held while the service is being created: until its nodes are up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creating: Option<Lease>,

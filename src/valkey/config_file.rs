@@ -41,6 +41,10 @@ pub struct NodeConfig {
     pub acl_users: Vec<String>,
     /// Logical databases (`databases`): fixed while the node runs.
     pub databases: i64,
+    /// Replicas the node, as a primary, must hear from within `min_replicas_max_lag` seconds
+    /// to take writes (0: none).
+    pub min_replicas_to_write: i64,
+    pub min_replicas_max_lag: i64,
     /// Further settings CONFIG SET can change on a running node, as valkey-server names them.
     pub extra_settings: Vec<(&'static str, String)>,
 }
@@ -50,6 +54,20 @@ pub struct NodeConfig {
 /// certificate as `auth_clients` says.
 pub fn tls_directives(auth_clients: &str) -> String {
     format!("tls-replication yes\ntls-auth-clients {auth_clients}\n")
+}
+
+/// The names of the settings that make a primary refuse writes once it hears from too few
+/// replicas: how many, and within how many seconds.
+pub const WRITE_BOUND_SETTINGS: [&str; 2] = ["min-replicas-to-write", "min-replicas-max-lag"];
+
+/// The settings that make a primary refuse writes once it hears from fewer than `to_write`
+/// replicas within `max_lag` seconds, as valkey-server names them.
+pub fn write_bound_settings(to_write: i64, max_lag: i64) -> [(&'static str, String); 2] {
+    let [to_write_name, max_lag_name] = WRITE_BOUND_SETTINGS;
+    [
+        (to_write_name, to_write.to_string()),
+        (max_lag_name, max_lag.to_string()),
+    ]
 }
 
 /// Where and as whom a node replicates.
@@ -86,6 +104,10 @@ impl NodeConfig {
         if let Some(priority) = self.replica_priority {
             settings.push(("replica-priority", priority.to_string()));
         }
+        settings.extend(write_bound_settings(
+            self.min_replicas_to_write,
+            self.min_replicas_max_lag,
+        ));
         settings.extend(self.extra_settings.iter().cloned());
         settings
     }
@@ -198,6 +220,8 @@ mod tests {
             tls_auth_clients: None,
             acl_users: vec!["user app on #ab ~app:* +get".into()],
             databases: 16,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 2,
             extra_settings: vec![("client-output-buffer-limit", "pubsub 32mb 8mb 60".into())],
         }
     }

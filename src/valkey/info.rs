@@ -45,6 +45,19 @@ impl Info {
         self.get("valkey_version")?.split('.').next()?.parse().ok()
     }
 
+    /// For a primary: its replicas that are online and acknowledged the stream within
+    /// `max_lag` seconds (`slaveN:...,state=online,...,lag=L`), those a write bound counts.
+    pub fn good_replicas(&self, max_lag: i64) -> usize {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with("slave") && k[5..].parse::<u32>().is_ok())
+            .filter(|(_, v)| {
+                let field = |name: &str| v.split(',').find_map(|f| f.strip_prefix(name)?.strip_prefix('='));
+                field("state") == Some("online") && field("lag").and_then(|l| l.parse::<i64>().ok()) <= Some(max_lag)
+            })
+            .count()
+    }
+
     /// For a replica: whether its link to the primary is up.
     pub fn primary_link_up(&self) -> bool {
         self.get("master_link_status") == Some("up")
@@ -54,6 +67,17 @@ impl Info {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn good_replicas_are_online_and_recent() {
+        let info = Info::parse(
+            "role:master\r\nconnected_slaves:3\r\nslave0:ip=127.0.0.1,port=1,state=online,offset=5,lag=0\r\n\
+             slave1:ip=127.0.0.1,port=2,state=wait_bgsave,offset=0,lag=0\r\n\
+             slave2:ip=127.0.0.1,port=3,state=online,offset=5,lag=7\r\nslave_read_repl_offset:5\r\n",
+        );
+        assert_eq!(info.good_replicas(2), 1);
+        assert_eq!(info.good_replicas(10), 2);
+    }
 
     const REPLICA: &str = "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n\r\n# Replication\r\nrole:slave\r\nmaster_host:127.0.1.1\r\nmaster_link_status:up\r\nslave_repl_offset:1234\r\n";
 

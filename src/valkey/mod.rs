@@ -14,7 +14,9 @@ pub mod tls_probe;
 pub mod uri;
 
 pub use client::{NodeClient, TlsIdentity, ValkeyError};
-pub use config_file::{NodeConfig, REPLICATION_USER, SENTINEL_USER, UpstreamAuth};
+pub use config_file::{
+    NodeConfig, REPLICATION_USER, SENTINEL_USER, UpstreamAuth, WRITE_BOUND_SETTINGS, write_bound_settings,
+};
 pub use info::Info;
 pub use sentinel::{Fields, SentinelClient};
 pub use sentinel_config::{SENTINEL_PEER_USER, SentinelConfig};

@@ -295,6 +295,22 @@ impl DockerRuntime {
     }
 }
 
+impl DockerRuntime {
+    /// An endpoint on the `slot`th host of `region` (round the region's hosts), at a random
+    /// port of the range.
+    fn place_on_slot(&self, region: &str, slot: usize) -> Result<Endpoint, RuntimeError> {
+        let in_region: Vec<&Host> = self.hosts.iter().filter(|h| h.region == region).collect();
+        if in_region.is_empty() {
+            return Err(RuntimeError::CannotPlace {
+                region: region.to_string(),
+                detail: self.regions().check(region).err().unwrap_or_default(),
+            });
+        }
+        let host = in_region[slot % in_region.len()];
+        Ok(Endpoint::new(host.advertise.clone(), rand::rng().random_range(PORTS)))
+    }
+}
+
 #[tonic::async_trait]
 impl Runtime for DockerRuntime {
     fn regions(&self) -> RegionNames {
@@ -366,15 +382,16 @@ impl Runtime for DockerRuntime {
     }
 
     async fn place(&self, node: &NodeId, region: &str) -> Result<Endpoint, RuntimeError> {
-        let in_region: Vec<&Host> = self.hosts.iter().filter(|h| h.region == region).collect();
-        if in_region.is_empty() {
-            return Err(RuntimeError::CannotPlace {
-                region: region.to_string(),
-                detail: self.regions().check(region).err().unwrap_or_default(),
-            });
-        }
-        let host = in_region[node.index % in_region.len()];
-        Ok(Endpoint::new(host.advertise.clone(), rand::rng().random_range(PORTS)))
+        self.place_on_slot(region, node.index)
+    }
+
+    async fn place_sentinel(&self, _node: &NodeId, region: &str, nth: usize) -> Result<Endpoint, RuntimeError> {
+        // Data node 0 is on the region's first host: start from the next one.
+        self.place_on_slot(region, nth + 1)
+    }
+
+    fn hosts_in(&self, region: &str) -> usize {
+        self.hosts.iter().filter(|h| h.region == region).count()
     }
 
     /// Makes the node's container and writes its files. A container the listing shows may not

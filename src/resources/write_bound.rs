@@ -1,0 +1,290 @@
+//! The bound on what a primary cut off from its replication group acknowledges. Valkey's
+//! `min-replicas-to-write` / `min-replicas-max-lag` make a primary refuse writes once it has
+//! heard from too few replicas for too long: in a split brain (the primary's host cut off from
+//! the others, clients still connected to it) the majority promotes another node, and whatever
+//! the old primary acknowledged meanwhile is lost when the cut heals. Without the bound that is
+//! every write of the cut; with it, the writes of its first `max_lag` seconds or so.
+//!
+//! The provider keeps the setting consistent with what it does itself: it counts only the nodes
+//! that should run, lowers the requirement on every node before it stops or removes nodes, and
+//! raises it again once new or restarted nodes replicate.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::Context;
+use super::group_view::connect_member;
+use super::observe::NodeStatus;
+use super::records::{self, replica_records};
+use crate::runtime::{Endpoint, FailoverSettings, NodeId, NodeState, ServiceRecord};
+use crate::tfplug::Diagnostics;
+use crate::valkey::{NodeClient, WRITE_BOUND_SETTINGS, write_bound_settings};
+
+/// The names valkey-server gives the two settings, for reading them back.
+const SETTINGS: [&str; 2] = WRITE_BOUND_SETTINGS;
+
+/// What every data node of a group runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteBound {
+    /// Replicas a primary must hear from to take writes; 0 turns the bound off.
+    pub to_write: i64,
+    /// Seconds within which they must have acknowledged the stream.
+    pub max_lag: i64,
+}
+
+impl WriteBound {
+    /// Whether a node reporting `settings` (valkey-server's names) runs with this bound.
+    pub fn held_by(&self, settings: &HashMap<String, String>) -> bool {
+        let value = |name: &str| settings.get(name).and_then(|v| v.parse::<i64>().ok());
+        // A node that did not report them (it did not answer in time) is not judged.
+        match (value(SETTINGS[0]), value(SETTINGS[1])) {
+            (Some(to_write), Some(max_lag)) => {
+                to_write == self.to_write && (self.to_write == 0 || max_lag == self.max_lag)
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The bound for a group whose `nodes_on` data nodes (the primary's included) should run.
+/// Undeclared, it asks for one replica once the group keeps one after losing any node (3 nodes
+/// or more): with 2, a failover leaves the new primary alone and it would refuse every write.
+/// Declared, it asks for that many, never more than the other nodes that should run. No
+/// failover, no split brain: without Sentinels nothing else is promoted, so no bound.
+pub fn effective(settings: &FailoverSettings, nodes_on: usize) -> WriteBound {
+    let others = i64::try_from(nodes_on.saturating_sub(1)).unwrap_or(i64::MAX);
+    let to_write = match (settings.enabled, settings.min_replicas_to_write) {
+        (false, _) => 0,
+        (true, None) => (others - 1).clamp(0, 1),
+        (true, Some(declared)) => declared.clamp(0, others),
+    };
+    WriteBound {
+        to_write,
+        max_lag: settings.min_replicas_max_lag,
+    }
+}
+
+/// The group of `record` as the bound counts it: its primary service's record and every
+/// member's record.
+async fn members(ctx: &Context, record: &ServiceRecord) -> Result<Option<Vec<ServiceRecord>>, Diagnostics> {
+    let Some(group) = record.group() else {
+        return Ok(None);
+    };
+    let primary = match group == record.name {
+        true => Some(record.clone()),
+        false => records::load(ctx, group).await?,
+    };
+    let Some(primary) = primary else {
+        return Ok(None);
+    };
+    let mut all = replica_records(ctx, group).await?;
+    all.insert(0, primary);
+    Ok(Some(all))
+}
+
+/// The data nodes of `members` that should run: members powered on and no longer being
+/// created (a new replica counts once it replicates), less the nodes at `leaving` (host:port).
+fn nodes_on(members: &[ServiceRecord], leaving: &[String]) -> usize {
+    members
+        .iter()
+        .filter(|m| !m.powered_off && m.creating.is_none())
+        .flat_map(ServiceRecord::node_addresses)
+        .filter(|addr| !leaving.contains(addr))
+        .count()
+}
+
+/// The bound the nodes of `record`'s group should run with now; none for a replica of a server
+/// this provider does not manage.
+pub async fn of_group(ctx: &Context, record: &ServiceRecord) -> Result<WriteBound, Diagnostics> {
+    Ok(match members(ctx, record).await? {
+        Some(members) => effective(&members[0].failover, nodes_on(&members, &[])),
+        None => effective(
+            &FailoverSettings {
+                enabled: false,
+                ..Default::default()
+            },
+            0,
+        ),
+    })
+}
+
+/// Sets the bound on every running data node of `record`'s group, counting the nodes at
+/// `leaving` (host:port) as gone: called with the nodes about to stop before they stop, and
+/// with none once nodes have started and replicate. A node that does not answer is left: it
+/// gets the bound from its config file when it starts.
+pub async fn settle(ctx: &Context, record: &ServiceRecord, leaving: &[String]) -> Result<(), Diagnostics> {
+    let Some(members) = members(ctx, record).await? else {
+        return Ok(());
+    };
+    let bound = effective(&members[0].failover, nodes_on(&members, leaving));
+    set_on_running(ctx, &members, bound).await;
+    Ok(())
+}
+
+/// Sets `bound` on every running data node of `members`, in parallel. A node that cannot take
+/// it now (it does not answer, or another resource's apply is re-linking it and closed the
+/// connection) is tried once more, then left: it gets the bound from its config file when it
+/// restarts, and a refresh shows it if it runs with another (see `drift`).
+pub async fn set_on_running(ctx: &Context, members: &[ServiceRecord], bound: WriteBound) {
+    let sets = members.iter().flat_map(|m| {
+        m.nodes.iter().map(move |n| async move {
+            if ctx.runtime.state(&NodeId::data(&m.name, n.index)).await != NodeState::Running {
+                return;
+            }
+            let mut outcome = Ok(());
+            for attempt in 0..2 {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                outcome = async {
+                    let mut client = connect_member(m, &n.endpoint(), Duration::from_secs(2)).await?;
+                    let bound = within_reach(&mut client, bound).await;
+                    client
+                        .config_set(&write_bound_settings(bound.to_write, bound.max_lag))
+                        .await
+                }
+                .await;
+                if outcome.is_ok() {
+                    return;
+                }
+            }
+            if let Err(e) = outcome {
+                tracing::warn!(node = %n.endpoint(), member = %m.name, error = %e, "could not set the write bound");
+            }
+        })
+    });
+    futures_util::future::join_all(sets).await;
+}
+
+/// Longest wait for a primary's replicas to follow it again before its bound is raised.
+const REPLICAS_BACK: Duration = Duration::from_secs(10);
+
+/// `bound` for the node behind `client`: a primary gets it once it hears from that many
+/// replicas (they follow a switched-over or restarted primary within a second or so), so that
+/// raising it never makes a healthy primary refuse writes; one whose replicas do not come back
+/// in time gets what it has (the next refresh shows the difference, the next apply retries).
+async fn within_reach(client: &mut NodeClient, bound: WriteBound) -> WriteBound {
+    let deadline = tokio::time::Instant::now() + REPLICAS_BACK;
+    loop {
+        let Ok(info) = client.info(&["replication"]).await else {
+            return bound;
+        };
+        if info.role() != Some("primary") {
+            return bound;
+        }
+        let good = i64::try_from(info.good_replicas(bound.max_lag)).unwrap_or(i64::MAX);
+        if good >= bound.to_write {
+            return bound;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return WriteBound {
+                to_write: good,
+                ..bound
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The bound a node of `record`'s group runs with where it is not `bound`: one of the
+/// record's own nodes (as `statuses` read them), or the group's current primary at
+/// `current_primary` when that is another member's node (the one node whose bound acts).
+pub async fn drift(
+    record: &ServiceRecord,
+    statuses: &[NodeStatus],
+    current_primary: Option<&str>,
+    bound: WriteBound,
+) -> Option<WriteBound> {
+    let reported = |settings: &HashMap<String, String>| {
+        let value = |name: &str| settings.get(name).and_then(|v| v.parse::<i64>().ok());
+        Some(WriteBound {
+            to_write: value(SETTINGS[0])?,
+            max_lag: value(SETTINGS[1])?,
+        })
+    };
+    if let Some(own) = statuses.iter().find(|s| s.running && !bound.held_by(&s.settings)) {
+        return reported(&own.settings);
+    }
+    let elsewhere = current_primary.filter(|at| !record.node_addresses().iter().any(|a| a == at))?;
+    let at = Endpoint::parse(elsewhere)?;
+    let mut client = connect_member(record, &at, Duration::from_secs(2)).await.ok()?;
+    let settings: HashMap<String, String> = client.config_get(&SETTINGS).await.ok()?;
+    (!bound.held_by(&settings)).then(|| reported(&settings)).flatten()
+}
+
+/// Turns the bound off on every running data node of the group of `primary` (its primary
+/// service's record) for a switchover: the promoted node has no replica until the others
+/// follow it, and a planned switchover must not refuse writes meanwhile. `settle` restores it.
+pub async fn lift(ctx: &Context, primary: &ServiceRecord) -> Result<(), Diagnostics> {
+    let Some(members) = members(ctx, primary).await? else {
+        return Ok(());
+    };
+    let off = WriteBound {
+        to_write: 0,
+        max_lag: members[0].failover.min_replicas_max_lag,
+    };
+    set_on_running(ctx, &members, off).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared(to_write: Option<i64>) -> FailoverSettings {
+        FailoverSettings {
+            min_replicas_to_write: to_write,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn undeclared_asks_for_one_replica_only_where_losing_a_node_leaves_one() {
+        let to_write = |nodes| effective(&declared(None), nodes).to_write;
+        assert_eq!([to_write(0), to_write(1), to_write(2)], [0, 0, 0]);
+        assert_eq!([to_write(3), to_write(4), to_write(8)], [1, 1, 1]);
+    }
+
+    #[test]
+    fn a_declared_count_never_asks_for_more_replicas_than_should_run() {
+        let to_write = |n, nodes| effective(&declared(Some(n)), nodes).to_write;
+        assert_eq!(to_write(1, 2), 1);
+        assert_eq!(to_write(3, 2), 1);
+        assert_eq!(to_write(3, 1), 0);
+        assert_eq!(to_write(2, 6), 2);
+        assert_eq!(to_write(0, 6), 0);
+    }
+
+    #[test]
+    fn no_failover_means_no_bound() {
+        let off = FailoverSettings {
+            enabled: false,
+            min_replicas_to_write: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(effective(&off, 5).to_write, 0);
+    }
+
+    #[test]
+    fn a_node_is_judged_by_what_it_reports() {
+        let bound = WriteBound {
+            to_write: 1,
+            max_lag: 2,
+        };
+        let report = |to_write: &str, lag: &str| {
+            [(SETTINGS[0], to_write), (SETTINGS[1], lag)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(bound.held_by(&report("1", "2")));
+        assert!(!bound.held_by(&report("0", "2")));
+        assert!(!bound.held_by(&report("1", "10")));
+        assert!(bound.held_by(&Default::default()));
+        let off = WriteBound {
+            to_write: 0,
+            max_lag: 2,
+        };
+        assert!(off.held_by(&report("0", "10")));
+    }
+}
