@@ -91,6 +91,10 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
             });
         }
         records::save(ctx, &primary).await?;
+    } else {
+        let replica_regions: Vec<String> = replicas.iter().map(|r| r.region.clone()).collect();
+        let regions = place_sentinels(&primary.region, &replica_regions, catalog::SENTINELS_PER_GROUP);
+        move_to_regions(ctx, &mut primary, &regions).await?;
     }
     // Certificates of new Sentinels, and those due for renewal: a running Sentinel cannot
     // reload its certificate, so it restarts, one at a time (the others keep the quorum).
@@ -133,6 +137,60 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
 /// read replica that Sentinel can promote.
 fn has_failover_target(primary: &ServiceRecord, replicas: &[ServiceRecord]) -> bool {
     primary.nodes.len() > 1 || !replicas.is_empty()
+}
+
+/// Moves the group's Sentinels that are not in the region `regions` gives them, when fewer
+/// than a majority are outside the primary's region and the group has a read replica elsewhere:
+/// a group formed by a service's standbys has them all in its region, and its first read replica
+/// in another region wants a majority there, so that the loss of the primary's host or region is
+/// failed over. One at a time so the others keep a quorum: each is removed, placed anew and started as a new
+/// Sentinel (its peers forget its old address in `forget_removed`). A Sentinel that cannot be
+/// removed now (its host does not answer) stays where it is until a later apply.
+async fn move_to_regions(ctx: &Context, primary: &mut ServiceRecord, regions: &[String]) -> Result<(), Diagnostics> {
+    // Only that move: clients are configured with the Sentinels' addresses, so Sentinels that
+    // already have a majority outside the primary's region (or all the outside there is) stay.
+    let outside = |region: &String| *region != primary.region;
+    let wanted = regions
+        .iter()
+        .filter(|r| outside(r))
+        .count()
+        .min(catalog::SENTINEL_QUORUM);
+    if primary.sentinels.iter().filter(|s| outside(&s.region)).count() >= wanted {
+        return Ok(());
+    }
+    for position in 0..primary.sentinels.len() {
+        let Some(region) = regions.get(position) else { break };
+        if primary.sentinels[position].region == *region {
+            continue;
+        }
+        let index = primary.sentinels[position].index;
+        let id = NodeId::sentinel(&primary.name, index);
+        if let Err(e) = ctx.runtime.remove(&id).await {
+            tracing::warn!(sentinel = index, error = %e, "could not move a Sentinel; it stays where it is");
+            continue;
+        }
+        let nth = regions[..position].iter().filter(|r| *r == region).count();
+        let at = ctx
+            .runtime
+            .place_sentinel(&id, region, nth)
+            .await
+            .map_err(|e| error("Could not place a Sentinel", e))?;
+        primary.sentinels[position] = SentinelRecord {
+            index,
+            region: region.clone(),
+            host: at.host,
+            port: at.port,
+            cert: None,
+        };
+        certificates::issue_sentinels_due(primary).map_err(|e| error("Could not issue a certificate", e))?;
+        records::save(ctx, primary).await?;
+        let now = current_primary(primary).await;
+        let now = now.unwrap_or_else(|| primary.endpoint().unwrap_or_else(|| Endpoint::new("", 0)));
+        start_stopped_sentinels(ctx, primary, &now).await?;
+        let down_after = primary.failover.down_after_ms.to_string();
+        settle_sentinel(primary, &primary.sentinels[position], &down_after).await;
+    }
+    Ok(())
 }
 
 /// Gives a running Sentinel the group's down-after setting and the periods it needs; a
