@@ -11,10 +11,14 @@ moment's writes on a crash; a switchover loses none). `terraform apply` then res
 killed node as a replica before the next run. With --tls, the group has a `tls` block (on the
 TLS-capable valkey-server scripts/valkey-tls.sh makes) and every client trusts its CA.
 
+With --standby PLAN (business-4 or premium-4), the group is that service alone: the kill of its
+primary is failed over to a standby, with no read replica.
+
 With --freeze MS..., the primary is frozen (SIGSTOP) for each of those times instead of killed:
 how long it stays a primary once it wakes, and what it acknowledged meanwhile that is lost.
 
 usage: bench/failover.py [--runs 5] [--down-after 2000 5000] [--tls] [--freeze 2300 3000 5000]
+                        [--standby business-4]
        (run `cargo build --release` first)
 """
 import argparse
@@ -76,6 +80,41 @@ output "group" {
 }
 """
 
+# With --standby: a service with standbys and no read replica; every node's URI.
+STANDBY_CONFIG = """
+terraform {
+  required_providers {
+    valkey = { source = "terraform.local/local/valkey" }
+  }
+}
+provider "valkey" {
+  data_dir = "%(data)s"
+  %(provider)s
+}
+resource "valkey_service" "primary" {
+  name   = "primary"
+  plan   = "%(plan)s"
+  region = "local-1"
+  %(tls)s
+  valkey_user_config { persistence = "off" }
+  failover { down_after_ms = %(down_after)d }
+}
+output "uris" {
+  value = [for n in valkey_service.primary.nodes :
+    "${valkey_service.primary.tls == null ? "valkey" : "valkeys"}://default:${valkey_service.primary.password}@${n.host}:${n.port}"]
+  sensitive = true
+}
+output "group" {
+  value = {
+    sentinels         = valkey_service.primary.sentinel_addresses
+    sentinel_password = valkey_service.primary.sentinel_password
+    password          = valkey_service.primary.password
+    ca_certificate    = valkey_service.primary.ca_certificate
+  }
+  sensitive = true
+}
+"""
+
 # With --tls: what every client connection adds (the group's CA file), set by main().
 TLS = {}
 
@@ -111,11 +150,13 @@ def role(uri):
 def pid_of(data, uri):
     port = uri.rsplit(":", 1)[1]
     for service in os.listdir(os.path.join(data, "services")):
-        path = os.path.join(data, "services", service, "node-0")
-        conf = os.path.join(path, "valkey.conf")
-        # With TLS the node listens on tls-port only (port 0).
-        if os.path.exists(conf) and any(f"\n{k} {port}\n" in open(conf).read() for k in ("port", "tls-port")):
-            return int(open(os.path.join(path, "valkey.pid")).read())
+        service_dir = os.path.join(data, "services", service)
+        for node in (n for n in os.listdir(service_dir) if n.startswith("node-")):
+            path = os.path.join(service_dir, node)
+            conf = os.path.join(path, "valkey.conf")
+            # With TLS the node listens on tls-port only (port 0).
+            if os.path.exists(conf) and any(f"\n{k} {port}\n" in open(conf).read() for k in ("port", "tls-port")):
+                return int(open(os.path.join(path, "valkey.pid")).read())
     raise SystemExit(f"no node listens on {uri.rsplit('@', 1)[1]}")
 
 
@@ -284,6 +325,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--down-after", type=int, nargs="+", default=[2000, 5000])
     ap.add_argument("--tls", action="store_true")
+    ap.add_argument("--standby", choices=["business-4", "premium-4"],
+                    help="the group is a service of this plan alone: its primary fails over to a standby")
     ap.add_argument("--freeze", type=int, nargs="*", default=[],
                     help="instead of kills, SIGSTOP the primary for each of these ms and measure the woken primary")
     args = ap.parse_args()
@@ -291,13 +334,17 @@ def main():
     if args.tls:
         server = subprocess.run([os.path.join(REPO, "scripts/valkey-tls.sh")], capture_output=True, text=True, check=True)
         provider, tls_block, label = f'valkey_server = "{server.stdout.strip()}"', "tls {}", ' tls'
+    if args.standby:
+        label += f" {args.standby} alone"
     for down_after in args.down_after:
         workdir = tempfile.mkdtemp(prefix="failover-bench-")
         try:
             env = setup(workdir)
             data = os.path.join(workdir, "data")
             with open(os.path.join(workdir, "main.tf"), "w") as f:
-                f.write(CONFIG % {"data": data, "down_after": down_after, "provider": provider, "tls": tls_block})
+                config = STANDBY_CONFIG if args.standby else CONFIG
+                f.write(config % {"data": data, "down_after": down_after, "provider": provider, "tls": tls_block,
+                                  "plan": args.standby})
             terraform(workdir, env, "init", "-input=false")
             terraform(workdir, env, "apply", "-auto-approve", "-input=false")
             terraform(workdir, env, "apply", "-refresh-only", "-auto-approve", "-input=false")

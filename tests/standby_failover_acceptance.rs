@@ -198,6 +198,9 @@ resource "valkey_read_replica" "eu" {{
     };
     let tf = Terraform::new(&with_replica(true, 1, false));
     tf.apply();
+    // The replica in another region moved two of the standbys' Sentinels there: the service's
+    // state learns their addresses at its next refresh.
+    refresh(&tf);
     let access = GroupAccess::of(&tf, "valkey_service.main");
     let main = nodes(&tf, "valkey_service.main");
     let eu = tf.address("valkey_read_replica.eu");

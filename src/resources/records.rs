@@ -60,13 +60,6 @@ pub async fn remove(ctx: &Context, name: &str, kind: &str) -> Result<(), Diagnos
     }
 }
 
-/// The names of a primary's read replicas, sorted.
-pub async fn replica_names(ctx: &Context, primary: &str) -> Result<Vec<String>, Diagnostics> {
-    registry::replicas_of(ctx.runtime.as_ref(), primary)
-        .await
-        .map_err(|e| error("Could not list read replicas", e))
-}
-
 /// The records of a primary's read replicas.
 pub async fn replica_records(ctx: &Context, primary: &str) -> Result<Vec<ServiceRecord>, Diagnostics> {
     registry::replica_records_of(ctx.runtime.as_ref(), primary)

@@ -286,12 +286,16 @@ impl Lifecycle for ServiceResource {
         prior: &ServiceModel,
     ) -> (ServiceModel, Diagnostics) {
         let statuses = observe::observe(ctx, record).await;
-        let replicas = match records::replica_names(ctx, &record.name).await {
-            Ok(names) => names,
+        let replica_records = match records::replica_records(ctx, &record.name).await {
+            Ok(records) => Some(records),
             Err(e) => {
                 tracing::warn!(error = ?e, "could not list read replicas");
-                prior.read_replicas.clone().unwrap_or_default()
+                None
             }
+        };
+        let replicas = match &replica_records {
+            Some(records) => records.iter().map(|r| r.name.clone()).collect(),
+            None => prior.read_replicas.clone().unwrap_or_default(),
         };
         let topology = topology(record).await;
         let sentinel_status = group_view::sentinel_status(ctx, record).await;
@@ -302,9 +306,14 @@ impl Lifecycle for ServiceResource {
             record.user_config.expected_write_kib_per_second.unwrap_or(0),
         )
         .await;
-        let drifted = match write_bound::of_group(ctx, record).await {
-            Ok(bound) => write_bound::drift(record, &statuses, topology.current_primary.as_deref(), bound).await,
-            Err(_) => None,
+        // The bound is judged only when the group's members could be read.
+        let drifted = match replica_records {
+            Some(replicas) => {
+                let members: Vec<ServiceRecord> = std::iter::once(record.clone()).chain(replicas).collect();
+                let bound = write_bound::of_members(&members);
+                write_bound::drift(record, &statuses, topology.current_primary.as_deref(), bound).await
+            }
+            None => None,
         };
         let mut model = model_from(record, &statuses, replicas, topology, sentinel_status, prior);
         model.backlog_reach_seconds = reach;

@@ -97,7 +97,7 @@ fn nodes_on(members: &[ServiceRecord], leaving: &[String]) -> usize {
 /// this provider does not manage.
 pub async fn of_group(ctx: &Context, record: &ServiceRecord) -> Result<WriteBound, Diagnostics> {
     Ok(match members(ctx, record).await? {
-        Some(members) => effective(&members[0].failover, nodes_on(&members, &[])),
+        Some(members) => of_members(&members),
         None => effective(
             &FailoverSettings {
                 enabled: false,
@@ -106,6 +106,12 @@ pub async fn of_group(ctx: &Context, record: &ServiceRecord) -> Result<WriteBoun
             0,
         ),
     })
+}
+
+/// The bound of a group whose members are `members`, its primary service's record first.
+pub fn of_members(members: &[ServiceRecord]) -> WriteBound {
+    let settings = members.first().map(|p| p.failover).unwrap_or_default();
+    effective(&settings, nodes_on(members, &[]))
 }
 
 /// Sets the bound on every running data node of `record`'s group, counting the nodes at
