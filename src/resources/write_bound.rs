@@ -114,17 +114,40 @@ pub fn of_members(members: &[ServiceRecord]) -> WriteBound {
     effective(&settings, nodes_on(members, &[]))
 }
 
-/// Sets the bound on every running data node of `record`'s group, counting the nodes at
+/// Sets the bound on the running data nodes of `record`'s group, counting the nodes at
 /// `leaving` (host:port) as gone: called with the nodes about to stop before they stop, and
-/// with none once nodes have started and replicate. A node that does not answer is left: it
-/// gets the bound from its config file when it starts.
+/// with none once nodes have started and replicate. When whether `record`'s nodes count makes
+/// no difference to the group's bound, only they are set (one connection instead of one per
+/// node of the group); the primary service's own changes set every node, which also repairs a
+/// bound changed outside Terraform anywhere in the group. A node that does not answer is left:
+/// it gets the bound from its config file when it starts.
 pub async fn settle(ctx: &Context, record: &ServiceRecord, leaving: &[String]) -> Result<(), Diagnostics> {
     let Some(members) = members(ctx, record).await? else {
         return Ok(());
     };
     let bound = effective(&members[0].failover, nodes_on(&members, leaving));
-    set_on_running(ctx, &members, bound).await;
+    let touched = match record.group() == Some(record.name.as_str()) || moves_the_bound(&members, record, leaving) {
+        true => members,
+        false => members.into_iter().filter(|m| m.name == record.name).collect(),
+    };
+    set_on_running(ctx, &touched, bound).await;
     Ok(())
+}
+
+/// Whether the group's bound depends on whether `record`'s nodes count.
+fn moves_the_bound(members: &[ServiceRecord], record: &ServiceRecord, leaving: &[String]) -> bool {
+    let others: Vec<ServiceRecord> = members.iter().filter(|m| m.name != record.name).cloned().collect();
+    let mut with_record = others.clone();
+    with_record.push(ServiceRecord {
+        powered_off: false,
+        creating: None,
+        ..record.clone()
+    });
+    let own = record.node_addresses();
+    let others_leaving: Vec<String> = leaving.iter().filter(|a| !own.contains(a)).cloned().collect();
+    let settings = &members[0].failover;
+    effective(settings, nodes_on(&others, &others_leaving))
+        != effective(settings, nodes_on(&with_record, &others_leaving))
 }
 
 /// Sets `bound` on every running data node of `members`, in parallel. A node that cannot take
@@ -170,6 +193,9 @@ const REPLICAS_BACK: Duration = Duration::from_secs(10);
 /// raising it never makes a healthy primary refuse writes; one whose replicas do not come back
 /// in time gets what it has (the next refresh shows the difference, the next apply retries).
 async fn within_reach(client: &mut NodeClient, bound: WriteBound) -> WriteBound {
+    if bound.to_write == 0 {
+        return bound;
+    }
     let deadline = tokio::time::Instant::now() + REPLICAS_BACK;
     loop {
         let Ok(info) = client.info(&["replication"]).await else {
@@ -259,6 +285,39 @@ mod tests {
         assert_eq!(to_write(3, 1), 0);
         assert_eq!(to_write(2, 6), 2);
         assert_eq!(to_write(0, 6), 0);
+    }
+
+    fn member(name: &str, nodes: usize, upstream: Option<&str>) -> ServiceRecord {
+        ServiceRecord {
+            name: name.into(),
+            nodes: (0..nodes)
+                .map(|index| crate::runtime::NodeRecord {
+                    index,
+                    host: format!("127.0.0.{}", name.bytes().map(u32::from).sum::<u32>() % 250),
+                    port: 7000 + index as u16,
+                    cert: None,
+                })
+                .collect(),
+            upstream: upstream.map(|p| crate::runtime::Upstream::Service { name: p.into() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_member_whose_nodes_move_the_bound_touches_the_others() {
+        // business-4 and a read replica: the replica's node makes the third, so its coming or
+        // going moves the bound from 0 to 1; a second replica's does not.
+        let (main, eu, us) = (
+            member("main", 2, None),
+            member("eu", 1, Some("main")),
+            member("us", 1, Some("main")),
+        );
+        let group = [main.clone(), eu.clone()];
+        assert!(moves_the_bound(&group, &eu, &[]));
+        assert!(moves_the_bound(&group, &eu, &eu.node_addresses()));
+        let group = [main, eu, us.clone()];
+        assert!(!moves_the_bound(&group, &us, &[]));
+        assert!(!moves_the_bound(&group, &us, &us.node_addresses()));
     }
 
     #[test]
