@@ -18,7 +18,7 @@ With --freeze MS..., the primary is frozen (SIGSTOP) for each of those times ins
 how long it stays a primary once it wakes, and what it acknowledged meanwhile that is lost.
 
 usage: bench/failover.py [--runs 5] [--down-after 2000 5000] [--tls] [--freeze 2300 3000 5000]
-                        [--standby business-4]
+                        [--standby business-4] [--min-replicas-to-write 0]
        (run `cargo build --release` first)
 """
 import argparse
@@ -54,7 +54,10 @@ resource "valkey_service" "primary" {
   region = "local-1"
   %(tls)s
   valkey_user_config { persistence = "off" }
-  failover { down_after_ms = %(down_after)d }
+  failover {
+    down_after_ms = %(down_after)d
+    %(bound)s
+  }
 }
 resource "valkey_read_replica" "r" {
   count             = 2
@@ -97,7 +100,10 @@ resource "valkey_service" "primary" {
   region = "local-1"
   %(tls)s
   valkey_user_config { persistence = "off" }
-  failover { down_after_ms = %(down_after)d }
+  failover {
+    down_after_ms = %(down_after)d
+    %(bound)s
+  }
 }
 output "uris" {
   value = [for n in valkey_service.primary.nodes :
@@ -325,6 +331,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--down-after", type=int, nargs="+", default=[2000, 5000])
     ap.add_argument("--tls", action="store_true")
+    ap.add_argument("--min-replicas-to-write", type=int,
+                    help="the group's write bound (failover.min_replicas_to_write); unset: the provider's default")
     ap.add_argument("--standby", choices=["business-4", "premium-4"],
                     help="the group is a service of this plan alone: its primary fails over to a standby")
     ap.add_argument("--freeze", type=int, nargs="*", default=[],
@@ -336,6 +344,8 @@ def main():
         provider, tls_block, label = f'valkey_server = "{server.stdout.strip()}"', "tls {}", ' tls'
     if args.standby:
         label += f" {args.standby} alone"
+    if args.min_replicas_to_write is not None:
+        label += f" min_replicas_to_write={args.min_replicas_to_write}"
     for down_after in args.down_after:
         workdir = tempfile.mkdtemp(prefix="failover-bench-")
         try:
@@ -343,8 +353,10 @@ def main():
             data = os.path.join(workdir, "data")
             with open(os.path.join(workdir, "main.tf"), "w") as f:
                 config = STANDBY_CONFIG if args.standby else CONFIG
+                bound = ("" if args.min_replicas_to_write is None
+                         else f"min_replicas_to_write = {args.min_replicas_to_write}")
                 f.write(config % {"data": data, "down_after": down_after, "provider": provider, "tls": tls_block,
-                                  "plan": args.standby})
+                                  "plan": args.standby, "bound": bound})
             terraform(workdir, env, "init", "-input=false")
             terraform(workdir, env, "apply", "-auto-approve", "-input=false")
             terraform(workdir, env, "apply", "-refresh-only", "-auto-approve", "-input=false")

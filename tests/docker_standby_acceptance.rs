@@ -53,8 +53,61 @@ resource "valkey_service" "main" {{
     )
 }
 
+/// Kills the container of the group's primary while the Sentinel client writes: a standby takes
+/// over, the client writes again with nothing acknowledged lost, and the next apply starts the
+/// killed container again as a standby, with an empty plan after it. Returns the new primary.
+fn kill_primary_and_recover(tf: &Terraform, access: &GroupAccess, marker: &str, plan: &str) -> String {
+    let members = nodes(tf, "valkey_service.main");
+    let old = access.sentinel_primary().expect("a Sentinel names the primary");
+    wait_consistent(access, &members, Some(&old), Duration::from_secs(20));
+    let writer = SentinelWriter::start(access, tf.dir.path().join(format!("{plan}.log")), plan);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let index = members.iter().position(|m| *m == old).unwrap();
+    let engine = (1..=2)
+        .map(docker_hosts::host)
+        .find(|(_, _, address)| old.starts_with(&format!("{address}:")))
+        .expect("the primary is on host 1 or 2")
+        .0;
+    docker_hosts::docker_cli(&engine, &["kill", &format!("vk-main-{marker}-{index}")]);
+    let killed = now_ms();
+    let first = writer
+        .wait_for_acks_after(killed + 1, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the Sentinel client never wrote again: {:?}", writer.errors()));
+    eprintln!(
+        "{plan}: docker kill of the primary -> the Sentinel client's first acknowledged write: {} ms",
+        first.at_ms - killed
+    );
+    // The client found the promoted standby through one Sentinel; the others follow within a
+    // publish period or two.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let promoted = loop {
+        let views = access.sentinel_views();
+        if let Some(Some(first)) = views.first()
+            && *first != old
+            && views.iter().all(|v| v.as_deref() == Some(first.as_str()))
+        {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "the Sentinels do not agree on a new primary: {views:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(members.contains(&promoted), "a standby is promoted, not {promoted}");
+
+    tf.apply();
+    wait_consistent(access, &members, Some(&promoted), Duration::from_secs(20));
+    refresh(tf);
+    assert_plan_empty(tf, &format!("{plan} after the failover and the apply"));
+    std::thread::sleep(Duration::from_millis(300));
+    let acks = writer.stop();
+    let lost = missing(&mut access.node(&promoted).unwrap(), plan, &acks);
+    eprintln!("{plan}: {} writes acknowledged, {} lost", acks.len(), lost.len());
+    assert!(lost.is_empty(), "acknowledged writes were lost: {lost:?}");
+    promoted
+}
+
 #[test]
-fn a_business_4_standby_on_the_other_host_takes_over_a_killed_primary() {
+fn business_4_and_premium_4_standbys_on_the_other_host_take_over_a_killed_primary() {
     let marker = docker_hosts::marker();
     let _cleanup = docker_hosts::Cleanup(marker.clone());
     let tf = docker_hosts::workdir(&standby_service(&marker, "business-4", true));
@@ -67,63 +120,27 @@ fn a_business_4_standby_on_the_other_host_takes_over_a_killed_primary() {
     let state = tf.state_attributes("valkey_service.main");
     assert_eq!(state["sentinel_status"].as_str(), Some("running"));
     let access = GroupAccess::of(&tf, "valkey_service.main");
-    let members = nodes(&tf, "valkey_service.main");
-    wait_consistent(&access, &members, Some(&members[0]), Duration::from_secs(20));
-    let writer = SentinelWriter::start(&access, tf.dir.path().join("writer.log"), "w");
-    std::thread::sleep(Duration::from_millis(500));
+    let primary = kill_primary_and_recover(&tf, &access, &marker, "business-4");
 
-    let engine = docker_hosts::host(1).0;
-    docker_hosts::docker_cli(&engine, &["kill", &format!("vk-main-{marker}-0")]);
-    let killed = now_ms();
-    let first = writer
-        .wait_for_acks_after(killed + 1, Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("the Sentinel client never wrote again: {:?}", writer.errors()));
-    eprintln!(
-        "docker kill of the primary -> the Sentinel client's first acknowledged write: {} ms",
-        first.at_ms - killed
-    );
-    // The client found the promoted standby through one Sentinel; the others follow within a
-    // publish period or two.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while access
-        .sentinel_views()
-        .iter()
-        .any(|v| v.as_deref() != Some(members[1].as_str()))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the Sentinels do not agree on the standby {}: {:?}",
-            members[1],
-            access.sentinel_views()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    // The apply starts the old primary again, as the standby of the promoted one.
-    tf.apply();
-    wait_consistent(&access, &members, Some(&members[1]), Duration::from_secs(20));
-    refresh(&tf);
-    assert_plan_empty(&tf, "after the failover and the apply");
-    std::thread::sleep(Duration::from_millis(300));
-    let acks = writer.stop();
-    let lost = missing(&mut access.node(&members[1]).unwrap(), "w", &acks);
-    eprintln!("{} writes acknowledged, {} lost", acks.len(), lost.len());
-    assert!(lost.is_empty(), "acknowledged writes were lost: {lost:?}");
-
-    // Power off and on, then premium-4 and back: the primary stays where it is.
-    tf.write_config_with_provider(
-        &docker_hosts::provider_block(),
-        &standby_service(&marker, "business-4", false),
-    );
-    tf.apply();
-    assert_plan_empty(&tf, "powered off");
-    for plan in ["business-4", "premium-4", "business-4"] {
-        tf.write_config_with_provider(&docker_hosts::provider_block(), &standby_service(&marker, plan, true));
+    // Power off and on: the primary stays where it is.
+    let apply = |plan: &str, powered: bool| {
+        tf.write_config_with_provider(&docker_hosts::provider_block(), &standby_service(&marker, plan, powered));
         tf.apply();
-        let members = nodes(&tf, "valkey_service.main");
-        wait_consistent(&access, &members, Some(&members[1]), Duration::from_secs(20));
-        assert_plan_empty(&tf, plan);
-    }
+        assert_plan_empty(&tf, &format!("{plan}, powered {powered}"));
+    };
+    apply("business-4", false);
+    apply("business-4", true);
+    wait_consistent(
+        &access,
+        &nodes(&tf, "valkey_service.main"),
+        Some(&primary),
+        Duration::from_secs(20),
+    );
+    // premium-4: a third node, the same failover; then back to business-4.
+    apply("premium-4", true);
+    kill_primary_and_recover(&tf, &access, &marker, "premium-4");
+    apply("business-4", true);
+    wait_consistent(&access, &nodes(&tf, "valkey_service.main"), None, Duration::from_secs(20));
     docker_hosts::destroy_leaves_nothing(&tf, &marker);
 }
 
