@@ -38,7 +38,8 @@ from valkey.sentinel import Sentinel
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TERRAFORM = os.environ.get("TERRAFORM", "/usr/local/bin/terraform")
 
-CONFIG = """
+# The group's primary service, as both configurations declare it.
+PRIMARY = """
 terraform {
   required_providers {
     valkey = { source = "terraform.local/local/valkey" }
@@ -50,7 +51,7 @@ provider "valkey" {
 }
 resource "valkey_service" "primary" {
   name   = "primary"
-  plan   = "startup-4"
+  plan   = "%(plan)s"
   region = "local-1"
   %(tls)s
   valkey_user_config { persistence = "off" }
@@ -59,6 +60,9 @@ resource "valkey_service" "primary" {
     %(bound)s
   }
 }
+"""
+
+CONFIG = PRIMARY + """
 resource "valkey_read_replica" "r" {
   count             = 2
   name              = "replica-${count.index}"
@@ -84,27 +88,7 @@ output "group" {
 """
 
 # With --standby: a service with standbys and no read replica; every node's URI.
-STANDBY_CONFIG = """
-terraform {
-  required_providers {
-    valkey = { source = "terraform.local/local/valkey" }
-  }
-}
-provider "valkey" {
-  data_dir = "%(data)s"
-  %(provider)s
-}
-resource "valkey_service" "primary" {
-  name   = "primary"
-  plan   = "%(plan)s"
-  region = "local-1"
-  %(tls)s
-  valkey_user_config { persistence = "off" }
-  failover {
-    down_after_ms = %(down_after)d
-    %(bound)s
-  }
-}
+STANDBY_CONFIG = PRIMARY + """
 output "uris" {
   value = [for n in valkey_service.primary.nodes :
     "${valkey_service.primary.tls == null ? "valkey" : "valkeys"}://default:${valkey_service.primary.password}@${n.host}:${n.port}"]
@@ -356,7 +340,7 @@ def main():
                 bound = ("" if args.min_replicas_to_write is None
                          else f"min_replicas_to_write = {args.min_replicas_to_write}")
                 f.write(config % {"data": data, "down_after": down_after, "provider": provider, "tls": tls_block,
-                                  "plan": args.standby, "bound": bound})
+                                  "plan": args.standby or "startup-4", "bound": bound})
             terraform(workdir, env, "init", "-input=false")
             terraform(workdir, env, "apply", "-auto-approve", "-input=false")
             terraform(workdir, env, "apply", "-refresh-only", "-auto-approve", "-input=false")

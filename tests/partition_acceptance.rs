@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::Terraform;
+use support::{Terraform, ip};
 
 /// Forwards connections to `target` until `cut` is set; while cut, drops every open
 /// connection and refuses new ones.
@@ -93,15 +93,6 @@ fn eventually(tf: &Terraform, want: &str) -> Duration {
         std::thread::sleep(Duration::from_millis(500));
     }
     panic!("replication_status never became {want:?}");
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A network namespace joined to this one by a veth pair: a far host for the test's primary.

@@ -51,9 +51,11 @@ fn provider() -> String {
     format!("  regions = {{ \"cut\" = \"{CUT_ADDRESS}\" }}\n")
 }
 
-fn refresh(tf: &Terraform) {
-    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
-}
+/// How long after a cut a write acknowledged by the cut-off primary may still be lost: its
+/// `min_replicas_max_lag` (2 s) and up to 2 s more, since Valkey counts a replica's lag in whole
+/// seconds since its last acknowledgement (sent once a second, so up to a second before the
+/// cut) and recounts its good replicas once a second (measured: 2.3 to 3.1 s).
+const BOUND_SPAN_S: f64 = 4.0;
 
 /// Drops every packet to or from the cut address that is not to or from the client's, until
 /// dropped itself.
@@ -203,7 +205,7 @@ fn split_brain(access: &GroupAccess, old: &str, members: &[String], prefix: &str
 fn cut_group(bound: &str, prefix: &str) -> (usize, usize, f64) {
     let tf = Terraform::new("");
     tf.apply_config_with_provider(&provider(), &group(bound));
-    refresh(&tf);
+    tf.refresh();
     let access = GroupAccess::of(&tf, "valkey_service.main");
     let main = tf.address("valkey_service.main");
     let members = vec![
@@ -228,8 +230,8 @@ fn a_primary_cut_off_from_its_group_on_this_machine_stops_acknowledging_writes_w
          {last_lost:.1} s after the cut"
     );
     assert!(
-        last_lost <= 3.0,
-        "a write acknowledged {last_lost:.1} s after the cut was lost, beyond the 2 s bound plus 1 s"
+        last_lost <= BOUND_SPAN_S,
+        "a write acknowledged {last_lost:.1} s after the cut was lost, beyond the 2 s bound and Valkey's 2 s of rounding"
     );
     // The same cut with the bound off: the old primary acknowledges writes throughout, and
     // loses them all.

@@ -28,25 +28,6 @@ resource "valkey_service" "main" {{
     )
 }
 
-fn refresh(tf: &Terraform) {
-    tf.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
-}
-
-fn assert_plan_empty(tf: &Terraform, when: &str) {
-    let (changes, plan) = tf.plan_has_changes();
-    assert!(!changes, "{when}: the plan should be empty:\n{plan}");
-}
-
-/// host:port of every node of `resource`, in order.
-fn nodes(tf: &Terraform, resource: &str) -> Vec<String> {
-    tf.state_attributes(resource)["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| format!("{}:{}", n["host"].as_str().unwrap(), n["port"]))
-        .collect()
-}
-
 /// What a node runs with: (min-replicas-to-write, min-replicas-max-lag).
 fn bound(access: &GroupAccess, addr: &str) -> (String, String) {
     let mut conn = access.node(addr).unwrap();
@@ -60,26 +41,20 @@ fn bound(access: &GroupAccess, addr: &str) -> (String, String) {
 /// writes: a standby takes over, the client writes again with nothing acknowledged lost, and
 /// the next apply brings the old primary back as a standby with an empty plan after it.
 fn standby_takes_over(tf: &Terraform, plan: &str) {
-    refresh(tf);
+    tf.refresh();
     let state = tf.state_attributes("valkey_service.main");
     assert_eq!(state["sentinel_status"].as_str(), Some("running"), "{plan} alone");
     assert_eq!(state["sentinel_addresses"].as_array().unwrap().len(), 3);
     let access = GroupAccess::of(tf, "valkey_service.main");
-    let members = nodes(tf, "valkey_service.main");
+    let members = tf.node_addresses("valkey_service.main");
     wait_consistent(&access, &members, Some(&members[0]), Duration::from_secs(10));
     let writer = SentinelWriter::start(&access, tf.dir.path().join(format!("{plan}.log")), plan);
     std::thread::sleep(Duration::from_millis(500));
 
     kill9(tf.node_pid("main", "node-0"));
     let killed = now_ms();
-    let first = writer
-        .wait_for_acks_after(killed + 1, Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("the Sentinel client never wrote again: {:?}", writer.errors()));
-    eprintln!(
-        "{plan}: kill -9 of the primary -> the Sentinel client's first acknowledged write {} ms",
-        first.at_ms - killed
-    );
-    let promoted = access.sentinel_primary().expect("a Sentinel names the new primary");
+    writer.written_again_after(killed, &format!("{plan}: kill -9 of the primary"));
+    let promoted = access.wait_new_primary(&members[0], Duration::from_secs(10));
     assert!(
         members[1..].contains(&promoted),
         "a standby is promoted, not {promoted}"
@@ -88,17 +63,14 @@ fn standby_takes_over(tf: &Terraform, plan: &str) {
     // Apply restarts the old primary as a standby of the new one; nothing else to do.
     tf.apply();
     wait_consistent(&access, &members, Some(&promoted), Duration::from_secs(10));
-    refresh(tf);
+    tf.refresh();
     assert_eq!(
         tf.state_attributes("valkey_service.main")["current_primary"].as_str(),
         Some(promoted.as_str())
     );
-    assert_plan_empty(tf, &format!("{plan} after the failover and the apply"));
+    tf.assert_plan_empty(&format!("{plan} after the failover and the apply"));
     std::thread::sleep(Duration::from_millis(300));
-    let acks = writer.stop();
-    let lost = missing(&mut access.node(&promoted).unwrap(), plan, &acks);
-    eprintln!("{plan}: {} writes acknowledged, {} lost", acks.len(), lost.len());
-    assert!(lost.is_empty(), "acknowledged writes were lost: {lost:?}");
+    writer.stop_and_assert_none_lost(&access, &promoted);
 }
 
 #[test]
@@ -112,37 +84,37 @@ fn a_business_4_standby_is_promoted_without_read_replicas_and_the_service_lives_
     standby_takes_over(&tf, "business-4");
     let access = GroupAccess::of(&tf, "valkey_service.main");
     // Two data nodes: a bound would leave a promoted standby refusing every write.
-    for node in nodes(&tf, "valkey_service.main") {
+    for node in tf.node_addresses("valkey_service.main") {
         assert_eq!(bound(&access, &node).0, "0", "{node}");
     }
 
     // Power off and on: the primary does not move and the group comes back as it was.
     let primary = access.sentinel_primary().unwrap();
     tf.apply_config(&service("business-4", false, ""));
-    assert_plan_empty(&tf, "powered off");
+    tf.assert_plan_empty("powered off");
     tf.apply_config(&service("business-4", true, ""));
-    let members = nodes(&tf, "valkey_service.main");
+    let members = tf.node_addresses("valkey_service.main");
     wait_consistent(&access, &members, Some(&primary), Duration::from_secs(10));
-    assert_plan_empty(&tf, "powered on again");
+    tf.assert_plan_empty("powered on again");
 
     // Scale up and down: a third node joins and the bound asks for one replica; scaled back,
     // the group of two runs without one.
     tf.apply_config(&service("premium-4", true, ""));
-    let members = nodes(&tf, "valkey_service.main");
+    let members = tf.node_addresses("valkey_service.main");
     assert_eq!(members.len(), 3);
     wait_consistent(&access, &members, Some(&primary), Duration::from_secs(10));
     for node in &members {
         assert_eq!(bound(&access, node), ("1".into(), "2".into()), "{node}");
     }
-    assert_plan_empty(&tf, "scaled to premium-4");
+    tf.assert_plan_empty("scaled to premium-4");
     tf.apply_config(&service("business-4", true, ""));
-    let members = nodes(&tf, "valkey_service.main");
+    let members = tf.node_addresses("valkey_service.main");
     assert_eq!(members.len(), 2);
     wait_consistent(&access, &members, None, Duration::from_secs(10));
     for node in &members {
         assert_eq!(bound(&access, node).0, "0", "{node}");
     }
-    assert_plan_empty(&tf, "scaled back to business-4");
+    tf.assert_plan_empty("scaled back to business-4");
 
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(
@@ -169,7 +141,7 @@ fn a_premium_4_standby_is_promoted_and_the_new_primary_keeps_the_bound() {
     assert!(changes && plan.contains("min_replicas_to_write"), "{plan}");
     tf.apply();
     assert_eq!(bound(&access, &primary).0, "1");
-    assert_plan_empty(&tf, "after the bound was put back");
+    tf.assert_plan_empty("after the bound was put back");
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
 }
 
@@ -200,9 +172,9 @@ resource "valkey_read_replica" "eu" {{
     tf.apply();
     // The replica in another region moved two of the standbys' Sentinels there: the service's
     // state learns their addresses at its next refresh.
-    refresh(&tf);
+    tf.refresh();
     let access = GroupAccess::of(&tf, "valkey_service.main");
-    let main = nodes(&tf, "valkey_service.main");
+    let main = tf.node_addresses("valkey_service.main");
     let eu = tf.address("valkey_read_replica.eu");
     let all: Vec<String> = main.iter().cloned().chain([eu.clone()]).collect();
     wait_consistent(&access, &all, Some(&main[0]), Duration::from_secs(10));
@@ -224,7 +196,7 @@ resource "valkey_read_replica" "eu" {{
         let at = Instant::now();
         tf.apply_config(&config);
         eprintln!("{step}: {:.1} s", at.elapsed().as_secs_f64());
-        assert_plan_empty(&tf, step);
+        tf.assert_plan_empty(step);
     }
     let refused: Vec<String> = writer
         .errors()
@@ -249,7 +221,7 @@ resource "valkey_read_replica" "eu" {{
     );
     assert!(lost.is_empty(), "acknowledged writes were lost: {lost:?}");
     // Two data nodes left: the declared 2 is capped at the one other node.
-    for node in nodes(&tf, "valkey_service.main") {
+    for node in tf.node_addresses("valkey_service.main") {
         assert_eq!(bound(&access, &node).0, "1", "{node}");
     }
     tf.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);

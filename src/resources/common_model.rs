@@ -254,8 +254,12 @@ pub struct FailoverModel {
     pub min_replicas_to_write: Option<i64>,
 
     /// Seconds, 1 to 60, within which a replica must have acknowledged the replication stream
-    /// to count for `min_replicas_to_write`. With `down_after_ms = 2000`, the default 2 kept
-    /// the writes a cut-off primary acknowledged to the first 3 s of the cut (measured).
+    /// to count for `min_replicas_to_write`. A cut-off primary stops taking writes this long
+    /// into the cut, plus up to 2 s (Valkey counts lag in whole seconds and recounts once a
+    /// second): with the default 2, the writes a split brain lost were all acknowledged in the
+    /// first 2.3 to 3.1 s of the cut (measured at `down_after_ms = 2000`). Lower than 2 risks
+    /// refusing writes on a healthy primary whose replica's once-a-second acknowledgement is a
+    /// little late.
     #[schemars(extend("default" = 2))]
     pub min_replicas_max_lag: Option<i64>,
 }

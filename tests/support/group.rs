@@ -61,6 +61,26 @@ impl GroupAccess {
         self.sentinels.iter().find_map(|s| self.ask(s))
     }
 
+    /// Waits until every Sentinel names the same primary, other than `old` (a failover has
+    /// happened and they all know it); fails the test after `limit`.
+    pub fn wait_new_primary(&self, old: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let views = self.sentinel_views();
+            if let Some(Some(first)) = views.first()
+                && first != old
+                && views.iter().all(|v| v.as_deref() == Some(first.as_str()))
+            {
+                return first.clone();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the Sentinels do not agree on a primary other than {old}: {views:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// What each Sentinel names as the primary (None where it does not answer).
     pub fn sentinel_views(&self) -> Vec<Option<String>> {
         self.sentinels.iter().map(|s| self.ask(s)).collect()
@@ -244,6 +264,34 @@ impl SentinelWriter {
             std::thread::sleep(Duration::from_millis(10));
         }
         None
+    }
+
+    /// The client's first write acknowledged after `fault` at `at_ms`, printed with how long it
+    /// took; fails the test with the client's errors when none comes within 30 s.
+    pub fn written_again_after(&self, at_ms: u64, fault: &str) -> Ack {
+        let first = self
+            .wait_for_acks_after(at_ms + 1, Duration::from_secs(30))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the Sentinel client never wrote again after {fault}: {:?}",
+                    self.errors()
+                )
+            });
+        eprintln!(
+            "{fault} -> the Sentinel client's first acknowledged write: {} ms",
+            first.at_ms - at_ms
+        );
+        first
+    }
+
+    /// Stops the client and fails the test unless the node at `primary` has every write it
+    /// acknowledged (a failover to a standby that was in sync loses none).
+    pub fn stop_and_assert_none_lost(self, access: &GroupAccess, primary: &str) {
+        let prefix = self.prefix.clone();
+        let acks = self.stop();
+        let lost = missing(&mut access.node(primary).unwrap(), &prefix, &acks);
+        eprintln!("{prefix}: {} writes acknowledged, {} lost", acks.len(), lost.len());
+        assert!(lost.is_empty(), "acknowledged writes were lost: {lost:?}");
     }
 
     /// Stops the client and returns everything it had acknowledged.

@@ -205,6 +205,27 @@ impl Terraform {
         self.ok(&["output", "-raw", name])
     }
 
+    /// `terraform apply -refresh-only`: state takes what the nodes and Sentinels are now.
+    pub fn refresh(&self) {
+        self.ok(&["apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color"]);
+    }
+
+    /// Fails the test, saying `when`, unless `terraform plan -detailed-exitcode` plans nothing.
+    pub fn assert_plan_empty(&self, when: &str) {
+        let (changes, plan) = self.plan_has_changes();
+        assert!(!changes, "{when}: the plan should be empty:\n{plan}");
+    }
+
+    /// `host:port` of every node of a valkey_service in state, in order.
+    pub fn node_addresses(&self, address: &str) -> Vec<String> {
+        self.state_attributes(address)["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{address} has no nodes in state"))
+            .iter()
+            .map(|n| format!("{}:{}", n["host"].as_str().unwrap(), n["port"]))
+            .collect()
+    }
+
     /// The attributes of a resource in state, as JSON.
     pub fn state_attributes(&self, address: &str) -> serde_json::Value {
         let json: serde_json::Value = serde_json::from_str(&self.ok(&["show", "-json"])).unwrap();
@@ -337,6 +358,16 @@ pub fn main_tf(provider_attributes: &str, body: &str) -> String {
 /// Joins Terraform's wrapped lines so messages can be matched whole.
 pub fn flatten(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Runs `ip` (iproute2) with `args`; fails the test with its message when it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn is_alive(pid: i32) -> bool {
