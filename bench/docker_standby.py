@@ -25,11 +25,10 @@ import threading
 import time
 
 import valkey
-from valkey.sentinel import Sentinel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from docker import HOSTS, IMAGE, api  # noqa: E402
-from failover import REPO, TERRAFORM, setup  # noqa: E402
+from failover import REPO, TERRAFORM, sentinel_client, settle_sentinels, setup  # noqa: E402
 
 
 def config(tag, down_after):
@@ -75,32 +74,15 @@ def settle(group, down_after):
     sentinels = [valkey.Valkey(host=a.rsplit(":", 1)[0], port=int(a.rsplit(":", 1)[1]),
                                password=group["sentinel_password"], socket_timeout=0.5)
                  for a in group["sentinels"]]
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        views = set()
-        for s in sentinels:
-            try:
-                m = s.sentinel_master(group["name"])
-                views.add((m["ip"], m["port"], m["is_master"] and not m["is_sdown"] and not m["is_odown"]))
-            except Exception:
-                views.add(None)
-        if len(views) == 1 and None not in views and next(iter(views))[2]:
-            primary = next(iter(views))
-            break
-        time.sleep(0.1)
-    else:
+    primary = settle_sentinels(sentinels, group["name"], down_after)
+    if primary is None:
         raise SystemExit("the Sentinels never agreed on a primary")
-    time.sleep(max(10.0, 4 * down_after / 1000))
-    return f"{primary[0]}:{primary[1]}"
+    return primary
 
 
 def one_run(group, primary, tag):
     name = group["name"]
-    client = Sentinel(
-        [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in group["sentinels"]],
-        sentinel_kwargs={"password": group["sentinel_password"], "socket_timeout": 0.5},
-        password=group["password"], socket_timeout=0.5,
-    ).master_for(name)
+    client = sentinel_client(group, name)
     acks, errors, stop = [], [], threading.Event()
 
     def writer():

@@ -158,26 +158,35 @@ def settle(data, down_after):
     tls = dict(TLS, ssl=True) if TLS else {}
     sentinels = [valkey.Valkey(host=s["host"], port=s["port"], password=record["sentinel_password"], **tls)
                  for s in record["sentinels"]]
-    deadline = time.time() + 60
-    while time.time() < deadline:
+    settle_sentinels(sentinels, "primary", down_after)
+
+
+def settle_sentinels(sentinels, group, down_after):
+    """Waits (up to a minute) until the clients `sentinels` all name one primary of `group` that
+    they do not consider down, then for Sentinel's failover timeout; returns that primary as
+    host:port, or None when they never agreed."""
+    agreed, deadline = None, time.time() + 60
+    while agreed is None and time.time() < deadline:
         views = set()
         for s in sentinels:
             try:
-                m = s.sentinel_master("primary")
+                m = s.sentinel_master(group)
                 views.add((m["ip"], m["port"], m["flags"] == "master" if isinstance(m["flags"], str) else
                            m["is_master"] and not m["is_sdown"] and not m["is_odown"]))
             except Exception:
                 views.add(None)
         if len(views) == 1 and None not in views and next(iter(views))[2]:
-            break
-        time.sleep(0.1)
+            agreed = next(iter(views))
+        else:
+            time.sleep(0.1)
     # Sentinel's failover-timeout is max(10 s, 4 x down_after): past it, no Sentinel is still
     # acting on the previous failover.
     time.sleep(max(10.0, 4 * down_after / 1000))
+    return agreed and f"{agreed[0]}:{agreed[1]}"
 
 
-def sentinel_client(group):
-    """The client as the failover guide configures it."""
+def sentinel_client(group, name="primary"):
+    """The client as the failover guide configures it, for the group `name`."""
     tls = dict(TLS, ssl=True) if TLS else {}
     sentinel = Sentinel(
         [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in group["sentinels"]],
@@ -186,7 +195,7 @@ def sentinel_client(group):
         socket_timeout=0.5,
         **tls,
     )
-    return sentinel.master_for("primary")
+    return sentinel.master_for(name)
 
 
 def one_run(data, uris, group):

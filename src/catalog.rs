@@ -85,9 +85,10 @@ pub const DOWN_AFTER_MS_RANGE: (i64, i64) = (2000, 60_000);
 /// replicas).
 pub const MIN_REPLICAS_TO_WRITE_RANGE: (i64, i64) = (0, 7);
 /// Seconds within which those replicas must have acknowledged the replication stream (Valkey's
-/// min-replicas-max-lag; replicas acknowledge every second). Measured on docker hosts with a
-/// 20 s cut at down_after_ms 2000: with 2 the cut-off primary refused writes 2.8 s after the
-/// cut, so the span of writes a split brain loses stays within 3 s.
+/// min-replicas-max-lag; replicas acknowledge every second). Measured with a 20 s cut at
+/// down_after_ms 2000: with 2 the cut-off primary refused writes 2.3 to 3.1 s after the cut
+/// (Valkey counts lag in whole seconds and recounts good replicas once a second); below 2 a
+/// healthy primary would refuse writes whenever an acknowledgement is a little late.
 pub const MIN_REPLICAS_MAX_LAG_RANGE: (i64, i64) = (1, 60);
 pub const DEFAULT_MIN_REPLICAS_MAX_LAG: i64 = 2;
 

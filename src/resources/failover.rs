@@ -72,28 +72,15 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
         primary.suspended_primary = None;
         records::save(ctx, &primary).await?;
     }
+    let replica_regions: Vec<String> = replicas.iter().map(|r| r.region.clone()).collect();
+    let regions = place_sentinels(&primary.region, &replica_regions, catalog::SENTINELS_PER_GROUP);
     if primary.sentinels.is_empty() {
-        let replica_regions: Vec<String> = replicas.iter().map(|r| r.region.clone()).collect();
-        let regions = place_sentinels(&primary.region, &replica_regions, catalog::SENTINELS_PER_GROUP);
-        for (index, region) in regions.iter().enumerate() {
-            let nth = regions[..index].iter().filter(|r| *r == region).count();
-            let at = ctx
-                .runtime
-                .place_sentinel(&NodeId::sentinel(&primary.name, index), region, nth)
-                .await
-                .map_err(|e| error("Could not place a Sentinel", e))?;
-            primary.sentinels.push(SentinelRecord {
-                index,
-                region: region.clone(),
-                host: at.host,
-                port: at.port,
-                cert: None,
-            });
+        for index in 0..regions.len() {
+            let placed = place_sentinel(ctx, &primary.name, index, &regions).await?;
+            primary.sentinels.push(placed);
         }
         records::save(ctx, &primary).await?;
     } else {
-        let replica_regions: Vec<String> = replicas.iter().map(|r| r.region.clone()).collect();
-        let regions = place_sentinels(&primary.region, &replica_regions, catalog::SENTINELS_PER_GROUP);
         move_to_regions(ctx, &mut primary, &regions).await?;
     }
     // Certificates of new Sentinels, and those due for renewal: a running Sentinel cannot
@@ -112,16 +99,12 @@ async fn ensure_group_held(ctx: &Context, name: &str) -> Result<(), Diagnostics>
                 .stop(&id)
                 .await
                 .map_err(|e| error("Could not restart a Sentinel with its renewed certificate", e))?;
-            let now = current_primary(&primary).await;
-            let now = now.unwrap_or_else(|| primary.endpoint().unwrap_or_else(|| Endpoint::new("", 0)));
+            let now = primary_now(&primary).await;
             start_stopped_sentinels(ctx, &mut primary, &now).await?;
         }
     }
     // A Sentinel started now must monitor where the primary is now.
-    let now = match current_primary(&primary).await {
-        Some(at) => at,
-        None => primary.endpoint().unwrap_or_else(|| Endpoint::new("", 0)),
-    };
+    let now = primary_now(&primary).await;
     start_stopped_sentinels(ctx, &mut primary, &now).await?;
     let down_after = primary.failover.down_after_ms.to_string();
     let settle = primary
@@ -164,33 +147,52 @@ async fn move_to_regions(ctx: &Context, primary: &mut ServiceRecord, regions: &[
             continue;
         }
         let index = primary.sentinels[position].index;
-        let id = NodeId::sentinel(&primary.name, index);
-        if let Err(e) = ctx.runtime.remove(&id).await {
+        if let Err(e) = ctx.runtime.remove(&NodeId::sentinel(&primary.name, index)).await {
             tracing::warn!(sentinel = index, error = %e, "could not move a Sentinel; it stays where it is");
             continue;
         }
-        let nth = regions[..position].iter().filter(|r| *r == region).count();
-        let at = ctx
-            .runtime
-            .place_sentinel(&id, region, nth)
-            .await
-            .map_err(|e| error("Could not place a Sentinel", e))?;
-        primary.sentinels[position] = SentinelRecord {
-            index,
-            region: region.clone(),
-            host: at.host,
-            port: at.port,
-            cert: None,
-        };
+        primary.sentinels[position] = place_sentinel(ctx, &primary.name, position, regions).await?;
         certificates::issue_sentinels_due(primary).map_err(|e| error("Could not issue a certificate", e))?;
         records::save(ctx, primary).await?;
-        let now = current_primary(primary).await;
-        let now = now.unwrap_or_else(|| primary.endpoint().unwrap_or_else(|| Endpoint::new("", 0)));
+        let now = primary_now(primary).await;
         start_stopped_sentinels(ctx, primary, &now).await?;
         let down_after = primary.failover.down_after_ms.to_string();
         settle_sentinel(primary, &primary.sentinels[position], &down_after).await;
     }
     Ok(())
+}
+
+/// Places the group's Sentinel `index` in `regions[index]`, as the how-manyth of the group's
+/// Sentinels in that region (a runtime spreads them over the region's hosts). Nothing runs yet.
+async fn place_sentinel(
+    ctx: &Context,
+    group: &str,
+    index: usize,
+    regions: &[String],
+) -> Result<SentinelRecord, Diagnostics> {
+    let region = &regions[index];
+    let nth = regions[..index].iter().filter(|r| *r == region).count();
+    let at = ctx
+        .runtime
+        .place_sentinel(&NodeId::sentinel(group, index), region, nth)
+        .await
+        .map_err(|e| error("Could not place a Sentinel", e))?;
+    Ok(SentinelRecord {
+        index,
+        region: region.clone(),
+        host: at.host,
+        port: at.port,
+        cert: None,
+    })
+}
+
+/// Where a Sentinel started now must find the group's primary: where the Sentinels say it is,
+/// else the primary service's first node.
+async fn primary_now(primary: &ServiceRecord) -> Endpoint {
+    match current_primary(primary).await {
+        Some(at) => at,
+        None => primary.endpoint().unwrap_or_else(|| Endpoint::new("", 0)),
+    }
 }
 
 /// Gives a running Sentinel the group's down-after setting and the periods it needs; a

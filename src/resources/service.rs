@@ -240,12 +240,7 @@ impl Lifecycle for ServiceResource {
             record.nodes.push(node);
         }
         let surplus: Vec<usize> = record.nodes.iter().skip(plan.nodes).map(|n| n.index).collect();
-        let surplus_addrs: Vec<String> = record
-            .nodes
-            .iter()
-            .skip(plan.nodes)
-            .map(|n| n.endpoint().to_string())
-            .collect();
+        let surplus_addrs: Vec<String> = surplus.iter().filter_map(|&i| record.node_address(i)).collect();
         // Renewal is planned: the plan shows certificate_expires_at unknown.
         let renewing = planned.endpoint.certificate_expires_at.is_none();
         certificates::issue_due(&mut record, renewing)
@@ -310,7 +305,7 @@ impl Lifecycle for ServiceResource {
         let drifted = match replica_records {
             Some(replicas) => {
                 let members: Vec<ServiceRecord> = std::iter::once(record.clone()).chain(replicas).collect();
-                let bound = write_bound::of_members(&members);
+                let bound = write_bound::of_members(Some(&members));
                 write_bound::drift(record, &statuses, topology.current_primary.as_deref(), bound).await
             }
             None => None,

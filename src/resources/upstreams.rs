@@ -121,11 +121,13 @@ pub fn node_spec(record: &ServiceRecord, index: usize, config: &NodeConfig) -> N
 /// Every node's config, in `record.nodes` order, each with its desired upstream, the group's
 /// application users (kept on the group's primary service's record) and its write bound.
 pub async fn configs(ctx: &Context, record: &ServiceRecord) -> Result<Vec<NodeConfig>, Diagnostics> {
-    let users = records::group_primary_record(ctx, record)
-        .await
-        .map(|primary| primary.acl_users)
+    let members = write_bound::members(ctx, record).await?;
+    let users = members
+        .as_ref()
+        .and_then(|m| m.first())
+        .map(|primary| primary.acl_users.clone())
         .unwrap_or_default();
-    let bound = write_bound::of_group(ctx, record).await?;
+    let bound = write_bound::of_members(members.as_deref());
     desired_upstreams(ctx, record)
         .await?
         .into_iter()

@@ -16,12 +16,10 @@ use super::Context;
 use super::group_view::connect_member;
 use super::observe::NodeStatus;
 use super::records::{self, replica_records};
+use crate::catalog;
 use crate::runtime::{Endpoint, FailoverSettings, NodeId, NodeState, ServiceRecord};
 use crate::tfplug::Diagnostics;
 use crate::valkey::{NodeClient, WRITE_BOUND_SETTINGS, write_bound_settings};
-
-/// The names valkey-server gives the two settings, for reading them back.
-const SETTINGS: [&str; 2] = WRITE_BOUND_SETTINGS;
 
 /// What every data node of a group runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +31,28 @@ pub struct WriteBound {
 }
 
 impl WriteBound {
-    /// Whether a node reporting `settings` (valkey-server's names) runs with this bound.
+    /// No bound: a primary takes writes whatever it hears from its replicas.
+    fn off(max_lag: i64) -> WriteBound {
+        WriteBound { to_write: 0, max_lag }
+    }
+
+    /// The bound a node runs with, from its settings (valkey-server's names); none when it did
+    /// not report them.
+    fn reported(settings: &HashMap<String, String>) -> Option<WriteBound> {
+        let [to_write, max_lag] =
+            WRITE_BOUND_SETTINGS.map(|name| settings.get(name).and_then(|v| v.parse::<i64>().ok()));
+        Some(WriteBound {
+            to_write: to_write?,
+            max_lag: max_lag?,
+        })
+    }
+
+    /// Whether a node reporting `settings` runs with this bound. A node that did not report
+    /// them (it did not answer in time) is not judged.
     pub fn held_by(&self, settings: &HashMap<String, String>) -> bool {
-        let value = |name: &str| settings.get(name).and_then(|v| v.parse::<i64>().ok());
-        // A node that did not report them (it did not answer in time) is not judged.
-        match (value(SETTINGS[0]), value(SETTINGS[1])) {
-            (Some(to_write), Some(max_lag)) => {
-                to_write == self.to_write && (self.to_write == 0 || max_lag == self.max_lag)
-            }
-            _ => true,
-        }
+        WriteBound::reported(settings).is_none_or(|running| {
+            running.to_write == self.to_write && (self.to_write == 0 || running.max_lag == self.max_lag)
+        })
     }
 }
 
@@ -64,9 +74,10 @@ pub fn effective(settings: &FailoverSettings, nodes_on: usize) -> WriteBound {
     }
 }
 
-/// The group of `record` as the bound counts it: its primary service's record and every
-/// member's record.
-async fn members(ctx: &Context, record: &ServiceRecord) -> Result<Option<Vec<ServiceRecord>>, Diagnostics> {
+/// The members of `record`'s group: its primary service's record first, then every read
+/// replica's; none for a replica of a server this provider does not manage (or whose primary
+/// is gone).
+pub async fn members(ctx: &Context, record: &ServiceRecord) -> Result<Option<Vec<ServiceRecord>>, Diagnostics> {
     let Some(group) = record.group() else {
         return Ok(None);
     };
@@ -93,25 +104,13 @@ fn nodes_on(members: &[ServiceRecord], leaving: &[String]) -> usize {
         .count()
 }
 
-/// The bound the nodes of `record`'s group should run with now; none for a replica of a server
-/// this provider does not manage.
-pub async fn of_group(ctx: &Context, record: &ServiceRecord) -> Result<WriteBound, Diagnostics> {
-    Ok(match members(ctx, record).await? {
-        Some(members) => of_members(&members),
-        None => effective(
-            &FailoverSettings {
-                enabled: false,
-                ..Default::default()
-            },
-            0,
-        ),
-    })
-}
-
-/// The bound of a group whose members are `members`, its primary service's record first.
-pub fn of_members(members: &[ServiceRecord]) -> WriteBound {
-    let settings = members.first().map(|p| p.failover).unwrap_or_default();
-    effective(&settings, nodes_on(members, &[]))
+/// The bound the nodes of a group should run with now: `members` as `members` gives them; no
+/// bound without a group.
+pub fn of_members(members: Option<&[ServiceRecord]>) -> WriteBound {
+    match members.and_then(|m| Some((m.first()?, m))) {
+        Some((primary, members)) => effective(&primary.failover, nodes_on(members, &[])),
+        None => WriteBound::off(catalog::DEFAULT_MIN_REPLICAS_MAX_LAG),
+    }
 }
 
 /// Sets the bound on the running data nodes of `record`'s group, counting the nodes at
@@ -227,21 +226,16 @@ pub async fn drift(
     current_primary: Option<&str>,
     bound: WriteBound,
 ) -> Option<WriteBound> {
-    let reported = |settings: &HashMap<String, String>| {
-        let value = |name: &str| settings.get(name).and_then(|v| v.parse::<i64>().ok());
-        Some(WriteBound {
-            to_write: value(SETTINGS[0])?,
-            max_lag: value(SETTINGS[1])?,
-        })
-    };
     if let Some(own) = statuses.iter().find(|s| s.running && !bound.held_by(&s.settings)) {
-        return reported(&own.settings);
+        return WriteBound::reported(&own.settings);
     }
     let elsewhere = current_primary.filter(|at| !record.node_addresses().iter().any(|a| a == at))?;
     let at = Endpoint::parse(elsewhere)?;
     let mut client = connect_member(record, &at, Duration::from_secs(2)).await.ok()?;
-    let settings: HashMap<String, String> = client.config_get(&SETTINGS).await.ok()?;
-    (!bound.held_by(&settings)).then(|| reported(&settings)).flatten()
+    let settings: HashMap<String, String> = client.config_get(&WRITE_BOUND_SETTINGS).await.ok()?;
+    (!bound.held_by(&settings))
+        .then(|| WriteBound::reported(&settings))
+        .flatten()
 }
 
 /// Turns the bound off on every running data node of the group of `primary` (its primary
@@ -251,10 +245,7 @@ pub async fn lift(ctx: &Context, primary: &ServiceRecord) -> Result<(), Diagnost
     let Some(members) = members(ctx, primary).await? else {
         return Ok(());
     };
-    let off = WriteBound {
-        to_write: 0,
-        max_lag: members[0].failover.min_replicas_max_lag,
-    };
+    let off = WriteBound::off(members[0].failover.min_replicas_max_lag);
     set_on_running(ctx, &members, off).await;
     Ok(())
 }
@@ -337,8 +328,9 @@ mod tests {
             max_lag: 2,
         };
         let report = |to_write: &str, lag: &str| {
-            [(SETTINGS[0], to_write), (SETTINGS[1], lag)]
+            WRITE_BOUND_SETTINGS
                 .into_iter()
+                .zip([to_write, lag])
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };

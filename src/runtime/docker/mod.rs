@@ -293,9 +293,7 @@ impl DockerRuntime {
             restart: node.kind == NodeKind::Sentinel,
         }
     }
-}
 
-impl DockerRuntime {
     /// An endpoint on the `slot`th host of `region` (round the region's hosts), at a random
     /// port of the range.
     fn place_on_slot(&self, region: &str, slot: usize) -> Result<Endpoint, RuntimeError> {
